@@ -1,0 +1,216 @@
+"""Settings for the saga engine and its dashboard, read from the environment."""
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name, default=None):
+    return os.environ.get(name, default)
+
+
+def envbool(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def envint(name, default):
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def envfloat(name, default):
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def envlist(name, default=()):
+    value = os.environ.get(name)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def database_from_url(url):
+    """A DATABASES entry from postgres://user:pass@host:port/name?option=value."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"postgres", "postgresql"}:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must start with postgres:// (got {parsed.scheme or 'nothing'}://)"
+        )
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parsed.path.lstrip("/")) or "postgres",
+        "USER": unquote(parsed.username or ""),
+        "PASSWORD": unquote(parsed.password or ""),
+        "HOST": parsed.hostname or "",
+        "PORT": str(parsed.port or ""),
+        # Persistent connections, checked before reuse; no pool (DESIGN §6.9).
+        "CONN_MAX_AGE": envint("DB_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": dict(parse_qsl(parsed.query)),
+    }
+
+
+DEBUG = envbool("DEBUG", True)
+SECRET_KEY = env("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "django_htmx",
+    "rest_framework",
+    "sagas",
+    "sagas.demo",
+    "approvals",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if env("DATABASE_URL"):
+    DATABASES = {"default": database_from_url(env("DATABASE_URL"))}
+else:
+    # The embedded default: one SQLite file, WAL so readers never block the
+    # writer, IMMEDIATE transactions and a busy timeout so the web process and
+    # the qcluster wait for each other instead of failing with "locked".
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "sagas@localhost")
+# Links in e-mails point here (scheme and host, no trailing slash).
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+# --- The saga engine -------------------------------------------------------
+
+# Hosts that `http` steps may call (exact names, or ".example.com" for a domain).
+SAGAS_HTTP_ALLOWED_HOSTS = envlist("SAGAS_HTTP_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+# How long a running step may hold its claim when its definition sets no timeout.
+SAGAS_DEFAULT_STEP_TIMEOUT = envfloat("SAGAS_DEFAULT_STEP_TIMEOUT", 60.0)
+# How often the sweeper looks for due deadlines; lateness is about this plus `poll`.
+SAGAS_SWEEP_INTERVAL = envfloat("SAGAS_SWEEP_INTERVAL", 0.25)
+# A queued step whose task never claimed it (a worker died after dequeuing) is
+# queued again after this long.
+SAGAS_REQUEUE_AFTER = envfloat("SAGAS_REQUEUE_AFTER", 30.0)
+
+# django-q2: ORM broker on the same database, so an enqueue commits or rolls
+# back with the state change that made it (DESIGN §6.2).
+Q_CLUSTER = {
+    "name": "sagas",
+    # The broker is a table in the default database: no extra server to run.
+    "orm": "default",
+    "workers": envint("Q_WORKERS", 2),
+    # A task is one run of consecutive automatic steps; each step has its own
+    # lease, so this only guards against a task that hangs outright.
+    "timeout": envint("Q_TIMEOUT", 600),
+    # django-q2's redelivery lease: well above `timeout`, so a task that is
+    # still running is never handed to a second worker by the broker.
+    "retry": envint("Q_RETRY", 900),
+    # A failed task is acknowledged, not redelivered: the engine records the
+    # failure on the step and does its own retries with backoff.
+    "ack_failures": True,
+    "max_attempts": 1,
+    # Missed schedules are not replayed in a burst after downtime; the only
+    # schedule keeps the sweeper alive and one run of it is enough.
+    "catch_up": False,
+    # How often an idle worker asks the broker for work: pick-up latency.
+    "poll": envfloat("Q_POLL", 0.05),
+    # Engine tasks are not saved (the step rows hold the outcome); failures of
+    # other tasks keep a short history.
+    "save_limit": 250,
+    "label": "Task queue",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django-q": {"level": env("Q_LOG_LEVEL", "WARNING")},
+    },
+}

@@ -1,0 +1,1 @@
+"""The saga engine: definitions, models, state machine, step runner and tasks."""

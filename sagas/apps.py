@@ -1,0 +1,31 @@
+"""App config: registers the built-in step kinds and starts the sweeper with each worker."""
+
+from django.apps import AppConfig
+
+
+class SagasConfig(AppConfig):
+    name = "sagas"
+    verbose_name = "Sagas"
+
+    def ready(self):
+        from django_q.signals import post_spawn
+
+        from . import actions, http, wait  # noqa: F401  (register the built-in kinds)
+
+        post_spawn.connect(_start_sweeper, dispatch_uid="sagas.start_sweeper")
+
+
+def _start_sweeper(sender, proc_name, **kwargs):
+    # A worker that starts makes sure a sweeper chain runs, so deadlines fire
+    # within a second of a cluster starting instead of after the next schedule.
+    from django.db import close_old_connections
+
+    from .sweeper import keep_sweeper_alive
+
+    close_old_connections()
+    try:
+        keep_sweeper_alive()
+    except Exception:  # the schedule will try again within a minute
+        import logging
+
+        logging.getLogger("sagas.sweeper").exception("could not start the sweeper")

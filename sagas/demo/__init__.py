@@ -1,0 +1,1 @@
+"""Demo services with their own tables (stock, payments, shipments, outbox) and their actions."""

@@ -1,0 +1,92 @@
+"""manage.py seed_demo: demo workflows, users and a few sagas in each state; safe to repeat."""
+
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from sagas.demo.models import Stock
+from sagas.models import Saga
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+
+# Local demo accounts only; the README lists them.
+USERS = [
+    ("admin", "admin", ["operators"], True),
+    ("operator", "operator", ["operators"], False),
+    ("approver", "approver", ["managers"], False),
+    ("approver2", "approver2", ["managers"], False),
+    ("director", "director", ["directors"], False),
+]
+GROUPS = ["operators", "managers", "directors"]
+
+
+class Command(BaseCommand):
+    help = "Create the demo workflows, users and groups, and a few sagas (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-sagas", action="store_true", help="only workflows and users")
+
+    def handle(self, *args, no_sagas=False, **options):
+        from sagas.engine import start_saga
+
+        User = get_user_model()
+        for name in GROUPS:
+            Group.objects.get_or_create(name=name)
+        for username, password, groups, staff in USERS:
+            user, created = User.objects.get_or_create(username=username)
+            if created:
+                user.set_password(password)
+                user.email = f"{username}@example.com"
+                user.is_staff = user.is_superuser = staff
+                user.save()
+            user.groups.add(*Group.objects.filter(name__in=groups))
+        Stock.objects.get_or_create(sku="WIDGET", defaults={"available": 1000})
+        files = sorted(str(p) for p in WORKFLOWS.glob("*.yaml"))
+        call_command("loadworkflows", *files, stdout=self.stdout)
+        if no_sagas:
+            return
+        operator = User.objects.get(username="operator")
+        examples = [
+            ("demo-1001", {"order_id": "1001", "amount": 120}),
+            (
+                "demo-1002",
+                {"order_id": "1002", "amount": 80, "simulate": {"process_payment": "fail"}},
+            ),
+            (
+                "demo-1003",
+                {"order_id": "1003", "amount": 45, "simulate": {"create_shipment": "error_twice"}},
+            ),
+            (
+                "demo-1004",
+                {
+                    "order_id": "1004",
+                    "amount": 300,
+                    "simulate": {"create_shipment": "fail", "process_payment": "fail_compensation"},
+                },
+            ),
+        ]
+        created = 0
+        for key, data in examples:
+            _, new = start_saga(
+                workflow="order_fulfillment",
+                input=data,
+                idempotency_key=key,
+                correlation_id=f"order-{data['order_id']}",
+                user=operator,
+            )
+            created += new
+        _, new = start_saga(
+            workflow="shipment_tracking",
+            input={"order_id": "2001"},
+            idempotency_key="demo-2001",
+            correlation_id="order-2001",
+            user=operator,
+        )
+        created += new
+        self.stdout.write(
+            f"demo ready: {created} new sagas ({Saga.objects.count()} in all); "
+            "a running qcluster carries them on"
+        )

@@ -1,0 +1,72 @@
+"""The registry of step kinds: other apps add a kind here without editing the engine."""
+
+_kinds = {}
+
+
+class StepKind:
+    """What the engine needs to know about one type of step.
+
+    Automatic kinds (`automatic = True`) run in a worker: `execute` and
+    `compensate` are called outside any transaction. Waiting kinds park the
+    saga: `enter`, `on_deadline` and `on_abandon` run inside the transition's
+    transaction with the saga locked; `tx` (an engine.Transition) carries the
+    saga, its steps, the time and the actor, and appends events.
+    """
+
+    name = ""
+    automatic = True
+    keys = frozenset()  # definition keys this kind accepts beyond the common ones
+    description = ""
+
+    def validate(self, step, path, errors, context):
+        """Add an error per problem of this step's own keys."""
+
+    def execute(self, ctx, spec):
+        raise NotImplementedError
+
+    def has_compensation(self, spec):
+        return False
+
+    def compensate(self, ctx, spec):
+        raise NotImplementedError
+
+    def enter(self, tx, step, spec):
+        """Start waiting; return the deadline (or None)."""
+        return None
+
+    def on_deadline(self, tx, step, spec):
+        """The deadline passed: by default the step times out and the saga compensates."""
+        from . import engine
+
+        engine.fail_waiting_step(
+            tx,
+            step,
+            error=f"timed out: nothing arrived by {step.deadline:%Y-%m-%d %H:%M:%S} UTC",
+            cause={"reason": "timeout", "step": step.name},
+        )
+
+    def on_abandon(self, tx, step):
+        """The saga stopped waiting for this step (cancelled or skipped)."""
+
+    def uses(self, spec):
+        """Names this step refers to (actions), for the catalogue."""
+        return []
+
+
+def register(kind):
+    if not kind.name:
+        raise ValueError("a step kind needs a name")
+    _kinds[kind.name] = kind
+    return kind
+
+
+def get(name):
+    return _kinds.get(name) if isinstance(name, str) else None
+
+
+def names():
+    return list(_kinds)
+
+
+def all_kinds():
+    return dict(_kinds)

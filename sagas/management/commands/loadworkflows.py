@@ -1,0 +1,67 @@
+"""manage.py loadworkflows FILE...: publish workflow documents (YAML or JSON)."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from sagas.definitions import DefinitionError, load_document, validate
+from sagas.services import publish_workflow, validation_context
+
+
+class Command(BaseCommand):
+    help = "Validate and publish workflow documents; a changed document becomes a new version."
+
+    def add_arguments(self, parser):
+        parser.add_argument("files", nargs="+", metavar="FILE")
+
+    def handle(self, *args, files, **options):
+        documents = []
+        failed = False
+        for name in files:
+            path = Path(name)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise CommandError(f"{name}: cannot read: {exc.strerror}") from exc
+            try:
+                for document in _documents(text):
+                    documents.append((name, document))
+            except DefinitionError as exc:
+                failed = True
+                self._report(name, exc)
+        context = validation_context()
+        for name, document in documents:
+            try:
+                validate(document, context=context)
+            except DefinitionError as exc:
+                failed = True
+                self._report(name, exc)
+        if failed:
+            raise CommandError("nothing was loaded: fix the errors above")
+        with transaction.atomic():  # all files or none
+            for name, document in documents:
+                definition, created = publish_workflow(document)
+                verb = "published" if created else "unchanged"
+                self.stdout.write(f"{name}: {definition.name} v{definition.version} {verb}")
+
+    def _report(self, name, exc):
+        for path, messages in exc.errors.items():
+            for message in messages:
+                self.stderr.write(f"{name}: {path}: {message}")
+
+
+def _documents(text):
+    """A file holds one document, or a YAML stream / JSON list of them."""
+    import yaml
+
+    try:
+        loaded = list(yaml.safe_load_all(text))
+    except yaml.YAMLError:
+        return [load_document(text)]  # raises a DefinitionError with the position
+    if len(loaded) == 1 and isinstance(loaded[0], list):
+        loaded = loaded[0]
+    for document in loaded:
+        if not isinstance(document, dict):
+            raise DefinitionError({"(document)": ["must be a mapping with name and steps"]})
+    return loaded

@@ -1,0 +1,223 @@
+"""Workflow definitions, sagas, their steps and their append-only history."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .states import FINISHED_SAGA_STATES, SagaState, StepStatus
+
+
+class WorkflowDefinition(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "draft"
+        PUBLISHED = "published", "published"
+        ARCHIVED = "archived", "archived"
+
+    name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    description = models.TextField(blank=True)
+    # The validated, normalised document; a saga reads its steps from here.
+    spec = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PUBLISHED)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="workflow_name_version_unique")
+        ]
+        ordering = ["name", "-version"]
+
+    def __str__(self):
+        return f"{self.name} v{self.version}"
+
+    @property
+    def steps(self):
+        return self.spec["steps"]
+
+
+class Saga(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    definition = models.ForeignKey(WorkflowDefinition, on_delete=models.PROTECT, related_name="+")
+    # The workflow's name, kept here so that filters and the idempotency key
+    # are per workflow without a join.
+    workflow = models.CharField(max_length=100)
+    state = models.CharField(max_length=15, choices=SagaState.choices, default=SagaState.STARTED)
+    input = models.JSONField(default=dict)
+    # Working data shared by the steps (results are kept on the steps).
+    data = models.JSONField(default=dict, blank=True)
+    current_step = models.CharField(max_length=100, blank=True)
+    correlation_id = models.CharField(max_length=200, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    needs_attention = models.BooleanField(default=False)
+    attention_reason = models.TextField(blank=True)
+    # Why the saga compensated: {"reason": "step_failed"|"timeout"|"cancelled"|"rejected", ...}
+    cause = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="saga_idempotency_key_unique_per_workflow",
+            )
+        ]
+        indexes = [
+            # keyset pagination: newest first, optionally within a state or workflow
+            models.Index(fields=["-created_at", "-id"], name="saga_created_idx"),
+            models.Index(fields=["state", "-created_at", "-id"], name="saga_state_created_idx"),
+            models.Index(
+                fields=["workflow", "-created_at", "-id"], name="saga_workflow_created_idx"
+            ),
+            models.Index(
+                fields=["-updated_at"],
+                condition=Q(needs_attention=True),
+                name="saga_attention_idx",
+            ),
+            models.Index(
+                fields=["correlation_id"],
+                condition=~Q(correlation_id=""),
+                name="saga_correlation_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.workflow} {self.id}"
+
+    @property
+    def is_finished(self):
+        return self.state in FINISHED_SAGA_STATES
+
+
+class SagaStep(models.Model):
+    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveIntegerField()
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=30)
+    status = models.CharField(max_length=15, choices=StepStatus.choices, default=StepStatus.PENDING)
+    # Forward attempts started, counted at claim time so a dead worker's attempt counts.
+    attempt = models.PositiveIntegerField(default=0)
+    compensation_attempt = models.PositiveIntegerField(default=0)
+    # Attempts made before the last operator retry: the retry policy counts
+    # from here, so an operator's retry gets a fresh round.
+    retry_base = models.PositiveIntegerField(default=0)
+    # Fencing token: bumped by every claim; a task or a result that carries an
+    # older value finds nothing to do.
+    fence = models.PositiveIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+    compensated_at = models.DateTimeField(null=True, blank=True)
+    # When a waiting step times out (wait timeout, approval due date).
+    deadline = models.DateTimeField(null=True, blank=True)
+    # Until when the worker that claimed this step owns it.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # When this step (or its compensation) should be run next; set while queued
+    # or backing off, cleared by the claim.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The event type a waiting `wait` step listens for.
+    awaiting = models.CharField(max_length=200, null=True, blank=True)
+
+    class Meta:
+        ordering = ["saga", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["saga", "index"], name="step_saga_index_unique"),
+        ]
+        indexes = [
+            # The sweeper's three questions, each answered from a small partial index.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(next_attempt_at__isnull=False),
+                name="step_due_idx",
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(lease_expires_at__isnull=False),
+                name="step_lease_idx",
+            ),
+            models.Index(
+                fields=["deadline"],
+                condition=Q(status="waiting", deadline__isnull=False),
+                name="step_deadline_idx",
+            ),
+            models.Index(
+                fields=["awaiting"],
+                condition=Q(status="waiting", awaiting__isnull=False),
+                name="step_awaiting_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.status})"
+
+    @property
+    def duration(self):
+        if self.started_at and self.executed_at:
+            return self.executed_at - self.started_at
+        return None
+
+
+class SagaEventQuerySet(models.QuerySet):
+    """The history is append-only: bulk updates and deletes are refused."""
+
+    def update(self, **kwargs):
+        raise TypeError("saga events are append-only")
+
+    def delete(self):
+        raise TypeError("saga events are append-only")
+
+
+class SagaEvent(models.Model):
+    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="events")
+    step = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=50)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Who acted when no user did: "engine", "sweeper", "api:<service>".
+    actor_label = models.CharField(max_length=100, default="engine")
+    at = models.DateTimeField(default=timezone.now)
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = SagaEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["saga", "id"]
+        indexes = [models.Index(fields=["saga", "id"], name="event_saga_idx")]
+
+    def __str__(self):
+        return f"{self.kind} {self.step}".strip()
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise TypeError("saga events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("saga events are append-only")
+
+    @property
+    def who(self):
+        return self.actor.get_username() if self.actor_id else self.actor_label
+
+
+class SweeperHeartbeat(models.Model):
+    """One row: which sweeper chain is alive and when it last swept."""
+
+    chain = models.UUIDField(default=uuid.uuid4)
+    last_swept_at = models.DateTimeField(null=True, blank=True)
+    # How late the last deadlines it fired were, in seconds (for health and metrics).
+    last_lateness = models.FloatField(default=0.0)

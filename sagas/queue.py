@@ -1,0 +1,64 @@
+"""Putting engine work on django-q2's ORM queue, inside the caller's transaction."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.conf import Conf
+from django_q.humanhash import uuid
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+
+_list_key = None
+
+
+def _key():
+    global _list_key
+    if _list_key is None:
+        _list_key = get_broker().list_key
+    return _list_key
+
+
+def _package(func, args):
+    name, task_id = uuid()
+    return SignedPackage.dumps(
+        {
+            "id": task_id,
+            "name": name,
+            "func": func,
+            "args": tuple(args),
+            "kwargs": {},
+            "started": timezone.now(),
+            # The step rows hold the outcome; django-q2 need not keep it.
+            "save": False,
+            "ack_failure": True,
+        }
+    )
+
+
+def enqueue(func, *args, delay=0.0):
+    """Queue `func(*args)` as a row of the ORM broker, in the current transaction.
+
+    The broker hands out rows whose `lock` is in the past, so a `lock` in the
+    future is a delayed task: that is how the sweeper schedules its next tick.
+    """
+    lock = timezone.now() + timedelta(seconds=delay) if delay else timezone.now()
+    OrmQ.objects.using(Conf.ORM).create(key=_key(), payload=_package(func, args), lock=lock)
+
+
+def enqueue_many(func, arg_tuples):
+    """Queue many calls of `func` with one INSERT."""
+    now = timezone.now()
+    OrmQ.objects.using(Conf.ORM).bulk_create(
+        [OrmQ(key=_key(), payload=_package(func, args), lock=now) for args in arg_tuples]
+    )
+
+
+def queued_tasks():
+    """(row id, func, args) of the queued tasks that are due now, oldest first."""
+    rows = OrmQ.objects.using(Conf.ORM).filter(key=_key(), lock__lte=timezone.now()).order_by("id")
+    return [(row.id, row.task["func"], row.task["args"]) for row in rows]
+
+
+def queue_depth():
+    return OrmQ.objects.using(Conf.ORM).filter(key=_key()).count()

@@ -1,0 +1,129 @@
+"""The one mechanism for time: retries due, leases expired, deadlines passed.
+
+django-q2's scheduler wakes only every 30 s, too coarse for deadlines that must
+fire within a second. So the schedule (every minute, and each worker start)
+only keeps a *chain* alive: each tick is a short django-q2 task that sweeps
+once and queues the next tick as a delayed row of the ORM broker (a row whose
+`lock` is in the future is not handed out before then). The SweeperHeartbeat
+row names the one live chain; a tick of any other chain ends quietly, so at
+most one chain sweeps however many workers or clusters run.
+"""
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import engine, queue
+from .models import SagaStep, SweeperHeartbeat
+from .states import StepStatus
+
+log = logging.getLogger("sagas.sweeper")
+
+TICK_TASK = "sagas.tasks.sweeper_tick"
+BATCH = 500
+_extra_sweeps = []
+
+
+def register_sweep(func):
+    """Add a sweep of another app (for example approval reminders): func(now) -> int."""
+    _extra_sweeps.append(func)
+    return func
+
+
+def sweep():
+    """One pass over everything that is due; returns how many items it acted on."""
+    now = timezone.now()
+    done = 0
+    lateness = []
+
+    # Steps (or compensations) due to run: queue them. One UPDATE claims the
+    # right to queue each one, so two sweepers never queue the same step twice
+    # within a requeue window; the run's own claim settles any duplicate.
+    due = list(
+        SagaStep.objects.filter(next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("pk", "fence", "next_attempt_at")[:BATCH]
+    )
+    if due:
+        requeue_at = now + timedelta(seconds=settings.SAGAS_REQUEUE_AFTER)
+        with transaction.atomic():
+            queued = []
+            for pk, fence, at in due:
+                if SagaStep.objects.filter(pk=pk, fence=fence, next_attempt_at=at).update(
+                    next_attempt_at=requeue_at
+                ):
+                    queued.append((pk, fence))
+                    lateness.append((now - at).total_seconds())
+            if queued:
+                queue.enqueue_many(engine.RUN_STEP_TASK, queued)
+        done += len(queued)
+
+    for pk, at in SagaStep.objects.filter(lease_expires_at__lte=now).values_list(
+        "pk", "lease_expires_at"
+    )[:BATCH]:
+        engine.expire_lease(pk)
+        lateness.append((now - at).total_seconds())
+        done += 1
+
+    for pk, at in SagaStep.objects.filter(status=StepStatus.WAITING, deadline__lte=now).values_list(
+        "pk", "deadline"
+    )[:BATCH]:
+        engine.on_deadline(pk)
+        lateness.append((now - at).total_seconds())
+        done += 1
+
+    for extra in _extra_sweeps:
+        done += extra(now) or 0
+
+    if lateness:
+        SweeperHeartbeat.objects.filter(pk=1).update(last_lateness=max(lateness))
+    return done
+
+
+def sweeper_tick(chain):
+    """A tick of the sweeper chain: sweep once, then queue the next tick."""
+    with transaction.atomic():
+        heartbeat = SweeperHeartbeat.objects.select_for_update().filter(pk=1).first()
+        if heartbeat is None or str(heartbeat.chain) != str(chain):
+            return "superseded"
+        heartbeat.last_swept_at = timezone.now()
+        heartbeat.save(update_fields=["last_swept_at"])
+        # Queued in the same transaction: the chain cannot break between ticks.
+        queue.enqueue(TICK_TASK, str(chain), delay=settings.SAGAS_SWEEP_INTERVAL)
+    try:
+        sweep()
+    except Exception:
+        log.exception("sweep failed; the next tick tries again")
+    return "swept"
+
+
+def stale_after():
+    return max(5.0, settings.SAGAS_SWEEP_INTERVAL * 20)
+
+
+def keep_sweeper_alive():
+    """Start a new chain unless a live one swept recently (schedule and worker start)."""
+    with transaction.atomic():
+        heartbeat, _ = SweeperHeartbeat.objects.select_for_update().get_or_create(pk=1)
+        now = timezone.now()
+        if heartbeat.last_swept_at and heartbeat.last_swept_at > now - timedelta(
+            seconds=stale_after()
+        ):
+            return "alive"
+        heartbeat.chain = uuid.uuid4()
+        # Counts as a sweep so that a second caller right now does not start a third chain.
+        heartbeat.last_swept_at = now
+        heartbeat.save()
+        queue.enqueue(TICK_TASK, str(heartbeat.chain))
+    log.info("started sweeper chain %s", heartbeat.chain)
+    return "started"
+
+
+def sweeper_lag():
+    """Seconds since the last sweep (None if never): the health of the deadline machinery."""
+    last = SweeperHeartbeat.objects.filter(pk=1).values_list("last_swept_at", flat=True).first()
+    return (timezone.now() - last).total_seconds() if last else None
