@@ -118,7 +118,8 @@ def load_document(text):
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
-        raise DefinitionError({where: [f"not valid YAML or JSON: {getattr(exc, 'problem', exc)}"]})
+        problem = getattr(exc, "problem", exc)
+        raise DefinitionError({where: [f"not valid YAML or JSON: {problem}"]}) from None
     if not isinstance(document, dict):
         raise DefinitionError({"(document)": ["must be a mapping with name and steps"]})
     return document

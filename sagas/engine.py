@@ -274,7 +274,9 @@ def start_saga(
     try:
         validate_input(definition.spec, input)
     except DefinitionError as exc:
-        raise InvalidInput("the input does not match the workflow's input_schema", exc.errors)
+        raise InvalidInput(
+            "the input does not match the workflow's input_schema", exc.errors
+        ) from None
     try:
         json.dumps(input)
     except (TypeError, ValueError) as exc:
