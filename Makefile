@@ -41,6 +41,8 @@ run: install
 	$(PY) manage.py runserver 127.0.0.1:8000 & \
 	wait
 
+# The suite runs on PostgreSQL: DATABASE_URL, or a local server.
+test: export DATABASE_URL ?= postgres://$(shell id -un)@127.0.0.1:5432/sagaflow
 test: install
 	@$(PY) -m tests.dbcheck
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -168,6 +168,9 @@ REST_FRAMEWORK = {
 
 # Hosts that `http` steps may call (exact names, or ".example.com" for a domain).
 SAGAS_HTTP_ALLOWED_HOSTS = envlist("SAGAS_HTTP_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+# Modules that register actions (`@action`) or step kinds, imported at start-up
+# in web and worker processes alike.
+SAGAS_ACTION_MODULES = envlist("SAGAS_ACTION_MODULES", [])
 # How long a running step may hold its claim when its definition sets no timeout.
 SAGAS_DEFAULT_STEP_TIMEOUT = envfloat("SAGAS_DEFAULT_STEP_TIMEOUT", 60.0)
 # How often the sweeper looks for due deadlines; lateness is about this plus `poll`.

@@ -8,11 +8,25 @@ class SagasConfig(AppConfig):
     verbose_name = "Sagas"
 
     def ready(self):
+        from importlib import import_module
+
+        from django.conf import settings
         from django_q.signals import post_spawn
 
         from . import actions, http, wait  # noqa: F401  (register the built-in kinds)
 
+        for module in settings.SAGAS_ACTION_MODULES:
+            import_module(module)
+
         post_spawn.connect(_start_sweeper, dispatch_uid="sagas.start_sweeper")
+
+        from django.db.models.signals import post_delete, post_save
+
+        from .engine import forget_definitions
+        from .models import WorkflowDefinition
+
+        post_save.connect(forget_definitions, sender=WorkflowDefinition)
+        post_delete.connect(forget_definitions, sender=WorkflowDefinition)
 
 
 def _start_sweeper(sender, proc_name, **kwargs):

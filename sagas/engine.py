@@ -103,6 +103,11 @@ class InvalidInput(SagaError):
 _specs = {}
 
 
+def forget_definitions(**kwargs):
+    """Published versions never change, but ids can be reused after a delete (tests, SQLite)."""
+    _specs.clear()
+
+
 def spec_of(saga):
     """The saga's pinned document; published versions never change, so they are cached."""
     spec = _specs.get(saga.definition_id)
@@ -512,6 +517,13 @@ def record(claim, outcome):
             )
             tx.save()
             return None
+        if step.lease_expires_at <= tx.now:
+            # Too late: the step timed out. The result is not trusted; this
+            # counts as a lost attempt, exactly as if the sweeper had found it.
+            tx.event("late_result_discarded", step, fence=claim.fence, ok=outcome.ok)
+            _lease_expired(tx, step)
+            tx.save()
+            return None
         step.lease_expires_at = None
         tx.touch(step)
         if claim.compensating:
@@ -748,29 +760,33 @@ def expire_lease(step_id):
         step = tx.step(pk=step_id)
         if step.lease_expires_at is None or step.lease_expires_at > tx.now:
             return
-        step.lease_expires_at = None
-        step.fence += 1  # whatever the lost worker brings back is now stale
-        tx.touch(step)
-        if step.status == StepStatus.COMPENSATING:
-            tx.event("lease_expired", step, attempt=step.compensation_attempt, compensating=True)
-            _compensation_failed(tx, step, "no result within the lease (worker lost or too slow)")
-            return
-        if step.status != StepStatus.RUNNING:
-            return
-        error = (
-            f"no result within the lease of attempt {step.attempt}: "
-            "the worker died or the step ran past its timeout"
-        )
-        tx.event("lease_expired", step, attempt=step.attempt)
-        step.error = error
-        if tx.saga.state == SagaState.COMPENSATING:
-            # Cancelled while it ran and its outcome is unknown: undo it to be safe
-            # (compensations tolerate undoing what never happened).
-            step.executed_at = tx.now
-            tx.step_to(step, StepStatus.COMPLETED, "step_outcome_unknown", error=error)
-            _next_compensation(tx, inline=False)
-            return
-        _retry_or_fail(tx, step, error, inline=False, reason="timeout")
+        _lease_expired(tx, step)
+
+
+def _lease_expired(tx, step):
+    step.lease_expires_at = None
+    step.fence += 1  # whatever the lost worker brings back is now stale
+    tx.touch(step)
+    if step.status == StepStatus.COMPENSATING:
+        tx.event("lease_expired", step, attempt=step.compensation_attempt, compensating=True)
+        _compensation_failed(tx, step, "no result within the lease (worker lost or too slow)")
+        return
+    if step.status != StepStatus.RUNNING:
+        return
+    error = (
+        f"no result within the lease of attempt {step.attempt}: "
+        "the worker died or the step ran past its timeout"
+    )
+    tx.event("lease_expired", step, attempt=step.attempt)
+    step.error = error
+    if tx.saga.state == SagaState.COMPENSATING:
+        # Cancelled while it ran and its outcome is unknown: undo it to be safe
+        # (compensations tolerate undoing what never happened).
+        step.executed_at = tx.now
+        tx.step_to(step, StepStatus.COMPLETED, "step_outcome_unknown", error=error)
+        _next_compensation(tx, inline=False)
+        return
+    _retry_or_fail(tx, step, error, inline=False, reason="timeout")
 
 
 # --- what operators do ---------------------------------------------------------

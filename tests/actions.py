@@ -1,0 +1,74 @@
+"""Actions used only by the tests (loaded through SAGAS_ACTION_MODULES, also in qclusters)."""
+
+import time
+
+from django.db.models import F
+
+from sagas.actions import StepFailed, action
+from sagas.demo.models import Attempt, Stock
+
+
+def _record(ctx, name, applied=True):
+    Attempt.objects.create(
+        key=ctx.idempotency_key, action=name, attempt=ctx.attempt, applied=applied
+    )
+
+
+@action("test.ok", compensation="test.undo")
+def ok(ctx):
+    """Succeeds and records the call."""
+    _record(ctx, "ok")
+    return {"step": ctx.step, "attempt": ctx.attempt}
+
+
+@action("test.undo")
+def undo(ctx):
+    """Undoes test.ok; fails while the input asks it to."""
+    failures = int((ctx.input.get("undo_failures") or {}).get(ctx.step, 0))
+    _record(ctx, "undo", applied=ctx.attempt > failures)
+    if ctx.attempt <= failures:
+        raise RuntimeError(f"undo of {ctx.step} failed (attempt {ctx.attempt})")
+    return {"undone": ctx.step}
+
+
+@action("test.flaky", compensation="test.undo")
+def flaky(ctx):
+    """Raises a retryable error on the first `errors[step]` attempts."""
+    errors = int((ctx.input.get("errors") or {}).get(ctx.step, 0))
+    _record(ctx, "flaky", applied=ctx.attempt > errors)
+    if ctx.attempt <= errors:
+        raise ConnectionError(f"{ctx.step}: flaky service (attempt {ctx.attempt})")
+    return {"attempt": ctx.attempt}
+
+
+@action("test.refuse")
+def refuse(ctx):
+    """A business failure."""
+    _record(ctx, "refuse", applied=False)
+    raise StepFailed("refused by policy")
+
+
+@action("test.sleep", compensation="test.undo")
+def sleep(ctx):
+    """Sleeps `sleep` seconds, then records its effect."""
+    time.sleep(float(ctx.input.get("sleep", 0)))
+    _record(ctx, "sleep")
+    return {"slept": ctx.input.get("sleep", 0)}
+
+
+@action("test.count", compensation="test.uncount")
+def count(ctx):
+    """Adds one to the COUNTER stock once per idempotency key (a ledger effect)."""
+    if not Attempt.objects.filter(key=ctx.idempotency_key, action="count", applied=True).exists():
+        Stock.objects.filter(sku="COUNTER").update(available=F("available") + 1)
+        _record(ctx, "count")
+    return None
+
+
+@action("test.uncount")
+def uncount(ctx):
+    """Takes the count back once."""
+    if not Attempt.objects.filter(key=ctx.idempotency_key, action="uncount", applied=True).exists():
+        Stock.objects.filter(sku="COUNTER").update(available=F("available") - 1)
+        _record(ctx, "uncount")
+    return None
