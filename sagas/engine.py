@@ -88,6 +88,13 @@ class NotFound(SagaError):
     status = 404
 
 
+class Forbidden(SagaError):
+    """The user may not do this (not eligible, four-eyes); nothing was changed."""
+
+    code = "forbidden"
+    status = 403
+
+
 class Conflict(SagaError):
     code = "conflict"
     status = 409
