@@ -39,6 +39,10 @@ log = logging.getLogger("sagas.engine")
 saga_finished = Signal()
 # Sent after the commit that flagged a saga as needing a person. Arguments: saga, reason.
 saga_needs_attention = Signal()
+# Sent inside the transaction of every transition, after its events are saved:
+# for hooks that must commit or roll back with the change (outbound webhooks).
+# Arguments: saga, events (the SagaEvents this transition appended).
+transition_saved = Signal()
 
 RUN_STEP_TASK = "sagas.tasks.run_step"
 
@@ -220,6 +224,7 @@ class Transition:
         self.saga.updated_at = self.now
         self.saga.save(update_fields=SAGA_FIELDS)
         SagaEvent.objects.bulk_create(self.events)
+        transition_saved.send(Saga, saga=self.saga, events=self.events)
 
 
 def _lock(saga_id, *, actor=None, actor_label="engine"):
