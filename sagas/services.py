@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from .definitions import load_document, validate
-from .models import WorkflowDefinition
+from .models import WorkflowAudit, WorkflowDefinition
 
 
 def validation_context():
@@ -45,5 +45,13 @@ def publish_workflow(document, *, user=None):
             spec=document,
             status=WorkflowDefinition.Status.PUBLISHED,
             created_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+        # Every publish is audited with the document as published (issue 6).
+        WorkflowAudit.objects.create(
+            workflow=name,
+            version=definition.version,
+            action=WorkflowAudit.Action.PUBLISH,
+            actor=definition.created_by,
+            document=document,
         )
     return definition, True
