@@ -58,7 +58,21 @@ def database_from_url(url):
     }
 
 
-DEBUG = envbool("DEBUG", True)
+# DJANGO_ENV=production turns on the settings of a real deployment (the block
+# at the end of this file); these variables have no safe default there.
+DJANGO_ENV = env("DJANGO_ENV", "development").strip().lower()
+PRODUCTION = DJANGO_ENV == "production"
+PRODUCTION_REQUIRED = ("SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL")
+if PRODUCTION:
+    _missing = [name for name in PRODUCTION_REQUIRED if not env(name, "").strip()]
+    if _missing:
+        raise ImproperlyConfigured(
+            "DJANGO_ENV=production needs these environment variables: " + ", ".join(_missing)
+        )
+    if envbool("DEBUG", False):
+        raise ImproperlyConfigured("DEBUG must be off when DJANGO_ENV=production.")
+
+DEBUG = envbool("DEBUG", not PRODUCTION)
 SECRET_KEY = env("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
@@ -85,6 +99,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Incoming X-Correlation-ID into the log context of the request (sagas/logging.py).
+    "sagas.logging.CorrelationIdMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -214,10 +230,81 @@ Q_CLUSTER = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # JSON lines in production, one readable line in development (LOG_FORMAT
+    # chooses); either way each line of engine work carries its saga id, step,
+    # attempt and correlation id (sagas/logging.py).
+    "filters": {"saga_context": {"()": "sagas.logging.SagaContextFilter"}},
+    "formatters": {
+        "plain": {"()": "sagas.logging.ReadableFormatter"},
+        "json": {"()": "sagas.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": env("LOG_FORMAT", "json" if PRODUCTION else "plain"),
+            "filters": ["saga_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {
         "django-q": {"level": env("Q_LOG_LEVEL", "WARNING")},
     },
 }
+
+# --- Running it in production (DJANGO_ENV=production) -----------------------
+
+# /metrics (sagas/metrics.py) answers a request that carries this token
+# (`Authorization: Bearer <token>`) or that comes from one of these networks
+# (the direct peer's address, so behind a proxy use the token). With neither
+# set, it answers nobody.
+METRICS_TOKEN = env("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = envlist(
+    "METRICS_ALLOWED_NETWORKS", [] if PRODUCTION else ["127.0.0.1/32", "::1/128"]
+)
+# How long a qcluster worker that got SIGTERM lets the step in hand finish
+# before it releases the step's lease (the step is retried elsewhere) and
+# exits; keep it below your supervisor's stop timeout (sagas/shutdown.py).
+SAGAS_SHUTDOWN_GRACE = envfloat("SAGAS_SHUTDOWN_GRACE", 20.0)
+# django-q2's own task results (Success, Failure) older than this are deleted
+# by a daily schedule (sagas/retention.py).
+SAGAS_TASK_RESULT_RETENTION_DAYS = envint("SAGAS_TASK_RESULT_RETENTION_DAYS", 7)
+
+if PRODUCTION:
+    # TLS ends at the proxy in front of gunicorn, which says so in this header;
+    # the proxy must set it and strip it from clients.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
+    # Prometheus scrapes the app servers directly on the private network.
+    SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+    # Hashed, pre-compressed files from `collectstatic`, served by whitenoise
+    # with far-future cache headers.
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    # Approval e-mails go out over SMTP unless EMAIL_BACKEND names another backend.
+    if not env("EMAIL_BACKEND"):
+        MAILERS["default"] = {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": env("EMAIL_HOST", "localhost"),
+                "port": envint("EMAIL_PORT", 587 if envbool("EMAIL_USE_TLS", True) else 25),
+                "username": env("EMAIL_HOST_USER") or None,
+                "password": env("EMAIL_HOST_PASSWORD") or None,
+                "use_tls": envbool("EMAIL_USE_TLS", True),
+                "timeout": envint("EMAIL_TIMEOUT", 10),
+            },
+        }
+    # gunicorn's own lines (errors, access log) in the same JSON stream.
+    LOGGING["loggers"].update(
+        {
+            "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        }
+    )
