@@ -3,8 +3,12 @@
 from django.contrib import admin
 from django.urls import path
 
+from sagas.metrics import metrics_view
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Prometheus metrics (issue 9), behind METRICS_TOKEN or METRICS_ALLOWED_NETWORKS.
+    path("metrics", metrics_view, name="metrics"),
     # API (issue 5): path("api/", include("sagas.api.urls")) etc. are added here.
     # Dashboard (issue 4): path("", include("dashboard.urls")) is added last.
 ]
