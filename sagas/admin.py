@@ -335,9 +335,12 @@ class WorkflowDefinitionAdmin(admin.ModelAdmin):
                     errors = [f"{upload.name}: {line}" for line in error_lines(exc)]
                 else:
                     for definition, created in results:
-                        verb = "published" if created else "unchanged, no new version"
+                        label = f"{definition.name} v{definition.version}"
                         self.message_user(
-                            request, f"{definition.name} v{definition.version}: {verb}"
+                            request,
+                            f"Published {label}"
+                            if created
+                            else f"Unchanged: {label}, no new version",
                         )
                     return HttpResponseRedirect(
                         reverse("admin:sagas_workflowdefinition_changelist")

@@ -93,15 +93,29 @@ def human_order(spec):
     return document
 
 
+class _IndentedDumper(yaml.SafeDumper):
+    """Safe YAML with list items indented under their key, as people write them."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)
+
+
 def dump_document(spec):
     """YAML of one stored document; loading it back gives a mapping equal to `spec`."""
-    return yaml.safe_dump(human_order(spec), sort_keys=False, allow_unicode=True, width=1000)
+    return yaml.dump(
+        human_order(spec),
+        Dumper=_IndentedDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=1000,
+    )
 
 
 def dump_documents(specs):
     """A YAML stream (`---` between documents) that `loadworkflows` reads back."""
-    return yaml.safe_dump_all(
+    return yaml.dump_all(
         [human_order(spec) for spec in specs],
+        Dumper=_IndentedDumper,
         sort_keys=False,
         allow_unicode=True,
         width=1000,

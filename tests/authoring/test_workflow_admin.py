@@ -196,8 +196,8 @@ def test_the_diff_shows_what_changed_between_two_versions(author_client, simple,
     response = author_client.get(url, {"old": 1, "new": 2})
     html = response.content.decode()
     assert response.status_code == 200
-    assert '<div class="removed">-  compensation: test.undo</div>' in html
-    assert '<div class="added">+  compensation: test.ok</div>' in html
+    assert '<div class="removed">-    compensation: test.undo</div>' in html
+    assert '<div class="added">+    compensation: test.ok</div>' in html
     assert author_client.get(url, {"old": 1, "new": 9}).status_code == 404
     assert author_client.get(url, {"old": "x"}).status_code == 400
 
