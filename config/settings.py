@@ -5,6 +5,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -101,6 +102,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Incoming X-Correlation-ID into the log context of the request (sagas/logging.py).
     "sagas.logging.CorrelationIdMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -125,6 +127,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "dashboard.context_processors.roles",
             ],
         },
     },
@@ -167,6 +170,25 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
+
+# The dashboard's Content Security Policy: scripts and styles only from this
+# site (htmx is served as a static file, no inline script, no eval), so an
+# injected <script> or inline handler never runs.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+# How often live dashboard fragments poll (seconds); polling pauses in hidden tabs.
+DASHBOARD_POLL_SECONDS = envint("DASHBOARD_POLL_SECONDS", 5)
+# Rows per page of the saga list (keyset pagination).
+DASHBOARD_PAGE_SIZE = envint("DASHBOARD_PAGE_SIZE", 50)
 
 MAILERS = {
     "default": {

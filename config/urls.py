@@ -1,7 +1,7 @@
 """URL map of the whole project."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from sagas.metrics import metrics_view
 
@@ -10,5 +10,6 @@ urlpatterns = [
     # Prometheus metrics (issue 9), behind METRICS_TOKEN or METRICS_ALLOWED_NETWORKS.
     path("metrics", metrics_view, name="metrics"),
     # API (issue 5): path("api/", include("sagas.api.urls")) etc. are added here.
-    # Dashboard (issue 4): path("", include("dashboard.urls")) is added last.
+    # Dashboard (issue 4): added last.
+    path("", include("dashboard.urls")),
 ]

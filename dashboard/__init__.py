@@ -1,1 +1,1 @@
-"""dashboard app."""
+"""The HTMX dashboard for operators and approvers."""

@@ -1,0 +1,215 @@
+"""Reads behind the dashboard pages, each a fixed number of queries whatever the row count."""
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Q
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
+
+from sagas.models import Saga, SagaEvent, WorkflowDefinition
+from sagas.states import FINISHED_SAGA_STATES, SagaState
+
+# The timeline shows this many latest events; a saga that retried for days
+# keeps its whole history in the database and the API.
+TIMELINE_LIMIT = 300
+
+LIST_FIELDS = [
+    "id",
+    "workflow",
+    "state",
+    "current_step",
+    "correlation_id",
+    "idempotency_key",
+    "needs_attention",
+    "attention_reason",
+    "created_at",
+    "updated_at",
+    "finished_at",
+    "started_by__username",
+]
+
+
+def saga_counts():
+    """Sagas per state, and how many need attention."""
+    counts = {state: 0 for state in SagaState.values}
+    for state, n in Saga.objects.order_by().values_list("state").annotate(n=Count("pk")):
+        counts[state] = n
+    attention = Saga.objects.filter(needs_attention=True).count()
+    return {"by_state": counts, "attention": attention, "total": sum(counts.values())}
+
+
+def sagas_needing_attention(*, limit=10):
+    return list(
+        Saga.objects.filter(needs_attention=True)
+        .select_related("started_by")
+        .only(*LIST_FIELDS)
+        .order_by("-updated_at")[:limit]
+    )
+
+
+def recent_failures(*, limit=10):
+    return list(
+        Saga.objects.filter(state=SagaState.FAILED)
+        .select_related("started_by")
+        .only(*LIST_FIELDS, "cause")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+@dataclass
+class Minute:
+    at: datetime
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+def activity_per_minute(*, now=None, minutes=60):
+    """Sagas started, completed and failed in each of the last `minutes` minutes."""
+    now = now or timezone.now()
+    first = (now - timedelta(minutes=minutes - 1)).replace(second=0, microsecond=0)
+    buckets = {
+        first + timedelta(minutes=i): Minute(first + timedelta(minutes=i)) for i in range(minutes)
+    }
+    started = (
+        Saga.objects.filter(created_at__gte=first)
+        .annotate(minute=TruncMinute("created_at"))
+        .order_by()
+        .values_list("minute")
+        .annotate(n=Count("pk"))
+    )
+    for minute, n in started:
+        if minute in buckets:
+            buckets[minute].started = n
+    finished = (
+        Saga.objects.filter(finished_at__gte=first)
+        .annotate(minute=TruncMinute("finished_at"))
+        .order_by()
+        .values_list("minute", "state")
+        .annotate(n=Count("pk"))
+    )
+    for minute, state, n in finished:
+        if minute in buckets and state in (SagaState.COMPLETED, SagaState.FAILED):
+            setattr(buckets[minute], state, n)
+    return list(buckets.values())
+
+
+# --- the saga list: keyset pagination on (created_at, id), newest first ------
+
+
+class BadCursor(ValueError):
+    """A page cursor that this server did not make."""
+
+
+def encode_cursor(saga):
+    raw = f"{saga.created_at.isoformat()}|{saga.pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text):
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        created, pk = raw.split("|")
+        created_at = datetime.fromisoformat(created)
+        if created_at.tzinfo is None:
+            raise ValueError("naive time")
+        return created_at, uuid.UUID(pk)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadCursor("the page link is damaged; start again from the first page") from exc
+
+
+@dataclass
+class SagaPage:
+    sagas: list
+    next_cursor: str | None
+
+
+def saga_page(queryset, *, cursor=None, size=50):
+    """One page of sagas after `cursor`, newest first.
+
+    `created_at <= c` bounds the index range scan, so a deep page reads about
+    one page of index entries instead of every row before it.
+    """
+    sagas = queryset.order_by("-created_at", "-id")
+    if cursor:
+        created_at, pk = decode_cursor(cursor)
+        sagas = sagas.filter(
+            Q(created_at__lte=created_at) & (Q(created_at__lt=created_at) | Q(id__lt=pk))
+        )
+    rows = list(sagas.select_related("started_by").only(*LIST_FIELDS)[: size + 1])
+    next_cursor = encode_cursor(rows[size - 1]) if len(rows) > size else None
+    return SagaPage(rows[:size], next_cursor)
+
+
+# --- one saga ------------------------------------------------------------------
+
+
+def saga_with_history(saga_id):
+    """The saga, its steps and its latest events; None when there is no such saga."""
+    try:
+        saga = Saga.objects.select_related("definition", "started_by").get(pk=saga_id)
+    except (Saga.DoesNotExist, ValueError):
+        return None
+    saga.step_list = list(saga.steps.order_by("index"))
+    events = list(
+        SagaEvent.objects.filter(saga_id=saga.pk)
+        .select_related("actor")
+        .order_by("-id")[:TIMELINE_LIMIT]
+    )
+    events.reverse()
+    saga.timeline = events
+    return saga
+
+
+def progress(saga, steps):
+    """How far the saga is: forward steps done, or compensations done while turning back."""
+    total = len(steps)
+    if saga.state in (SagaState.COMPENSATING, SagaState.FAILED):
+        undo = [s for s in steps if s.status in ("compensating", "compensated") or s.compensated_at]
+        to_undo = [s for s in steps if s.status in ("completed", "compensating", "compensated")]
+        done = sum(1 for s in undo if s.status == "compensated")
+        return {
+            "label": "compensated",
+            "done": done,
+            "total": len(to_undo),
+            "percent": round(100 * done / len(to_undo)) if to_undo else 100,
+        }
+    done = sum(1 for s in steps if s.status in ("completed", "skipped"))
+    return {
+        "label": "steps done",
+        "done": done,
+        "total": total,
+        "percent": round(100 * done / total) if total else 100,
+    }
+
+
+# --- workflows -----------------------------------------------------------------
+
+
+def workflows_with_counts():
+    """The latest version of each workflow, with how many of its sagas run and how many exist."""
+    latest = {}
+    versions = {}
+    for definition in WorkflowDefinition.objects.order_by("name", "-version"):
+        versions[definition.name] = versions.get(definition.name, 0) + 1
+        if definition.name not in latest or (
+            latest[definition.name].status != WorkflowDefinition.Status.PUBLISHED
+            and definition.status == WorkflowDefinition.Status.PUBLISHED
+        ):
+            latest[definition.name] = definition
+    running = dict(
+        Saga.objects.exclude(state__in=FINISHED_SAGA_STATES)
+        .order_by()
+        .values_list("workflow")
+        .annotate(n=Count("pk"))
+    )
+    workflows = []
+    for name, definition in latest.items():
+        definition.running = running.get(name, 0)
+        definition.version_count = versions[name]
+        workflows.append(definition)
+    return workflows

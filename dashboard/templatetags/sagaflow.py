@@ -1,0 +1,264 @@
+"""Template tags of the dashboard: status badges, the step diagram, the activity chart.
+
+The step diagram is reusable anywhere (the admin's workflow preview too):
+
+    {% load sagaflow %}
+    {% step_diagram definition.spec %}                 a definition alone
+    {% step_diagram saga.definition.spec saga.steps %} coloured by the steps' statuses
+
+or from Python: `render_diagram(spec, statuses)`.
+"""
+
+import json
+from datetime import timedelta
+
+from django import template
+from django.template.loader import render_to_string
+from django.utils.html import format_html
+
+from sagas import kinds
+
+register = template.Library()
+
+# A glyph beside every status, so that no status is told by colour alone.
+GLYPHS = {
+    "started": "◌",
+    "pending": "○",
+    "running": "▶",
+    "waiting": "⏸",
+    "completed": "✓",
+    "failed": "✕",
+    "compensating": "↺",
+    "compensated": "↶",
+    "skipped": "⤼",
+    "approved": "✓",
+    "rejected": "✕",
+    "expired": "⌛",
+    "cancelled": "⊘",
+    "attention": "!",
+    "overdue": "⌛",
+}
+
+BOX_W, BOX_H, GAP, PAD = 168, 68, 36, 12
+UNDO_W, UNDO_H, UNDO_GAP = 120, 28, 34
+NAME_CHARS = 20
+
+
+@register.simple_tag
+def badge(status, label=None):
+    """A status as a badge: glyph and word, coloured by a class."""
+    status = str(status or "")
+    return format_html(
+        '<span class="badge badge-{}"><span aria-hidden="true">{}</span> {}</span>',
+        status,
+        GLYPHS.get(status, "•"),
+        label or status,
+    )
+
+
+@register.filter
+def glyph(status):
+    return GLYPHS.get(str(status), "•")
+
+
+@register.filter
+def duration(value):
+    """A timedelta (or seconds) as a short human duration: 850 ms, 4.2 s, 3 min 5 s, 2 h 10 min."""
+    if value is None or value == "":
+        return "—"
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 1:
+        return f"{round(seconds * 1000)} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    return f"{hours // 24} d {hours % 24} h"
+
+
+@register.filter
+def pretty_json(value):
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+@register.filter
+def event_label(kind):
+    return str(kind).replace("_", " ")
+
+
+DETAIL_KEYS = ("reason", "comment", "error", "decision", "attempt", "retry_at", "deadline", "event")
+
+
+@register.filter
+def event_details(details):
+    """The parts of an event's details worth a line in the timeline, as (key, value) pairs."""
+    if not isinstance(details, dict):
+        return []
+    pairs = []
+    if "before" in details and "after" in details:
+        pairs.append(("change", f"{details['before']} → {details['after']}"))
+    for key in DETAIL_KEYS:
+        value = details.get(key)
+        if value not in (None, ""):
+            pairs.append(
+                (key, value if isinstance(value, (str, int, float)) else json.dumps(value))
+            )
+    cause = details.get("cause")
+    if isinstance(cause, dict) and cause.get("reason"):
+        pairs.append(("cause", cause["reason"]))
+    return pairs
+
+
+# --- the step diagram ----------------------------------------------------------
+
+
+def _has_compensation(spec):
+    kind = kinds.get(spec.get("type"))
+    try:
+        return bool(kind and kind.has_compensation(spec))
+    except Exception:  # a draft being previewed may be incomplete
+        return bool(spec.get("compensation") or spec.get("compensation_request"))
+
+
+def _status_map(statuses):
+    """Accept {name: status}, or step objects / dicts with name and status."""
+    if not statuses:
+        return {}
+    if isinstance(statuses, dict):
+        return {str(k): str(v) for k, v in statuses.items()}
+    if hasattr(statuses, "all"):
+        statuses = statuses.all()
+    result = {}
+    for step in statuses:
+        if isinstance(step, dict):
+            result[str(step.get("name"))] = str(step.get("status", ""))
+        else:
+            result[step.name] = step.status
+    return result
+
+
+def _short(name):
+    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
+
+
+def diagram_context(spec, statuses=None, current=""):
+    """Positions of the boxes of a workflow's steps, their compensations and the arrows."""
+    steps = (spec or {}).get("steps") or []
+    status_of = _status_map(statuses)
+    boxes, undos = [], []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        name = str(step.get("name") or f"step {i + 1}")
+        x = PAD + i * (BOX_W + GAP)
+        status = status_of.get(name, "")
+        box = {
+            "index": i,
+            "name": name,
+            "short": _short(name),
+            "type": str(step.get("type") or "?"),
+            "status": status,
+            "glyph": GLYPHS.get(status, ""),
+            "x": x,
+            "y": PAD,
+            "cx": x + BOX_W // 2,
+            "current": name == current,
+            "conditional": "when" in step,
+        }
+        boxes.append(box)
+        if _has_compensation(step):
+            undo_state = status if status in ("compensating", "compensated") else ""
+            undos.append(
+                {
+                    "name": name,
+                    "x": box["cx"] - UNDO_W // 2,
+                    "y": PAD + BOX_H + UNDO_GAP,
+                    "cx": box["cx"],
+                    "state": undo_state,
+                    "glyph": GLYPHS.get(undo_state, "↶"),
+                    "label": undo_state or "undo",
+                }
+            )
+    arrows = [
+        {"x1": a["x"] + BOX_W, "x2": b["x"] - 4, "y": PAD + BOX_H // 2}
+        for a, b in zip(boxes, boxes[1:], strict=False)
+    ]
+    undo_arrows = [
+        {"x1": b["x"], "x2": a["x"] + UNDO_W + 4, "y": a["y"] + UNDO_H // 2}
+        for a, b in zip(undos, undos[1:], strict=False)
+    ]
+    width = PAD * 2 + max(len(boxes), 1) * (BOX_W + GAP) - GAP
+    height = PAD * 2 + BOX_H + ((UNDO_GAP + UNDO_H) if undos else 0)
+    described = ", ".join(
+        f"{b['name']} ({b['type']}{', ' + b['status'] if b['status'] else ''})" for b in boxes
+    )
+    return {
+        "boxes": boxes,
+        "undos": undos,
+        "arrows": arrows,
+        "undo_arrows": undo_arrows,
+        "width": width,
+        "height": height,
+        "box_w": BOX_W,
+        "box_h": BOX_H,
+        "undo_w": UNDO_W,
+        "undo_h": UNDO_H,
+        "undo_top": PAD + BOX_H,
+        "label": f"Steps in order: {described}" if boxes else "No steps",
+        "has_status": bool(status_of),
+    }
+
+
+@register.inclusion_tag("dashboard/_diagram.html")
+def step_diagram(spec, statuses=None, current=""):
+    return diagram_context(spec, statuses, current)
+
+
+def render_diagram(spec, statuses=None, current=""):
+    """The diagram as HTML, for places without a template (the admin's preview)."""
+    return render_to_string("dashboard/_diagram.html", diagram_context(spec, statuses, current))
+
+
+# --- the activity chart ----------------------------------------------------------
+
+CHART_H, BAR_W = 120, 12
+
+
+@register.inclusion_tag("dashboard/_activity_chart.html")
+def activity_chart(minutes):
+    peak = max([max(m.started, m.completed, m.failed) for m in minutes] + [1])
+    bars = []
+    for i, m in enumerate(minutes):
+        x = 40 + i * BAR_W
+        row = {
+            "at": m.at,
+            "x": x,
+            "started": m.started,
+            "completed": m.completed,
+            "failed": m.failed,
+        }
+        # three thin bars per minute: started, completed, failed
+        for j, key in enumerate(("started", "completed", "failed")):
+            h = round(CHART_H * getattr(m, key) / peak)
+            row[f"{key}_h"] = h
+            row[f"{key}_y"] = 10 + CHART_H - h
+            row[f"{key}_x"] = x + j * 4
+        bars.append(row)
+    totals = {
+        key: sum(getattr(m, key) for m in minutes) for key in ("started", "completed", "failed")
+    }
+    return {
+        "bars": bars,
+        "peak": peak,
+        "width": 40 + len(minutes) * BAR_W + 10,
+        "height": CHART_H + 34,
+        "baseline": 10 + CHART_H,
+        "totals": totals,
+        "first": minutes[0].at if minutes else None,
+        "last": minutes[-1].at if minutes else None,
+        "label_y": CHART_H + 28,
+    }

@@ -1,0 +1,44 @@
+"""URLs of the dashboard pages, the login and the logout."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("sagas/", views.saga_list, name="saga_list"),
+    path("sagas/bulk/", views.saga_bulk, name="saga_bulk"),
+    path("sagas/<uuid:saga_id>/", views.saga_detail, name="saga_detail"),
+    path(
+        "sagas/<uuid:saga_id>/cancel/", views.saga_action, {"action": "cancel"}, name="saga_cancel"
+    ),
+    path(
+        "sagas/<uuid:saga_id>/steps/<str:step_name>/retry/",
+        views.saga_action,
+        {"action": "retry"},
+        name="step_retry",
+    ),
+    path(
+        "sagas/<uuid:saga_id>/steps/<str:step_name>/skip/",
+        views.saga_action,
+        {"action": "skip"},
+        name="step_skip",
+    ),
+    path(
+        "sagas/<uuid:saga_id>/steps/<str:step_name>/retry-compensation/",
+        views.saga_action,
+        {"action": "retry-compensation"},
+        name="compensation_retry",
+    ),
+    path(
+        "sagas/<uuid:saga_id>/steps/<str:step_name>/skip-compensation/",
+        views.saga_action,
+        {"action": "skip-compensation"},
+        name="compensation_skip",
+    ),
+    path("workflows/", views.workflow_list, name="workflow_list"),
+    path("workflows/<str:name>/start/", views.workflow_start, name="workflow_start"),
+]

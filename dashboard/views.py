@@ -1,0 +1,418 @@
+"""Dashboard pages; HTMX requests get the page's fragment (`page.html#fragment`).
+
+Every view checks the user's role on the server. Writes go through the
+engine's services (sagas.engine) and the approvals services, which decide
+what is allowed; a view only translates their answers into pages.
+"""
+
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from sagas import engine
+from sagas.models import Saga, WorkflowDefinition
+from sagas.states import SagaState, StepStatus
+
+from . import selectors
+from .access import is_operator
+from .filters import SagaFilter
+from .forms import BulkActionForm, ReasonForm, StartSagaForm
+
+TITLES = {400: "Not accepted", 403: "Not allowed", 404: "Not found", 409: "Not possible now"}
+
+
+def problem(request, message, *, status):
+    """Say why a request was refused; an HTMX request gets it in the page's problem area."""
+    context = {"message": message, "status": status, "title": TITLES.get(status, "Error")}
+    if request.htmx:
+        response = render(request, "dashboard/problem.html#problem", context, status=status)
+        response["HX-Retarget"] = "#problems"
+        response["HX-Reswap"] = "innerHTML"
+        return response
+    return render(request, "dashboard/problem.html", context, status=status)
+
+
+def signed_in(view):
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            if request.htmx:
+                # htmx would swap the login page into a fragment: send the browser there.
+                login = f"{reverse(settings.LOGIN_URL)}?{urlencode({'next': request.htmx.current_url_abs_path or '/'})}"
+                return HttpResponse(status=204, headers={"HX-Redirect": login})
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def operators_only(view):
+    @signed_in
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not is_operator(request.user):
+            return problem(
+                request,
+                f"This is for operators. You are signed in as {request.user.get_username()}, "
+                "who is not in the operators group; nothing was changed.",
+                status=403,
+            )
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _poll():
+    return settings.DASHBOARD_POLL_SECONDS
+
+
+# --- overview ------------------------------------------------------------------
+
+
+@require_GET
+@signed_in
+def overview(request):
+    operator = is_operator(request.user)
+    context = {"poll_seconds": _poll(), "operator": operator}
+    if operator:
+        context.update(
+            counts=selectors.saga_counts(),
+            attention=selectors.sagas_needing_attention(),
+            failures=selectors.recent_failures(),
+            minutes=selectors.activity_per_minute(),
+        )
+    context.update(_my_approvals(request.user))
+    template = "dashboard/overview.html#live" if request.htmx else "dashboard/overview.html"
+    return render(request, template, context)
+
+
+def _my_approvals(user):
+    return {"approvals": [], "approvals_enabled": False}
+
+
+# --- the saga list ---------------------------------------------------------------
+
+
+@require_GET
+@operators_only
+def saga_list(request):
+    filters = SagaFilter(request.GET or None, queryset=Saga.objects.all())
+    if filters.is_bound and not filters.is_valid():
+        page = selectors.SagaPage([], None)
+    else:
+        try:
+            page = selectors.saga_page(
+                filters.qs,
+                cursor=request.GET.get("after") or None,
+                size=settings.DASHBOARD_PAGE_SIZE,
+            )
+        except selectors.BadCursor as exc:
+            return problem(request, str(exc), status=400)
+    query = request.GET.copy()
+    query.pop("after", None)
+    context = {
+        "filters": filters,
+        "page": page,
+        "query": query.urlencode(),
+        "next_query": _with(query, after=page.next_cursor) if page.next_cursor else "",
+        "is_first_page": not request.GET.get("after"),
+        "poll_seconds": _poll(),
+        "workflow_names": WorkflowDefinition.objects.order_by("name")
+        .values_list("name", flat=True)
+        .distinct(),
+    }
+    template = "dashboard/saga_list.html#table" if request.htmx else "dashboard/saga_list.html"
+    return render(request, template, context)
+
+
+def _with(query, **values):
+    query = query.copy()
+    for key, value in values.items():
+        query[key] = value
+    return query.urlencode()
+
+
+@require_POST
+@operators_only
+def saga_bulk(request):
+    """Retry or cancel the selected sagas: first a confirmation, then a result per saga."""
+    form = BulkActionForm(request.POST)
+    context = {"form": form}
+    if not form.is_valid():
+        return _bulk_response(request, context, status=400)
+    action = form.cleaned_data["action"]
+    sagas = {
+        s.pk: s for s in Saga.objects.filter(pk__in=form.saga_ids).only("id", "workflow", "state")
+    }
+    if not form.cleaned_data["confirm"]:
+        context.update(
+            confirming=True,
+            action=action,
+            chosen=[sagas.get(pk) or pk for pk in form.saga_ids],
+        )
+        return _bulk_response(request, context)
+    results = []
+    for pk in form.saga_ids:
+        try:
+            if action == "retry":
+                saga = engine.retry_saga(pk, user=request.user)
+                outcome = "retry queued"
+            else:
+                saga = engine.cancel_saga(pk, user=request.user, reason=form.cleaned_data["reason"])
+                outcome = "cancelled; compensating"
+            results.append({"id": pk, "ok": True, "message": outcome, "state": saga.state})
+        except engine.SagaError as exc:
+            results.append(
+                {
+                    "id": pk,
+                    "ok": False,
+                    "message": exc.message,
+                    "state": getattr(sagas.get(pk), "state", ""),
+                }
+            )
+    context.update(
+        results=results,
+        action=action,
+        succeeded=sum(1 for r in results if r["ok"]),
+        failed=sum(1 for r in results if not r["ok"]),
+    )
+    response = _bulk_response(request, context)
+    response["HX-Trigger"] = "sagas-changed"  # the table refreshes to show the new states
+    return response
+
+
+def _bulk_response(request, context, status=200):
+    if request.htmx:
+        return render(request, "dashboard/saga_bulk.html#bulk", context, status=status)
+    return render(request, "dashboard/saga_bulk.html", context, status=status)
+
+
+# --- one saga --------------------------------------------------------------------
+
+
+def _saga_or_problem(request, saga_id):
+    """The saga with its history if this user may see it, else a response saying why not."""
+    saga = selectors.saga_with_history(saga_id)
+    if saga is None:
+        return None, problem(request, f"There is no saga {saga_id}.", status=404)
+    if not is_operator(request.user) and not _may_view(request.user, saga):
+        return None, problem(
+            request,
+            "You may see a saga when you are an operator or are asked to approve one of its steps.",
+            status=403,
+        )
+    return saga, None
+
+
+def _may_view(user, saga):
+    return False
+
+
+def _detail_context(request, saga, **extra):
+    steps = saga.step_list
+    operator = is_operator(request.user)
+    for step in steps:
+        step.actions = _step_actions(saga, step) if operator else []
+    return {
+        "saga": saga,
+        "steps": steps,
+        "progress": selectors.progress(saga, steps),
+        "operator": operator,
+        "can_cancel": operator and saga.state in (SagaState.STARTED, SagaState.PENDING),
+        "poll_seconds": _poll(),
+        "live": not saga.is_finished,
+        **extra,
+    }
+
+
+def _step_actions(saga, step):
+    """Which buttons to offer on a step; the engine still decides when one is pressed."""
+    if saga.state == SagaState.PENDING and step.status == StepStatus.FAILED:
+        return ["retry", "skip"]
+    if saga.state == SagaState.PENDING and step.status == StepStatus.WAITING:
+        return ["skip"]
+    if (
+        saga.state == SagaState.COMPENSATING
+        and step.status == StepStatus.COMPENSATING
+        and step.lease_expires_at is None
+        and step.next_attempt_at is None
+    ):
+        return ["retry-compensation", "skip-compensation"]
+    return []
+
+
+@require_GET
+@signed_in
+def saga_detail(request, saga_id):
+    saga, refused = _saga_or_problem(request, saga_id)
+    if refused:
+        return refused
+    context = _detail_context(request, saga)
+    template = "dashboard/saga_detail.html#live" if request.htmx else "dashboard/saga_detail.html"
+    return render(request, template, context)
+
+
+ACTIONS = {
+    "retry": {
+        "title": "Retry step",
+        "verb": "Retry",
+        "explain": "The step runs again with a fresh round of attempts; the saga carries on from there.",
+        "reason": False,
+    },
+    "retry-compensation": {
+        "title": "Retry compensation",
+        "verb": "Retry compensation",
+        "explain": "The step's compensation runs again with a fresh round of attempts.",
+        "reason": False,
+    },
+    "skip": {
+        "title": "Skip step",
+        "verb": "Skip",
+        "explain": "The step is passed over as if done and the saga carries on with the next one. Make sure its effect is handled by hand.",
+        "reason": True,
+    },
+    "skip-compensation": {
+        "title": "Skip compensation",
+        "verb": "Skip compensation",
+        "explain": "The compensation is given up (you repaired it by hand) and the saga carries on undoing the steps before it.",
+        "reason": True,
+    },
+    "cancel": {
+        "title": "Cancel saga",
+        "verb": "Cancel saga",
+        "explain": "The saga stops and the compensations of its completed steps run, last first.",
+        "reason": True,
+    },
+}
+
+
+@require_http_methods(["GET", "POST"])
+@operators_only
+def saga_action(request, saga_id, action, step_name=""):
+    """Confirm (GET) and then do (POST) one operator action on a saga."""
+    spec = ACTIONS[action]
+    saga, refused = _saga_or_problem(request, saga_id)
+    if refused:
+        return refused
+    step = None
+    if step_name:
+        step = next((s for s in saga.step_list if s.name == step_name), None)
+        if step is None:
+            return problem(request, f"Saga {saga.pk} has no step {step_name!r}.", status=404)
+    form = ReasonForm(request.POST or None) if spec["reason"] else None
+    context = {
+        "saga": saga,
+        "step": step,
+        "action": action,
+        "spec": spec,
+        "form": form,
+        "plan": engine.compensation_plan(saga) if action == "cancel" else None,
+        "post_url": request.path,
+    }
+    if request.method == "GET":
+        return _panel(request, context)
+    if form is not None and not form.is_valid():
+        return _panel(request, context, status=400)
+    reason = form.cleaned_data["reason"] if form else None
+    try:
+        outcome = _do(action, saga, step, reason, request.user)
+    except engine.SagaError as exc:
+        if exc.fields and form is not None:
+            for field, errors in exc.fields.items():
+                form.add_error(field if field in form.fields else None, errors)
+            return _panel(request, context, status=exc.status)
+        return problem(request, exc.message, status=exc.status)
+    if not request.htmx:
+        messages.success(request, outcome)
+        return redirect("saga_detail", saga_id=saga.pk)
+    saga = selectors.saga_with_history(saga.pk)
+    live = render(
+        request, "dashboard/saga_detail.html#live", _detail_context(request, saga)
+    ).content
+    done = render(request, "dashboard/saga_detail.html#outcome", {"outcome": outcome}).content
+    return HttpResponse(live + done)
+
+
+def _panel(request, context, status=200):
+    template = "dashboard/saga_action.html#panel" if request.htmx else "dashboard/saga_action.html"
+    response = render(request, template, context, status=status)
+    if request.htmx and status >= 400:
+        response["HX-Retarget"] = "#action-panel"
+        response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+def _do(action, saga, step, reason, user):
+    if action == "cancel":
+        plan = engine.compensation_plan(saga)
+        engine.cancel_saga(saga.pk, user=user, reason=reason)
+        undo = ", ".join(s.name for s in plan) or "none"
+        return f"Saga cancelled. Compensations that run, in order: {undo}."
+    if action in ("retry", "retry-compensation"):
+        engine.retry_saga(saga.pk, user=user, step_name=step.name if step else None)
+        what = "compensation of " if action == "retry-compensation" else ""
+        return f"Retry of {what}{step.name if step else 'the saga'} queued."
+    engine.skip_step(saga.pk, step.name, user=user, reason=reason)
+    what = "Compensation of " if action == "skip-compensation" else "Step "
+    return f"{what}{step.name} skipped."
+
+
+# --- workflows -------------------------------------------------------------------
+
+
+@require_GET
+@signed_in
+def workflow_list(request):
+    context = {
+        "workflows": selectors.workflows_with_counts(),
+        "operator": is_operator(request.user),
+    }
+    return render(request, "dashboard/workflows.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@operators_only
+def workflow_start(request, name):
+    try:
+        definition = engine.published_definition(name)
+    except engine.SagaError as exc:
+        return problem(request, exc.message, status=exc.status)
+    schema = definition.spec.get("input_schema")
+    form = StartSagaForm(request.POST or None, schema=schema)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                saga, created = engine.start_saga(
+                    workflow=definition.name,
+                    input=form.cleaned_data["input"],
+                    idempotency_key=form.cleaned_data["idempotency_key"] or None,
+                    correlation_id=form.cleaned_data["correlation_id"],
+                    user=request.user,
+                    actor_label="dashboard",
+                )
+            except engine.InvalidInput as exc:
+                form.add_input_errors(exc.fields or {"input": [exc.message]})
+            except engine.SagaError as exc:
+                form.add_error(None, exc.message)
+                status = exc.status
+            else:
+                if created:
+                    messages.success(
+                        request, f"Saga started: {definition.name} v{definition.version}."
+                    )
+                else:
+                    messages.info(
+                        request, "A saga with this idempotency key exists already; here it is."
+                    )
+                return redirect("saga_detail", saga_id=saga.pk)
+    context = {"definition": definition, "form": form, "schema": schema}
+    return render(request, "dashboard/workflow_start.html", context, status=status)

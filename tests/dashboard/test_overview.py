@@ -1,0 +1,70 @@
+"""The overview: counts by state, what needs attention first, recent failures, the activity chart."""
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from sagas.models import Saga
+
+from .conftest import HTMX
+
+
+def test_it_counts_by_state_and_lists_what_needs_attention(
+    operator_client, paused, stuck, make_saga
+):
+    make_saga("pausing", input={"order_id": "9"})
+    html = operator_client.get("/").content.decode()
+    assert '<span class="stat-n">2</span> <span class="badge badge-attention">' in html
+    assert '<span class="stat-n">1</span> <span class="badge badge-completed">' in html
+    # the attention list shows each saga with its reason
+    assert paused.attention_reason[:40] in html
+    assert "compensation of first failed 1 time" in html
+
+
+def test_recent_failures_show_the_cause(operator_client, make_saga):
+    failed = make_saga("stuck")  # undo works: the saga fails cleanly
+    assert failed.state == "failed"
+    html = operator_client.get("/").content.decode()
+    assert "Recent failures" in html and str(failed.pk)[:8] in html
+    assert "refused by policy" in html
+
+
+def test_the_chart_counts_sagas_per_minute(operator_client, make_saga):
+    make_saga("pausing", input={"order_id": "1"})
+    make_saga("stuck")
+    html = operator_client.get("/").content.decode()
+    assert "2 started, 1 completed, 1 failed" in html
+
+
+def test_htmx_polls_only_the_live_part(operator_client, paused):
+    html = operator_client.get("/", **HTMX).content.decode()
+    assert html.lstrip().startswith('<div id="overview-live"')
+    assert "every 5s" in html
+
+
+def test_it_takes_the_same_queries_for_10_and_100_sagas(operator_client, workflows):
+    def add(n):
+        Saga.objects.bulk_create(
+            Saga(
+                definition=workflows["pausing"],
+                workflow="pausing",
+                state=state,
+                needs_attention=True,
+            )
+            for i in range(n)
+            for state in ["failed"]
+        )
+
+    add(10)
+    operator_client.get("/")
+    with CaptureQueriesContext(connection) as ten:
+        operator_client.get("/")
+    add(90)
+    with CaptureQueriesContext(connection) as hundred:
+        operator_client.get("/")
+    assert len(ten) == len(hundred)
+
+
+def test_a_user_without_a_role_sees_no_sagas(bob_client, paused):
+    html = bob_client.get("/").content.decode()
+    assert "Needs attention" not in html and str(paused.pk)[:8] not in html
+    assert "Nothing waits for your decision." in html
