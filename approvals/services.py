@@ -1,0 +1,482 @@
+"""The rules of approvals, in one place: deciding, reassigning, reminders, expiry, escalation.
+
+The dashboard and the API call these functions and nothing else, so they
+cannot disagree. Every change locks the saga row (engine.locked_saga), re-reads
+the request inside the lock and appends SagaEvents in the same transaction.
+"""
+
+import logging
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import IntegrityError, transaction
+
+from sagas import engine, queue
+from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
+from sagas.states import SagaState, StepStatus
+
+from .kind import due_dates, texts
+from .models import ApprovalRequest, Decision
+from .selectors import (  # noqa: F401  (the reads are part of this module's interface)
+    approvals_for,
+    barred_users,
+    can_view,
+    decisions_by,
+    eligible_users,
+    is_eligible,
+    is_operator,
+    refusal,
+    undecided_approvers,
+)
+
+log = logging.getLogger("approvals")
+
+NOTIFY_TASK = "approvals.tasks.notify"
+MAX_COMMENT = 5000
+MAX_REASON = 2000
+
+Status = ApprovalRequest.Status
+
+
+# --- policies ------------------------------------------------------------------
+
+
+def policy_outcome(policy, *, approved_by, rejected_by, named_users=(), group_members=None):
+    """ "approved", "rejected" or None (undecided) for a request's decisions so far.
+
+    Any rejection rejects. `any`: one approval decides; `quorum:N`: N distinct
+    approvers; `all`: every named user, and at least one member of each named
+    group (`group_members` maps each group to its members' ids, read now).
+    """
+    if rejected_by:
+        return Status.REJECTED
+    approved_by = set(approved_by)
+    if policy == "any":
+        return Status.APPROVED if approved_by else None
+    if policy.startswith("quorum:"):
+        return Status.APPROVED if len(approved_by) >= int(policy.split(":", 1)[1]) else None
+    if policy == "all":
+        groups = group_members or {}
+        if not named_users and not groups:
+            return None
+        if set(named_users) <= approved_by and all(approved_by & set(m) for m in groups.values()):
+            return Status.APPROVED
+        return None
+    raise ValueError(f"unknown policy {policy!r}")
+
+
+def outcome_of(request):
+    decisions = list(request.decisions.values_list("user_id", "decision"))
+    group_members = None
+    if request.policy == "all":
+        User = get_user_model()
+        group_members = {
+            group.pk: set(User.objects.filter(groups=group).values_list("pk", flat=True))
+            for group in request.groups.all()
+        }
+    return policy_outcome(
+        request.policy,
+        approved_by={u for u, d in decisions if d == Decision.Choice.APPROVE},
+        rejected_by={u for u, d in decisions if d == Decision.Choice.REJECT},
+        named_users=set(request.users.values_list("pk", flat=True)),
+        group_members=group_members,
+    )
+
+
+# --- deciding ------------------------------------------------------------------
+
+
+def _request_id(request):
+    pk = request.pk if isinstance(request, ApprovalRequest) else request
+    try:
+        return int(pk)
+    except (TypeError, ValueError):
+        raise NotFound(f"no approval request {pk!r}") from None
+
+
+def _conflict(message, code):
+    error = Conflict(message)
+    error.code = code
+    return error
+
+
+def _check_open(tx, request, step):
+    """A closed request, or a saga that no longer waits for it, is a conflict."""
+    cause = tx.saga.cause or {}
+    if request.status == Status.CANCELLED or cause.get("reason") == "cancelled":
+        raise _conflict("the saga was cancelled: this approval is closed", "saga_cancelled")
+    if request.status == Status.REJECTED or cause.get("reason") == "rejected":
+        who = cause.get("by") or "an approver"
+        raise _conflict(f"this approval was already rejected by {who}", "already_rejected")
+    if request.status != Status.PENDING:
+        raise _conflict(f"this approval is already {request.status}", "closed")
+    if tx.saga.state != SagaState.PENDING or step.status != StepStatus.WAITING:
+        raise _conflict(
+            f"the saga is {tx.saga.state} and no longer waits for this approval", "closed"
+        )
+
+
+def _clean_comment(comment, *, required):
+    if comment is None:
+        comment = ""
+    if not isinstance(comment, str):
+        raise InvalidInput("the comment must be text", {"comment": ["must be text"]})
+    comment = comment.strip()
+    if required and not comment:
+        raise InvalidInput(
+            "a rejection needs a comment that says why", {"comment": ["required to reject"]}
+        )
+    if len(comment) > MAX_COMMENT:
+        raise InvalidInput(
+            f"the comment is at most {MAX_COMMENT} characters", {"comment": ["too long"]}
+        )
+    return comment
+
+
+@transaction.atomic
+def decide(*, request, user, decision, comment=""):
+    """Record `user`'s approve or reject; when the policy is met the saga moves on or compensates.
+
+    Refusals (Forbidden) and conflicts change nothing. Concurrent decisions
+    on one request are serialized by the saga lock; the unique constraint on
+    (request, user) is the last guard.
+    """
+    if decision not in Decision.Choice.values:
+        raise InvalidInput(
+            f"decision must be approve or reject, not {decision!r}",
+            {"decision": ["must be approve or reject"]},
+        )
+    comment = _clean_comment(comment, required=decision == Decision.Choice.REJECT)
+    if not getattr(user, "is_authenticated", False):
+        raise Forbidden("sign in to decide approvals")
+    request_id = _request_id(request)
+    saga_id = (
+        ApprovalRequest.objects.filter(pk=request_id).values_list("saga_id", flat=True).first()
+    )
+    if saga_id is None:
+        raise NotFound(f"no approval request {request_id}")
+
+    with engine.locked_saga(saga_id, actor=user) as tx:
+        request = ApprovalRequest.objects.get(pk=request_id)
+        request.saga = tx.saga
+        step = tx.step(pk=request.step_id)
+        earlier = request.decisions.filter(user=user).first()
+        if earlier is not None:
+            raise _conflict(
+                f"you already decided this request: {earlier.decision} at "
+                f"{earlier.at:%Y-%m-%d %H:%M:%S} UTC",
+                "already_decided",
+            )
+        reason = refusal(request, user)
+        if reason:
+            raise Forbidden(reason)
+        _check_open(tx, request, step)
+        try:
+            with transaction.atomic():
+                recorded = Decision.objects.create(
+                    request=request, user=user, decision=decision, comment=comment, at=tx.now
+                )
+        except IntegrityError:
+            raise _conflict("you already decided this request", "already_decided") from None
+        tx.event(
+            "approval_decided",
+            step,
+            request=request.pk,
+            decision=decision,
+            comment=comment,
+            policy=request.policy,
+        )
+        outcome = outcome_of(request)
+        if outcome == Status.APPROVED:
+            _close(request, Status.APPROVED, tx.now)
+            approvers = list(
+                request.decisions.filter(decision=Decision.Choice.APPROVE)
+                .order_by("at", "id")
+                .values_list("user__username", flat=True)
+            )
+            engine.complete_waiting_step(
+                tx,
+                step,
+                {"decision": "approved", "request": request.pk, "approved_by": approvers},
+                kind="approval_approved",
+                request=request.pk,
+                approved_by=approvers,
+            )
+        elif outcome == Status.REJECTED:
+            _close(request, Status.REJECTED, tx.now)
+            who = user.get_username()
+            engine.fail_waiting_step(
+                tx,
+                step,
+                error=f"rejected by {who}: {comment}",
+                cause={
+                    "reason": "rejected",
+                    "step": step.name,
+                    "request": request.pk,
+                    "by": who,
+                    "comment": comment,
+                },
+                kind="approval_rejected",
+            )
+    return recorded
+
+
+def _close(request, status, now):
+    request.status = status
+    request.decided_at = now
+    request.save(update_fields=["status", "decided_at"])
+
+
+# --- reassigning ---------------------------------------------------------------
+
+
+def _resolve(items, model, field, label):
+    """Users or groups given as objects or names; unknown names are an InvalidInput."""
+    items = list(items or ())
+    found, errors = [], {}
+    for i, item in enumerate(items):
+        if isinstance(item, model):
+            found.append(item)
+            continue
+        obj = model.objects.filter(**{field: item}).first() if isinstance(item, str) else None
+        if obj is None:
+            errors[f"{label}[{i}]"] = [f"unknown {model.__name__.lower()} {item!r}"]
+        else:
+            found.append(obj)
+    return found, errors
+
+
+@transaction.atomic
+def reassign(*, request, to_users=(), to_groups=(), by, reason):
+    """An operator hands an open request to other approvers (replacing them), with a reason.
+
+    The new approvers are told by e-mail. The operator who reassigns may not
+    approve it themselves afterwards (four-eyes).
+    """
+    if not is_operator(by):
+        raise Forbidden("only operators may reassign approvals")
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInput("a reason is required", {"reason": ["required"]})
+    if len(reason) > MAX_REASON:
+        raise InvalidInput(
+            f"the reason is at most {MAX_REASON} characters", {"reason": ["too long"]}
+        )
+    reason = reason.strip()
+    users, user_errors = _resolve(
+        to_users, get_user_model(), get_user_model().USERNAME_FIELD, "to_users"
+    )
+    groups, group_errors = _resolve(to_groups, Group, "name", "to_groups")
+    errors = {**user_errors, **group_errors}
+    if errors:
+        raise InvalidInput("unknown approvers: " + "; ".join(sum(errors.values(), [])), errors)
+    if not users and not groups:
+        raise InvalidInput(
+            "name at least one user or group to reassign to",
+            {"to_users": ["name at least one user or group"]},
+        )
+    request_id = _request_id(request)
+    saga_id = (
+        ApprovalRequest.objects.filter(pk=request_id).values_list("saga_id", flat=True).first()
+    )
+    if saga_id is None:
+        raise NotFound(f"no approval request {request_id}")
+
+    with engine.locked_saga(saga_id, actor=by) as tx:
+        request = ApprovalRequest.objects.get(pk=request_id)
+        request.saga = tx.saga
+        step = tx.step(pk=request.step_id)
+        _check_open(tx, request, step)
+        before = _people(request)
+        request.users.set(users)
+        request.groups.set(groups)
+        tx.event(
+            "approval_reassigned",
+            step,
+            request=request.pk,
+            reason=reason,
+            before=before,
+            after=_people(request),
+        )
+        if tx.saga.needs_attention and tx.saga.attention_reason.startswith(
+            f"approval {step.name} has no approvers"
+        ):
+            tx.clear_attention()
+        # The event above bars `by` from deciding: barred_users sees it once saved,
+        # so leave them out of the e-mail explicitly.
+        _notify(request, "reassigned", [pk for pk in undecided_approvers(request) if pk != by.pk])
+    return request
+
+
+def _people(request):
+    return {
+        "users": sorted(request.users.values_list("username", flat=True)),
+        "groups": sorted(request.groups.values_list("name", flat=True)),
+    }
+
+
+# --- the step kind's hooks (called by the engine inside its transaction) --------
+
+
+def _named(people):
+    User = get_user_model()
+    users = list(User.objects.filter(**{f"{User.USERNAME_FIELD}__in": people.get("users") or []}))
+    groups = list(Group.objects.filter(name__in=people.get("groups") or []))
+    return users, groups
+
+
+def open_request(tx, step, spec):
+    """The saga reached an approval step: create its request and tell the approvers."""
+    title, description = texts(tx, step, spec)
+    due_at, remind_at = due_dates(tx.now, spec)
+    request = ApprovalRequest.objects.create(
+        saga=tx.saga,
+        step=step,
+        title=title,
+        description=description,
+        policy=spec.get("policy", "any"),
+        due_at=due_at,
+        remind_at=remind_at,
+        created_at=tx.now,
+    )
+    users, groups = _named(spec["approvers"])
+    request.users.set(users)
+    request.groups.set(groups)
+    tx.event(
+        "approval_requested",
+        step,
+        request=request.pk,
+        title=title,
+        policy=request.policy,
+        due_at=due_at.isoformat() if due_at else None,
+        **_people(request),
+    )
+    if not users and not groups:
+        # Everyone it named was deleted since the workflow was published.
+        tx.flag_attention(
+            f"approval {step.name} has no approvers left (its users and groups were deleted): "
+            "reassign it"
+        )
+    else:
+        _notify(request, "requested", undecided_approvers(request))
+    return request
+
+
+def request_expired(tx, step, spec):
+    """The due date passed: escalate once if the step says so, otherwise reject."""
+    request = ApprovalRequest.objects.get(step=step)
+    if request.is_open and spec.get("on_timeout") == "escalate" and not request.escalated:
+        before = set(eligible_users(request).values_list("pk", flat=True))
+        users, groups = _named(spec.get("escalate_to") or {})
+        request.users.add(*users)
+        request.groups.add(*groups)
+        request.escalated = True
+        request.due_at, request.remind_at = due_dates(tx.now, spec)
+        request.reminded_at = None  # the new due date gets its own reminder
+        request.save(update_fields=["escalated", "due_at", "remind_at", "reminded_at"])
+        step.deadline = request.due_at
+        tx.touch(step)
+        tx.event(
+            "approval_escalated",
+            step,
+            request=request.pk,
+            added={
+                "users": sorted(u.get_username() for u in users),
+                "groups": sorted(g.name for g in groups),
+            },
+            due_at=request.due_at.isoformat() if request.due_at else None,
+        )
+        _notify(
+            request, "escalated", [pk for pk in undecided_approvers(request) if pk not in before]
+        )
+        return
+    if request.is_open:
+        _close(request, Status.EXPIRED, tx.now)
+    tx.event(
+        "approval_expired",
+        step,
+        request=request.pk,
+        due_at=step.deadline.isoformat() if step.deadline else None,
+        escalated=request.escalated,
+    )
+    engine.fail_waiting_step(
+        tx,
+        step,
+        error=f"approval expired: no decision by {step.deadline:%Y-%m-%d %H:%M:%S} UTC"
+        + (" (after escalation)" if request.escalated else ""),
+        cause={
+            "reason": "timeout",
+            "step": step.name,
+            "request": request.pk,
+            "escalated": request.escalated,
+        },
+    )
+
+
+def request_abandoned(tx, step):
+    """The saga stopped waiting (cancelled, compensating, or the step was skipped)."""
+    request = ApprovalRequest.objects.filter(step=step).first()
+    if request is None or not request.is_open:
+        return
+    _close(request, Status.CANCELLED, tx.now)
+    reason = (
+        (tx.saga.cause or {}).get("reason") if tx.saga.state == SagaState.COMPENSATING else None
+    )
+    tx.event("approval_cancelled", step, request=request.pk, reason=reason or "step skipped")
+
+
+# --- reminders (a sweep of the engine's sweeper) ----------------------------------
+
+
+def send_due_reminders(now):
+    """Remind those who have not decided, once per due date; returns how many requests."""
+    due = list(
+        ApprovalRequest.objects.filter(
+            status=Status.PENDING, reminded_at__isnull=True, remind_at__lte=now
+        )
+        .order_by("remind_at")
+        .values_list("pk", "saga_id")[:500]
+    )
+    sent = 0
+    for pk, saga_id in due:
+        try:
+            sent += _remind(pk, saga_id)
+        except Exception:  # one bad request must not stop the others' reminders
+            log.exception("reminder of approval request %s failed", pk)
+    return sent
+
+
+def _remind(pk, saga_id):
+    with engine.locked_saga(saga_id, actor_label="sweeper") as tx:
+        request = ApprovalRequest.objects.get(pk=pk)
+        if (
+            request.status != Status.PENDING
+            or request.reminded_at is not None
+            or request.remind_at is None
+            or request.remind_at > tx.now
+        ):
+            return 0
+        request.saga = tx.saga
+        request.reminded_at = tx.now
+        request.save(update_fields=["reminded_at"])
+        recipients = undecided_approvers(request)
+        User = get_user_model()
+        tx.event(
+            "approval_reminded",
+            tx.step(pk=request.step_id),
+            request=pk,
+            due_at=request.due_at.isoformat() if request.due_at else None,
+            recipients=sorted(
+                User.objects.filter(pk__in=recipients).values_list("username", flat=True)
+            ),
+        )
+        _notify(request, "reminder", recipients)
+    return 1
+
+
+# --- e-mail ----------------------------------------------------------------------
+
+
+def _notify(request, reason, user_ids):
+    """Queue the e-mails in this transaction: they go out only if it commits."""
+    if user_ids:
+        queue.enqueue(NOTIFY_TASK, request.pk, reason, list(user_ids), 1)
