@@ -92,8 +92,13 @@ INSTALLED_APPS = [
     "django_q",
     "django_htmx",
     "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "sagas",
     "sagas.demo",
+    "sagas.hooks",
     "approvals",
     "dashboard",
 ]
@@ -199,12 +204,45 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "sagas@localhost")
 # Links in e-mails point here (scheme and host, no trailing slash).
 SITE_URL = env("SITE_URL", "http://127.0.0.1:8000")
 
+# The REST API (sagas/api): token auth for services (`Authorization: Token <key>`,
+# `manage.py drf_create_token USER`), session auth with CSRF for the browser.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["sagas.api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "sagas.api.errors.exception_handler",
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Sagaflow API",
+    "DESCRIPTION": (
+        "Start and watch sagas, decide approvals, deliver events. Errors are JSON: "
+        '{"error": code, "detail": sentence, "fields": {path: [messages]}}.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "SagaStateEnum": "sagas.states.SagaState",
+        "StepStatusEnum": "sagas.states.StepStatus",
+        "WorkflowStatusEnum": "sagas.models.WorkflowDefinition.Status",
+        "HealthStatusEnum": ["ok", "unhealthy"],
+    },
+}
+# Outbound webhooks (sagas/hooks): attempts per delivery, backoff (seconds), timeout.
+SAGAS_WEBHOOK_MAX_ATTEMPTS = envint("SAGAS_WEBHOOK_MAX_ATTEMPTS", 8)
+SAGAS_WEBHOOK_BACKOFF = envfloat("SAGAS_WEBHOOK_BACKOFF", 5.0)
+SAGAS_WEBHOOK_MAX_BACKOFF = envfloat("SAGAS_WEBHOOK_MAX_BACKOFF", 3600.0)
+SAGAS_WEBHOOK_TIMEOUT = envfloat("SAGAS_WEBHOOK_TIMEOUT", 10.0)
 
 # --- The saga engine -------------------------------------------------------
 

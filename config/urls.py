@@ -9,7 +9,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Prometheus metrics (issue 9), behind METRICS_TOKEN or METRICS_ALLOWED_NETWORKS.
     path("metrics", metrics_view, name="metrics"),
-    # API (issue 5): path("api/", include("sagas.api.urls")) etc. are added here.
+    # API (issue 5): /api/v1/…, the schema at /api/schema/, docs at /api/docs/.
+    path("api/", include("sagas.api.urls")),
     # Dashboard (issue 4): added last.
     path("", include("dashboard.urls")),
 ]

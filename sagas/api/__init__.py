@@ -1,0 +1,1 @@
+"""The REST API under /api/v1/: sagas, events, workflows, health (approvals plug in theirs)."""

@@ -1,0 +1,40 @@
+"""A JSON parser that refuses what PostgreSQL cannot store, before any view sees it."""
+
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+
+def unstorable(value, path=""):
+    """The path of the first string (or key) with a NUL or a lone surrogate, else None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return path or "(body)"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "(body)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            found = unstorable(key, sub) or unstorable(item, sub)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = unstorable(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+class StrictJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - the document is nested too deeply") from None
+        bad = unstorable(data)
+        if bad:
+            raise ParseError(f"{bad}: NUL characters and lone surrogates cannot be stored")
+        return data

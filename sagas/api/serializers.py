@@ -1,0 +1,227 @@
+"""What the API reads and writes: input serializers validate, output serializers describe."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from sagas.models import Saga, SagaEvent, SagaStep, WorkflowDefinition
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (a mapping); the parser has already refused what PostgreSQL cannot store."""
+
+    default_error_messages = {"not_object": "must be a JSON object"}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            self.fail("not_object")
+        return value
+
+
+JSONObjectField = extend_schema_field({"type": "object", "additionalProperties": True})(
+    JSONObjectField
+)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error: a code, a sentence for people, and messages by field path."""
+
+    error = serializers.CharField(help_text="not_found, forbidden, conflict, invalid, …")
+    detail = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+
+# --- sagas ---------------------------------------------------------------------
+
+
+class SagaStartSerializer(serializers.Serializer):
+    workflow = serializers.CharField(max_length=100)
+    version = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, required=False, allow_null=True
+    )
+    input = JSONObjectField(required=False, default=dict)
+    idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True)
+    correlation_id = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default=""
+    )
+
+
+class StepSerializer(serializers.ModelSerializer):
+    type = serializers.CharField(source="kind")
+    attempts = serializers.IntegerField(source="attempt")
+    compensation_attempts = serializers.IntegerField(source="compensation_attempt")
+    result = serializers.JSONField(allow_null=True)
+
+    class Meta:
+        model = SagaStep
+        fields = [
+            "index",
+            "name",
+            "type",
+            "status",
+            "attempts",
+            "compensation_attempts",
+            "result",
+            "error",
+            "started_at",
+            "executed_at",
+            "compensated_at",
+            "deadline",
+        ]
+        read_only_fields = fields
+
+
+class UsernameField(serializers.Field):
+    def to_representation(self, user):
+        return user.get_username()
+
+
+UsernameField = extend_schema_field({"type": "string", "nullable": True})(UsernameField)
+
+
+class SagaSummarySerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="definition.version")
+    input = serializers.JSONField()
+    cause = serializers.JSONField(allow_null=True)
+    started_by = UsernameField(allow_null=True)
+
+    class Meta:
+        model = Saga
+        fields = [
+            "id",
+            "workflow",
+            "version",
+            "state",
+            "input",
+            "correlation_id",
+            "idempotency_key",
+            "needs_attention",
+            "attention_reason",
+            "current_step",
+            "cause",
+            "started_by",
+            "created_at",
+            "updated_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class SagaSerializer(SagaSummarySerializer):
+    steps = StepSerializer(many=True, read_only=True)
+
+    class Meta(SagaSummarySerializer.Meta):
+        fields = SagaSummarySerializer.Meta.fields + ["steps"]
+        read_only_fields = fields
+
+
+class EventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="who")
+    details = serializers.JSONField()
+
+    class Meta:
+        model = SagaEvent
+        fields = ["id", "at", "kind", "step", "actor", "details"]
+        read_only_fields = fields
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class RetrySerializer(serializers.Serializer):
+    step = serializers.CharField(
+        max_length=100,
+        required=False,
+        help_text="The step to retry; by default the failed step or the stuck compensation.",
+    )
+
+
+# --- events ------------------------------------------------------------------------
+
+
+class EventDeliverySerializer(serializers.Serializer):
+    type = serializers.CharField(max_length=200, help_text="The event type, e.g. shipment.created")
+    correlation_id = serializers.CharField(max_length=200)
+    payload = JSONObjectField(required=False, default=dict)
+
+
+class MatchedSerializer(serializers.Serializer):
+    matched = serializers.IntegerField(help_text="How many waiting steps this event completed.")
+
+
+# --- workflows ---------------------------------------------------------------------
+
+
+class WorkflowVersionSerializer(serializers.ModelSerializer):
+    created_by = UsernameField(allow_null=True)
+
+    class Meta:
+        model = WorkflowDefinition
+        fields = ["version", "status", "description", "created_at", "created_by"]
+        read_only_fields = fields
+
+
+class WorkflowSerializer(serializers.ModelSerializer):
+    created_by = UsernameField(allow_null=True)
+    steps = serializers.SerializerMethodField()
+
+    class Meta:
+        model = WorkflowDefinition
+        fields = ["name", "version", "status", "description", "created_at", "created_by", "steps"]
+        read_only_fields = fields
+
+    @extend_schema_field(
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "type": {"type": "string"}},
+                "required": ["name", "type"],
+            },
+        }
+    )
+    def get_steps(self, definition):
+        return [{"name": s["name"], "type": s["type"]} for s in definition.spec["steps"]]
+
+
+class WorkflowDetailSerializer(WorkflowSerializer):
+    spec = serializers.JSONField(help_text="The validated document of this version.")
+    versions = serializers.SerializerMethodField()
+
+    class Meta(WorkflowSerializer.Meta):
+        fields = WorkflowSerializer.Meta.fields + ["spec", "versions"]
+        read_only_fields = fields
+
+    @extend_schema_field(WorkflowVersionSerializer(many=True))
+    def get_versions(self, definition):
+        versions = self.context.get("versions")
+        if versions is None:
+            versions = WorkflowDefinition.objects.filter(name=definition.name).order_by("-version")
+        return WorkflowVersionSerializer(versions, many=True).data
+
+
+class WorkflowDocumentSerializer(serializers.Serializer):
+    """A workflow document as JSON (the YAML format, as an object); see the README."""
+
+    name = serializers.JSONField(help_text="letters, digits, _ . - (starting with a letter)")
+    description = serializers.JSONField(required=False)
+    input_schema = serializers.JSONField(required=False, help_text="A JSON Schema for the input")
+    steps = serializers.JSONField(help_text="The steps, in order")
+
+
+class DryRunSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    name = serializers.CharField()
+    would_create_version = serializers.IntegerField(allow_null=True)
+
+
+# --- health --------------------------------------------------------------------------
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "unhealthy"])
+    database = serializers.CharField()
+    sweeper_lag_seconds = serializers.FloatField(allow_null=True)
+    queued_tasks = serializers.IntegerField(allow_null=True)
+    problems = serializers.ListField(child=serializers.CharField())

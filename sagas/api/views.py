@@ -1,0 +1,410 @@
+"""API views: thin wrappers that check the role, call the engine's services and serialize."""
+
+from django.db import DatabaseError, connection
+from django.db.models import Prefetch
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
+from rest_framework import exceptions, generics, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sagas import engine, queue, services
+from sagas.definitions import NAME_RE, validate
+from sagas.filters import SagaFilter, can_start, is_operator, visible_sagas
+from sagas.models import SagaEvent, SagaStep, WorkflowDefinition
+from sagas.sweeper import sweeper_lag
+
+from . import serializers as s
+from .pagination import KeysetPagination
+from .permissions import IsAdmin, IsOperator
+
+# A qcluster keeps the sweeper chain ticking every fraction of a second and
+# restarts it within a minute; a sweep older than this means no cluster runs.
+QCLUSTER_SEEN_WITHIN = 60.0
+
+ERROR_TEXT = {
+    400: "Invalid input: `fields` names each problem by path.",
+    401: "No credentials, or wrong ones.",
+    403: "The caller's role does not allow this; nothing was changed.",
+    404: "No such object, or the caller may not see it.",
+    409: "The object's state does not allow this; nothing was changed.",
+}
+
+
+def errors(*codes):
+    return {
+        code: OpenApiResponse(s.ErrorSerializer, description=ERROR_TEXT[code]) for code in codes
+    }
+
+
+def _saga_queryset(user):
+    steps = Prefetch("steps", queryset=SagaStep.objects.order_by("index"))
+    return visible_sagas(user).select_related("definition", "started_by").prefetch_related(steps)
+
+
+def get_visible_saga(request, saga_id):
+    """The saga if the caller may see it; 404 otherwise, so that ids of others do not leak."""
+    saga = _saga_queryset(request.user).filter(pk=saga_id).first()
+    if saga is None:
+        raise exceptions.NotFound(f"no saga {saga_id}")
+    return saga
+
+
+def check_operator_on(request, saga_id):
+    """An operator act: 404 when the caller cannot see the saga, 403 when they may not act."""
+    get_visible_saga(request, saga_id)
+    if not is_operator(request.user):
+        raise exceptions.PermissionDenied("only operators may retry, cancel or skip")
+
+
+def _saga_response(request, saga_id, code=status.HTTP_200_OK):
+    saga = _saga_queryset(request.user).get(pk=saga_id)
+    return Response(s.SagaSerializer(saga).data, status=code)
+
+
+def _actor_label(request):
+    return f"api:{request.user.get_username()}"
+
+
+# --- sagas ---------------------------------------------------------------------------
+
+
+class SagaListView(generics.GenericAPIView):
+    serializer_class = s.SagaSummarySerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = SagaFilter
+    pagination_class = KeysetPagination
+
+    def get_queryset(self):
+        return visible_sagas(self.request.user).select_related("definition", "started_by")
+
+    @extend_schema(
+        summary="List the sagas the caller may see, newest first",
+        responses={200: s.SagaSummarySerializer(many=True), **errors(400, 401)},
+    )
+    def get(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Start a saga",
+        description=(
+            "201 with the new saga. With an `idempotency_key`, repeating the request with "
+            "the same input returns the same saga with 200; another input is a 409."
+        ),
+        request=s.SagaStartSerializer,
+        responses={
+            201: s.SagaSerializer,
+            200: OpenApiResponse(s.SagaSerializer, description="The saga this key started."),
+            **errors(400, 401, 403, 404, 409),
+        },
+    )
+    def post(self, request):
+        if not can_start(request.user):
+            raise exceptions.PermissionDenied("only operators may start sagas")
+        data = s.SagaStartSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        saga, created = engine.start_saga(
+            workflow=data.validated_data["workflow"],
+            version=data.validated_data.get("version"),
+            input=data.validated_data["input"],
+            idempotency_key=data.validated_data.get("idempotency_key"),
+            correlation_id=data.validated_data["correlation_id"],
+            user=request.user,
+            actor_label=_actor_label(request),
+        )
+        if not created and not visible_sagas(request.user).filter(pk=saga.pk).exists():
+            # Someone else's saga: say the key is taken without showing it.
+            raise engine.Conflict("this idempotency key is already used by another caller")
+        return _saga_response(
+            request, saga.pk, status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class SagaDetailView(APIView):
+    @extend_schema(
+        summary="A saga with its steps", responses={200: s.SagaSerializer, **errors(401, 404)}
+    )
+    def get(self, request, saga_id):
+        return Response(s.SagaSerializer(get_visible_saga(request, saga_id)).data)
+
+
+class EventPagination(CursorPagination):
+    """The history oldest first; ids are unique, so the cursor is an exact keyset."""
+
+    ordering = ("id",)
+    page_size = 200
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise exceptions.ValidationError(
+                {self.cursor_query_param: ["not a cursor this API returned"]}
+            ) from None
+
+
+class SagaEventsView(generics.GenericAPIView):
+    queryset = SagaEvent.objects.none()  # for the schema; get() reads the saga's own events
+    serializer_class = s.EventSerializer
+    pagination_class = EventPagination
+
+    @extend_schema(
+        summary="The saga's history, oldest first",
+        responses={200: s.EventSerializer(many=True), **errors(400, 401, 404)},
+    )
+    def get(self, request, saga_id):
+        saga = get_visible_saga(request, saga_id)
+        events = saga.events.select_related("actor").order_by("id")
+        page = self.paginate_queryset(events)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+
+class SagaRetryView(APIView):
+    @extend_schema(
+        summary="Retry the failed step of a paused saga, or its stuck compensation",
+        request=s.RetrySerializer,
+        responses={200: s.SagaSerializer, **errors(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, saga_id):
+        check_operator_on(request, saga_id)
+        data = s.RetrySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        engine.retry_saga(
+            saga_id,
+            user=request.user,
+            step_name=data.validated_data.get("step"),
+            actor_label=_actor_label(request),
+        )
+        return _saga_response(request, saga_id)
+
+
+class SagaCancelView(APIView):
+    @extend_schema(
+        summary="Cancel a started or pending saga: its completed steps are compensated",
+        request=s.ReasonSerializer,
+        responses={200: s.SagaSerializer, **errors(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, saga_id):
+        check_operator_on(request, saga_id)
+        data = s.ReasonSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        engine.cancel_saga(
+            saga_id,
+            user=request.user,
+            reason=data.validated_data["reason"],
+            actor_label=_actor_label(request),
+        )
+        return _saga_response(request, saga_id)
+
+
+class StepSkipView(APIView):
+    @extend_schema(
+        summary="Skip a failed or waiting step, or give up a stuck compensation, with a reason",
+        request=s.ReasonSerializer,
+        responses={200: s.SagaSerializer, **errors(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, saga_id, step_name):
+        check_operator_on(request, saga_id)
+        data = s.ReasonSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        engine.skip_step(
+            saga_id,
+            step_name,
+            user=request.user,
+            reason=data.validated_data["reason"],
+            actor_label=_actor_label(request),
+        )
+        return _saga_response(request, saga_id)
+
+
+# --- events in ---------------------------------------------------------------------------
+
+
+class EventDeliveryView(APIView):
+    permission_classes = [IsOperator]
+
+    @extend_schema(
+        summary="Deliver an event: completes the `wait` steps waiting for it",
+        description=(
+            "Matches waiting steps by event type and the saga's correlation id. "
+            "202 with how many matched (0 is not an error: nothing was waiting)."
+        ),
+        request=s.EventDeliverySerializer,
+        responses={202: s.MatchedSerializer, **errors(400, 401, 403)},
+    )
+    def post(self, request):
+        data = s.EventDeliverySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        matched = engine.deliver_event(
+            type=data.validated_data["type"],
+            correlation_id=data.validated_data["correlation_id"],
+            payload=data.validated_data["payload"],
+            actor=request.user,
+            actor_label=_actor_label(request),
+        )
+        return Response({"matched": matched}, status=status.HTTP_202_ACCEPTED)
+
+
+# --- workflows -------------------------------------------------------------------------------
+
+
+def _current_versions():
+    """Per workflow name, the latest published version (else the latest of any status)."""
+    chosen = {}
+    rows = WorkflowDefinition.objects.values_list("pk", "name", "status")
+    for pk, name, state in rows.order_by("name", "-version"):
+        best = chosen.get(name)
+        published = state == WorkflowDefinition.Status.PUBLISHED
+        if best is None or (published and not best[1]):
+            chosen[name] = (pk, published)
+    return [pk for pk, _ in chosen.values()]
+
+
+class WorkflowListView(APIView):
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsAdmin()]
+        return super().get_permissions()
+
+    @extend_schema(
+        summary="The workflows: each one's latest published version",
+        responses={200: s.WorkflowSerializer(many=True), **errors(401)},
+    )
+    def get(self, request):
+        definitions = WorkflowDefinition.objects.filter(pk__in=_current_versions())
+        definitions = definitions.select_related("created_by").order_by("name")
+        return Response(s.WorkflowSerializer(definitions, many=True).data)
+
+    @extend_schema(
+        summary="Publish a workflow document (admins); ?dry_run=1 only validates it",
+        description=(
+            "201 with the new version; 200 when the document equals the latest version "
+            "(nothing is created); 400 with every problem of the document by path."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "dry_run",
+                bool,
+                description="Validate only: nothing is saved.",
+                required=False,
+            )
+        ],
+        request=s.WorkflowDocumentSerializer,
+        responses={
+            201: s.WorkflowDetailSerializer,
+            200: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="PublishResult",
+                    serializers=[s.WorkflowDetailSerializer, s.DryRunSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="Unchanged document (the latest version), or a dry run's verdict.",
+            ),
+            **errors(400, 401, 403),
+        },
+    )
+    def post(self, request):
+        document = request.data
+        if not isinstance(document, dict):
+            raise exceptions.ValidationError(
+                {"(document)": ["must be a JSON object with name and steps"]}
+            )
+        if request.query_params.get("dry_run", "").lower() in {"1", "true", "yes"}:
+            validate(document, context=services.validation_context())
+            latest = (
+                WorkflowDefinition.objects.filter(name=document["name"])
+                .order_by("-version")
+                .first()
+            )
+            unchanged = latest is not None and latest.spec == document
+            return Response(
+                {
+                    "valid": True,
+                    "name": document["name"],
+                    "would_create_version": None
+                    if unchanged
+                    else (latest.version + 1 if latest else 1),
+                }
+            )
+        definition, created = services.publish_workflow(document, user=request.user)
+        return Response(
+            s.WorkflowDetailSerializer(definition).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class WorkflowDetailView(APIView):
+    @extend_schema(
+        summary="A workflow's latest published version, with all its versions",
+        responses={200: s.WorkflowDetailSerializer, **errors(401, 404)},
+    )
+    def get(self, request, name):
+        if not NAME_RE.match(name):
+            raise exceptions.NotFound(f"no workflow {name!r}")
+        versions = list(
+            WorkflowDefinition.objects.filter(name=name)
+            .select_related("created_by")
+            .order_by("-version")
+        )
+        if not versions:
+            raise exceptions.NotFound(f"no workflow {name!r}")
+        current = next(
+            (v for v in versions if v.status == WorkflowDefinition.Status.PUBLISHED), versions[0]
+        )
+        return Response(s.WorkflowDetailSerializer(current, context={"versions": versions}).data)
+
+
+# --- health -----------------------------------------------------------------------------------
+
+
+class HealthView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Is the database answering and a qcluster running?",
+        description="200 when both hold; 503 with the problems otherwise. No authentication.",
+        responses={
+            200: s.HealthSerializer,
+            503: OpenApiResponse(s.HealthSerializer, description="Something is wrong: `problems`."),
+        },
+    )
+    def get(self, request):
+        problems = []
+        lag = queued = None
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            database = "ok"
+        except DatabaseError as exc:
+            database = f"unreachable: {exc}".strip()
+            problems.append(f"the database does not answer: {exc}".strip())
+        if database == "ok":
+            lag = sweeper_lag()
+            queued = queue.queue_depth()
+            if lag is None:
+                problems.append("no qcluster has ever run here (the sweeper never swept)")
+            elif lag > QCLUSTER_SEEN_WITHIN:
+                problems.append(
+                    f"no qcluster seen for {lag:.0f} s: the sweeper last swept {lag:.0f} s ago"
+                )
+        body = {
+            "status": "unhealthy" if problems else "ok",
+            "database": database,
+            "sweeper_lag_seconds": round(lag, 3) if lag is not None else None,
+            "queued_tasks": queued,
+            "problems": problems,
+        }
+        return Response(
+            body, status=status.HTTP_503_SERVICE_UNAVAILABLE if problems else status.HTTP_200_OK
+        )

@@ -1,0 +1,98 @@
+"""Who may see which sagas, and the one saga FilterSet shared by the API and the dashboard."""
+
+import uuid
+
+import django_filters
+from django.db.models import Q
+
+from .models import Saga
+from .states import SagaState
+
+OPERATORS_GROUP = "operators"
+
+# Other apps widen what a user may see without the engine knowing them: each
+# rule is func(user) -> Q over Saga (approvals adds "sagas I may decide on").
+_visibility_rules = []
+
+
+def register_saga_visibility(rule):
+    """Add a rule func(user) -> Q: the sagas it matches become visible to that user."""
+    if rule not in _visibility_rules:
+        _visibility_rules.append(rule)
+    return rule
+
+
+def is_admin(user):
+    """Admins (staff) define workflows and may do everything."""
+    return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+
+
+def is_operator(user):
+    """Operators watch all sagas and start, retry, cancel and skip; admins are operators too."""
+    if not (user and user.is_authenticated and user.is_active):
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    cached = getattr(user, "_sagas_is_operator", None)
+    if cached is None:
+        cached = user.groups.filter(name=OPERATORS_GROUP).exists()
+        user._sagas_is_operator = cached
+    return cached
+
+
+def can_start(user):
+    """Operators start sagas, and so may a service account given the `add_saga` permission."""
+    return is_operator(user) or bool(
+        user and user.is_authenticated and user.is_active and user.has_perm("sagas.add_saga")
+    )
+
+
+def visible_sagas(user, queryset=None):
+    """The sagas `user` may see: all for operators; else those they started or may decide on."""
+    queryset = Saga.objects.all() if queryset is None else queryset
+    if is_operator(user):
+        return queryset
+    if not (user and user.is_authenticated and user.is_active):
+        return queryset.none()
+    condition = Q(started_by=user)
+    for rule in _visibility_rules:
+        condition |= rule(user)
+    return queryset.filter(condition)
+
+
+class SagaFilter(django_filters.FilterSet):
+    """Filters of the saga list; `search` finds a saga by id, correlation id or idempotency key."""
+
+    state = django_filters.ChoiceFilter(choices=SagaState.choices)
+    workflow = django_filters.CharFilter(max_length=100)
+    needs_attention = django_filters.BooleanFilter()
+    correlation_id = django_filters.CharFilter(max_length=200)
+    search = django_filters.CharFilter(method="filter_search", max_length=200, label="Search")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Saga
+        fields = [
+            "state",
+            "workflow",
+            "needs_attention",
+            "correlation_id",
+            "search",
+            "created_after",
+            "created_before",
+        ]
+
+    def filter_search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        try:
+            return queryset.filter(pk=uuid.UUID(value))
+        except ValueError:
+            pass
+        # Exact matches use the partial indexes; a prefix of the correlation id
+        # helps a person who pasted only its start.
+        return queryset.filter(
+            Q(correlation_id=value) | Q(idempotency_key=value) | Q(correlation_id__startswith=value)
+        )

@@ -1,0 +1,1 @@
+"""Outbound webhooks: subscriptions to saga and approval outcomes, signed deliveries, their log."""

@@ -1,0 +1,247 @@
+"""Queueing webhook deliveries with the transition that caused them, and sending them signed.
+
+A delivery row and its django-q2 task are written in the transaction of the
+saga event, so an outcome that commits is announced and one that rolls back is
+not. The task sends the body signed with HMAC-SHA256 and records the answer;
+failures are retried with exponential backoff, and the sweeper queues any
+delivery whose task was lost.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import random
+from datetime import timedelta
+from urllib.parse import urlparse
+
+import httpx
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from sagas import queue
+from sagas.http import host_allowed
+from sagas.models import WorkflowDefinition
+
+from .models import Delivery, Subscription
+
+log = logging.getLogger("sagas.hooks")
+
+DELIVER_TASK = "sagas.hooks.tasks.deliver"
+SIGNATURE_HEADER = "X-Sagaflow-Signature"
+
+# The saga events (SagaEvent.kind) announced to subscribers, and under what type.
+SAGA_EVENT_TYPES = {
+    "saga_completed": "saga.completed",
+    "saga_failed": "saga.failed",
+    "needs_attention": "saga.needs_attention",
+}
+# Other apps add theirs (approvals: approval.requested, approval.decided).
+_event_types = dict(SAGA_EVENT_TYPES)
+
+
+def announce(saga_event_kind, webhook_type):
+    """Announce SagaEvents of this kind to subscribers of `webhook_type`."""
+    _event_types[saga_event_kind] = webhook_type
+
+
+def sign(secret, body):
+    """The value of X-Sagaflow-Signature: "sha256=" and the hex HMAC-SHA256 of the raw body."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def _saga_data(saga):
+    version = (
+        WorkflowDefinition.objects.filter(pk=saga.definition_id)
+        .values_list("version", flat=True)
+        .first()
+    )
+    return {
+        "id": str(saga.pk),
+        "workflow": saga.workflow,
+        "version": version,
+        "state": saga.state,
+        "correlation_id": saga.correlation_id,
+        "idempotency_key": saga.idempotency_key,
+        "needs_attention": saga.needs_attention,
+        "attention_reason": saga.attention_reason,
+        "cause": saga.cause,
+        "created_at": saga.created_at,
+        "finished_at": saga.finished_at,
+    }
+
+
+def on_transition(sender, saga, events, **kwargs):
+    """engine.transition_saved: queue a delivery per subscriber of each announced event."""
+    announced = [(e, _event_types[e.kind]) for e in events if e.kind in _event_types]
+    if not announced:
+        return
+    subscriptions = list(Subscription.objects.filter(active=True))
+    if not subscriptions:
+        return
+    saga_data = _saga_data(saga)
+    for event, webhook_type in announced:
+        payload = {
+            "saga": saga_data,
+            "event": {
+                "kind": event.kind,
+                "step": event.step,
+                "actor": event.actor_label,
+                "at": event.at,
+                "details": event.details,
+            },
+        }
+        emit(webhook_type, payload, subscriptions=subscriptions)
+
+
+def emit(webhook_type, payload, *, subscriptions=None):
+    """Queue `payload` for every active subscriber of `webhook_type`, in the caller's transaction."""
+    if subscriptions is None:
+        subscriptions = list(Subscription.objects.filter(active=True))
+    targets = [sub for sub in subscriptions if sub.wants(webhook_type)]
+    if not targets:
+        return []
+    payload = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+    now = timezone.now()
+    retry_at = now + timedelta(seconds=settings.SAGAS_REQUEUE_AFTER)
+    with transaction.atomic():
+        deliveries = Delivery.objects.bulk_create(
+            [
+                Delivery(
+                    subscription=sub,
+                    event_type=webhook_type,
+                    payload=payload,
+                    created_at=now,
+                    next_attempt_at=retry_at,
+                )
+                for sub in targets
+            ]
+        )
+        queue.enqueue_many(DELIVER_TASK, [(str(d.pk),) for d in deliveries])
+    return deliveries
+
+
+def body_of(delivery):
+    """The exact bytes sent (and signed); the same on every attempt."""
+    envelope = {
+        "id": str(delivery.pk),
+        "type": delivery.event_type,
+        "created_at": delivery.created_at.isoformat(),
+        "data": delivery.payload,
+    }
+    return json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _backoff(attempts):
+    base = min(
+        settings.SAGAS_WEBHOOK_MAX_BACKOFF,
+        settings.SAGAS_WEBHOOK_BACKOFF * 2 ** max(attempts - 1, 0),
+    )
+    return base * random.uniform(0.5, 1.0)
+
+
+def deliver(delivery_id):
+    """The task: claim the delivery, POST it, record the answer; never raises."""
+    now = timezone.now()
+    timeout = settings.SAGAS_WEBHOOK_TIMEOUT
+    claimed = Delivery.objects.filter(
+        Q(locked_until__isnull=True) | Q(locked_until__lt=now),
+        pk=delivery_id,
+        status=Delivery.Status.PENDING,
+    ).update(
+        attempts=F("attempts") + 1,
+        locked_until=now + timedelta(seconds=timeout + 5),
+        next_attempt_at=now + timedelta(seconds=timeout + settings.SAGAS_REQUEUE_AFTER),
+    )
+    if not claimed:
+        return "nothing to do"  # delivered, given up, or another task is sending it
+    delivery = Delivery.objects.select_related("subscription").get(pk=delivery_id)
+    subscription = delivery.subscription
+    body = body_of(delivery)
+    status_code, error, permanent = None, "", True
+    host = urlparse(subscription.url).hostname
+    if not subscription.active:
+        error = "the subscription was deactivated"
+    elif not host_allowed(host):
+        error = f"host {host!r} is not in SAGAS_HTTP_ALLOWED_HOSTS"
+    else:
+        permanent = False
+        try:
+            response = httpx.post(
+                subscription.url,
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": "Sagaflow-Webhooks/1",
+                    "X-Sagaflow-Event": delivery.event_type,
+                    "X-Sagaflow-Delivery": str(delivery.pk),
+                    SIGNATURE_HEADER: sign(subscription.secret, body),
+                },
+                timeout=timeout,
+                follow_redirects=False,  # a redirect could lead off the allowlist
+            )
+            status_code = response.status_code
+            if not 200 <= status_code < 300:
+                error = f"HTTP {status_code}: {response.text[:500]}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+    return _record(delivery, status_code, error, permanent=permanent)
+
+
+def _record(delivery, status_code, error, *, permanent):
+    now = timezone.now()
+    fields = {"locked_until": None, "last_status_code": status_code, "last_error": error}
+    if not error:
+        fields.update(status=Delivery.Status.DELIVERED, delivered_at=now, next_attempt_at=None)
+        outcome = "delivered"
+    elif permanent or delivery.attempts >= settings.SAGAS_WEBHOOK_MAX_ATTEMPTS:
+        fields.update(status=Delivery.Status.FAILED, next_attempt_at=None)
+        outcome = "failed"
+        log.warning("webhook %s to %s gave up: %s", delivery.pk, delivery.subscription.url, error)
+    else:
+        fields.update(next_attempt_at=now + timedelta(seconds=_backoff(delivery.attempts)))
+        outcome = "retry scheduled"
+    Delivery.objects.filter(pk=delivery.pk, attempts=delivery.attempts).update(**fields)
+    return outcome
+
+
+def sweep_due_deliveries(now):
+    """Sweeper hook: queue deliveries whose retry is due or whose task was lost."""
+    due = list(
+        Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        .values_list("pk", "next_attempt_at")[:500]
+    )
+    if not due:
+        return 0
+    requeue_at = now + timedelta(seconds=settings.SAGAS_REQUEUE_AFTER)
+    queued = []
+    with transaction.atomic():
+        for pk, at in due:
+            # Claims the right to queue it, so two sweepers do not both queue it.
+            if Delivery.objects.filter(pk=pk, next_attempt_at=at).update(
+                next_attempt_at=requeue_at
+            ):
+                queued.append((str(pk),))
+        if queued:
+            queue.enqueue_many(DELIVER_TASK, queued)
+    return len(queued)
+
+
+def redeliver(deliveries):
+    """Admin action: try failed (or pending) deliveries again now, with a fresh round of attempts."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = [str(d.pk) for d in deliveries if d.status != Delivery.Status.DELIVERED]
+        Delivery.objects.filter(pk__in=ids).update(
+            status=Delivery.Status.PENDING,
+            attempts=0,
+            locked_until=None,
+            next_attempt_at=now + timedelta(seconds=settings.SAGAS_REQUEUE_AFTER),
+        )
+        queue.enqueue_many(DELIVER_TASK, [(pk,) for pk in ids])
+    return len(ids)
