@@ -169,7 +169,7 @@ class WorkflowDefinitionAdmin(admin.ModelAdmin):
         if obj is None:
             return [(None, {"fields": ["document"]})]
         return [
-            (None, {"fields": ["name", "version", "status", "running_sagas", "created_by"]}),
+            (None, {"fields": [("name", "version", "status", "running_sagas", "created_by")]}),
             ("Document", {"fields": ["document"]}),
         ]
 
@@ -220,12 +220,17 @@ class WorkflowDefinitionAdmin(admin.ModelAdmin):
                 is_latest=versions[0].pk == obj.pk,
                 latest=versions[0],
                 can_publish=authoring.can_publish(request.user),
+                show_save_and_add_another=False,
                 audit=WorkflowAudit.objects.filter(workflow=obj.name).select_related("actor")[:20],
             )
         return super().change_view(request, object_id, form_url, context)
 
     def add_view(self, request, form_url="", extra_context=None):
-        return super().add_view(request, form_url, {"diagram": None, **(extra_context or {})})
+        return super().add_view(
+            request,
+            form_url,
+            {"diagram": None, "show_save_and_add_another": False, **(extra_context or {})},
+        )
 
     # -- archive ----------------------------------------------------------------
 
