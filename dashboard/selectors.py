@@ -10,6 +10,7 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
+from approvals.models import ApprovalRequest
 from sagas.models import Saga, SagaEvent, WorkflowDefinition
 from sagas.states import FINISHED_SAGA_STATES, SagaState
 
@@ -162,6 +163,12 @@ def saga_with_history(saga_id):
     )
     events.reverse()
     saga.timeline = events
+    saga.approval_requests = list(
+        ApprovalRequest.objects.filter(saga_id=saga.pk)
+        .select_related("saga")
+        .prefetch_related("decisions__user")
+        .order_by("created_at", "id")
+    )
     return saga
 
 
@@ -213,3 +220,32 @@ def workflows_with_counts():
         definition.version_count = versions[name]
         workflows.append(definition)
     return workflows
+
+
+# --- approvals -------------------------------------------------------------------
+
+
+def with_overdue(requests, now=None):
+    now = now or timezone.now()
+    for request in requests:
+        request.overdue = bool(request.is_open and request.due_at and request.due_at < now)
+        yield request
+
+
+def approval_items(queryset, *, limit=100, newest_first=False):
+    """Approval requests with what an inbox row shows, in a fixed number of queries."""
+    if newest_first:
+        queryset = queryset.order_by("-created_at", "-id")
+    rows = queryset.select_related("saga", "saga__started_by", "step").prefetch_related(
+        "decisions__user", "users", "groups"
+    )[:limit]
+    return list(with_overdue(rows))
+
+
+def approval_item(pk):
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        return None
+    rows = approval_items(ApprovalRequest.objects.filter(pk=pk), limit=1)
+    return rows[0] if rows else None

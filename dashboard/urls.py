@@ -39,6 +39,9 @@ urlpatterns = [
         {"action": "skip-compensation"},
         name="compensation_skip",
     ),
+    path("approvals/", views.inbox, name="inbox"),
+    # The stable address approval e-mails link to.
+    path("approvals/<int:approval_id>/", views.approval, name="approval"),
     path("workflows/", views.workflow_list, name="workflow_list"),
     path("workflows/<str:name>/start/", views.workflow_start, name="workflow_start"),
 ]

@@ -16,6 +16,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from approvals import services as approvals
+from approvals.models import ApprovalRequest
 from sagas import engine
 from sagas.models import Saga, WorkflowDefinition
 from sagas.states import SagaState, StepStatus
@@ -23,7 +25,7 @@ from sagas.states import SagaState, StepStatus
 from . import selectors
 from .access import is_operator
 from .filters import SagaFilter
-from .forms import BulkActionForm, ReasonForm, StartSagaForm
+from .forms import BulkActionForm, DecisionForm, ReasonForm, StartSagaForm
 
 TITLES = {400: "Not accepted", 403: "Not allowed", 404: "Not found", 409: "Not possible now"}
 
@@ -94,7 +96,8 @@ def overview(request):
 
 
 def _my_approvals(user):
-    return {"approvals": [], "approvals_enabled": False}
+    waiting = list(selectors.with_overdue(approvals.approvals_for(user)[:10]))
+    return {"approvals": waiting}
 
 
 # --- the saga list ---------------------------------------------------------------
@@ -212,7 +215,8 @@ def _saga_or_problem(request, saga_id):
 
 
 def _may_view(user, saga):
-    return False
+    """Approvers (and whoever decided or started it) see the sagas they are asked about."""
+    return any(approvals.can_view(request, user) for request in saga.approval_requests)
 
 
 def _detail_context(request, saga, **extra):
@@ -228,6 +232,7 @@ def _detail_context(request, saga, **extra):
         "can_cancel": operator and saga.state in (SagaState.STARTED, SagaState.PENDING),
         "poll_seconds": _poll(),
         "live": not saga.is_finished,
+        "approvals": saga.approval_requests,
         **extra,
     }
 
@@ -416,3 +421,111 @@ def workflow_start(request, name):
                 return redirect("saga_detail", saga_id=saga.pk)
     context = {"definition": definition, "form": form, "schema": schema}
     return render(request, "dashboard/workflow_start.html", context, status=status)
+
+
+# --- approvals -------------------------------------------------------------------
+
+TABS = {"waiting": "Waiting for me", "decided": "Decided by me", "all": "All"}
+
+
+@require_GET
+@signed_in
+def inbox(request):
+    operator = is_operator(request.user)
+    tab = request.GET.get("tab", "waiting")
+    if tab not in TABS or (tab == "all" and not operator):
+        return problem(
+            request,
+            "Only operators see all approvals; your own are under the other tabs.",
+            status=403,
+        )
+    context = {
+        "tab": tab,
+        "tabs": [(k, v) for k, v in TABS.items() if k != "all" or operator],
+        "operator": operator,
+        "poll_seconds": _poll(),
+    }
+    if tab == "decided":
+        context["decisions"] = list(approvals.decisions_by(request.user)[:100])
+    else:
+        mine = approvals.approvals_for(request.user)
+        if tab == "waiting":
+            items = selectors.approval_items(mine, limit=100)
+            decidable = {item.pk for item in items}
+        else:
+            items = selectors.approval_items(
+                ApprovalRequest.objects.all(), limit=100, newest_first=True
+            )
+            decidable = set(
+                mine.filter(pk__in=[item.pk for item in items]).values_list("pk", flat=True)
+            )
+        for item in items:
+            item.decidable = item.pk in decidable
+        context["items"] = items
+    template = "dashboard/inbox.html#list" if request.htmx else "dashboard/inbox.html"
+    return render(request, template, context)
+
+
+def _approval_or_problem(request, approval_id):
+    item = selectors.approval_item(approval_id)
+    if item is None:
+        return None, problem(request, f"There is no approval request {approval_id}.", status=404)
+    if not approvals.can_view(item, request.user):
+        return None, problem(
+            request,
+            "You are not an approver of this request, so you may not see or decide it.",
+            status=403,
+        )
+    return item, None
+
+
+@require_http_methods(["GET", "POST"])
+@signed_in
+def approval(request, approval_id):
+    """The decision page (linked from the e-mail); POST records a decision, also from the inbox."""
+    item, refused = _approval_or_problem(request, approval_id)
+    if refused:
+        return refused
+    form = DecisionForm(request.POST or None)
+    error, status = "", 200
+    if request.method == "POST":
+        if not form.is_valid():
+            error, status = "Choose approve or reject.", 400
+        else:
+            try:
+                approvals.decide(
+                    request=item.pk,
+                    user=request.user,
+                    decision=form.cleaned_data["decision"],
+                    comment=form.cleaned_data["comment"],
+                )
+            except engine.SagaError as exc:
+                error, status = exc.message, exc.status
+                for field, messages_ in (exc.fields or {}).items():
+                    if field in form.fields:
+                        form.add_error(field, messages_)
+            else:
+                verb = "approved" if form.cleaned_data["decision"] == "approve" else "rejected"
+                if not request.htmx:
+                    messages.success(request, f"You {verb} “{item.title}”.")
+                    return redirect("approval", approval_id=item.pk)
+                item = selectors.approval_item(item.pk)
+                form = DecisionForm()
+                error = ""
+                item.just_decided = verb
+    item.decidable = item.is_open and approvals.is_eligible(item, request.user)
+    item.refusal = (
+        "" if item.decidable or not item.is_open else approvals.refusal(item, request.user)
+    )
+    context = {
+        "item": item,
+        "form": form,
+        "error": error,
+        "full": not request.htmx or request.POST.get("full") == "1",
+    }
+    if request.htmx:
+        response = render(request, "dashboard/approval.html#item", context, status=status)
+        if status == 200:
+            response["HX-Trigger"] = "approvals-changed"
+        return response
+    return render(request, "dashboard/approval.html", context, status=status)

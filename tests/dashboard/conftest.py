@@ -104,3 +104,51 @@ def bob_client(client, bob):
 
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+# reserve → a manager approves → ship
+APPROVAL = {
+    "name": "approved_order",
+    "steps": [
+        {"name": "reserve", "type": "action", "action": "test.ok", "compensation": "test.undo"},
+        {"name": "charge", "type": "action", "action": "test.ok", "compensation": "test.undo"},
+        {
+            "name": "manager_approval",
+            "type": "approval",
+            "approvers": {"groups": ["managers"]},
+            "title": "Order {{ input.order_id }}",
+            "due": "1h",
+        },
+        {"name": "ship", "type": "action", "action": "test.ok", "compensation": "test.undo"},
+    ],
+}
+
+
+@pytest.fixture
+def managers(db):
+    from django.contrib.auth.models import Group
+
+    return Group.objects.get_or_create(name="managers")[0]
+
+
+@pytest.fixture
+def approver(django_user_model, managers):
+    user = django_user_model.objects.create_user("approver", "approver@example.com", "pw-approver")
+    user.groups.add(managers)
+    return user
+
+
+@pytest.fixture
+def approval_saga(publish, managers, settle, alice):
+    """A saga started by alice (an operator), waiting for a manager: (saga, request)."""
+    from approvals.models import ApprovalRequest
+
+    publish(APPROVAL)
+
+    def _start(order_id="1"):
+        saga, _ = start_saga(workflow="approved_order", input={"order_id": order_id}, user=alice)
+        settle()
+        saga.refresh_from_db()
+        return saga, ApprovalRequest.objects.get(saga=saga)
+
+    return _start

@@ -1,0 +1,165 @@
+"""The approver's inbox and the decision page: decide in place, with the approvals' own rules."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from approvals.models import Decision
+from sagas.models import SagaEvent
+from sagas.states import SagaState
+
+from .conftest import HTMX
+
+
+@pytest.fixture
+def approver_client(client, approver):
+    client.force_login(approver)
+    return client
+
+
+def test_the_inbox_lists_what_waits_for_me(approver_client, approval_saga):
+    saga, request = approval_saga("42")
+    html = approver_client.get("/approvals/").content.decode()
+    assert f'id="approval-{request.pk}"' in html
+    assert "Order 42" in html and "✓ Approve" in html and "✕ Reject" in html
+
+
+def test_overdue_requests_are_marked(approver_client, approval_saga):
+    approval_saga("43")
+    with time_machine.travel(timezone.now() + timedelta(hours=2)):
+        html = approver_client.get("/approvals/").content.decode()
+    assert "badge-overdue" in html and "overdue" in html
+
+
+def test_approving_in_place_updates_the_row_and_the_saga_goes_on(
+    approver_client, approver, approval_saga, settle
+):
+    saga, request = approval_saga()
+    response = approver_client.post(
+        f"/approvals/{request.pk}/", {"decision": "approve", "comment": "fine"}, **HTMX
+    )
+    html = response.content.decode()
+    assert response.status_code == 200 and response["HX-Trigger"] == "approvals-changed"
+    assert html.lstrip().startswith(f'<article id="approval-{request.pk}"')
+    assert "You approved this request." in html and "✓ Approve" not in html
+    settle()
+    saga.refresh_from_db()
+    assert saga.state == SagaState.COMPLETED
+    assert Decision.objects.get().user == approver
+
+
+def test_a_reject_without_a_comment_is_refused_in_the_row(approver_client, approval_saga):
+    saga, request = approval_saga()
+    response = approver_client.post(
+        f"/approvals/{request.pk}/", {"decision": "reject", "comment": " "}, **HTMX
+    )
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "A rejection needs a comment that says why" in html
+    assert "✕ Reject" in html  # the form is still there to try again
+    assert not Decision.objects.exists()
+
+
+def test_a_reject_with_a_comment_compensates(approver_client, approval_saga, settle):
+    saga, request = approval_saga()
+    approver_client.post(
+        f"/approvals/{request.pk}/", {"decision": "reject", "comment": "too expensive"}
+    )
+    settle()
+    saga.refresh_from_db()
+    assert saga.state == SagaState.FAILED and saga.cause["comment"] == "too expensive"
+    undone = list(
+        SagaEvent.objects.filter(saga=saga, kind="step_compensated").values_list("step", flat=True)
+    )
+    assert undone == ["charge", "reserve"]
+
+
+def test_the_decision_page_from_the_email(approver_client, approval_saga):
+    saga, request = approval_saga("77")
+    html = approver_client.get(f"/approvals/{request.pk}/").content.decode()
+    assert "<h1" in html and "Order 77" in html and "group managers" in html
+    response = approver_client.post(f"/approvals/{request.pk}/", {"decision": "approve"})
+    assert response.status_code == 302 and response["Location"] == f"/approvals/{request.pk}/"
+    html = approver_client.get(f"/approvals/{request.pk}/").content.decode()
+    assert "badge-approved" in html and "✓ Approve" not in html
+
+
+def test_deciding_twice_is_a_conflict(approver_client, approval_saga):
+    saga, request = approval_saga()
+    approver_client.post(f"/approvals/{request.pk}/", {"decision": "approve"}, **HTMX)
+    response = approver_client.post(f"/approvals/{request.pk}/", {"decision": "approve"}, **HTMX)
+    assert response.status_code == 409
+    assert Decision.objects.count() == 1
+
+
+def test_someone_outside_the_approvers_cannot_see_or_decide(bob_client, approval_saga):
+    saga, request = approval_saga()
+    assert bob_client.get(f"/approvals/{request.pk}/").status_code == 403
+    response = bob_client.post(f"/approvals/{request.pk}/", {"decision": "approve"}, **HTMX)
+    assert response.status_code == 403
+    assert "not an approver of this request" in response.content.decode()
+    assert "Order" not in bob_client.get("/approvals/").content.decode()
+    assert bob_client.get(f"/sagas/{saga.pk}/").status_code == 403
+    assert not Decision.objects.exists()
+
+
+def test_the_initiator_sees_why_they_cannot_decide(client, alice, managers, approval_saga):
+    alice.groups.add(managers)
+    saga, request = approval_saga()
+    client.force_login(alice)
+    html = client.get(f"/approvals/{request.pk}/").content.decode()
+    assert "four-eyes: you started this saga" in html and "✓ Approve" not in html
+
+
+def test_an_approver_may_open_the_saga_they_are_asked_about(approver_client, approval_saga):
+    saga, request = approval_saga()
+    response = approver_client.get(f"/sagas/{saga.pk}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "manager_approval" in html and "Cancel saga" not in html and "Retry…" not in html
+
+
+def test_decided_by_me_and_the_all_tab(client, approver, alice, approval_saga):
+    saga, request = approval_saga()
+    client.force_login(approver)
+    client.post(f"/approvals/{request.pk}/", {"decision": "reject", "comment": "no"})
+    html = client.get("/approvals/?tab=decided").content.decode()
+    assert "Order 1" in html and "badge-rejected" in html
+    assert client.get("/approvals/?tab=all").status_code == 403
+    client.force_login(alice)
+    html = client.get("/approvals/?tab=all").content.decode()
+    assert f'id="approval-{request.pk}"' in html
+
+
+def test_the_overview_shows_my_pending_approvals(approver_client, approval_saga):
+    saga, request = approval_saga("5")
+    html = approver_client.get("/").content.decode()
+    assert f'href="/approvals/{request.pk}/"' in html and "Order 5" in html
+
+
+def test_the_inbox_takes_the_same_queries_for_1_and_10_requests(approver_client, approval_saga):
+    approval_saga("1")
+    approver_client.get("/approvals/")
+    with CaptureQueriesContext(connection) as one:
+        approver_client.get("/approvals/")
+    for i in range(9):
+        approval_saga(str(i + 2))
+    with CaptureQueriesContext(connection) as ten:
+        html = approver_client.get("/approvals/").content.decode()
+    assert html.count('class="card approval-item') == 10
+    assert len(one) == len(ten)
+
+
+def test_an_unknown_request_is_404(approver_client, db):
+    assert approver_client.get("/approvals/999999/").status_code == 404
+
+
+def test_the_saga_shows_its_waiting_approval(approver_client, approval_saga):
+    saga, request = approval_saga()
+    html = approver_client.get(f"/sagas/{saga.pk}/").content.decode()
+    assert 'data-step="manager_approval" data-status="waiting"' in html and "⏸ waiting" in html
+    assert f'href="/approvals/{request.pk}/"' in html
