@@ -20,6 +20,10 @@ class SagasConfig(AppConfig):
 
         post_spawn.connect(_start_sweeper, dispatch_uid="sagas.start_sweeper")
 
+        from . import shutdown
+
+        shutdown.connect()  # a qcluster stops gracefully on SIGTERM (sagas/shutdown.py)
+
         from django.db.models.signals import post_delete, post_save
 
         from .engine import forget_definitions

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import kinds, queue
+from . import kinds, queue, shutdown
 from .actions import ActionContext, StepFailed
 from .definitions import (
     DefinitionError,
@@ -29,6 +29,7 @@ from .definitions import (
     retry_policy,
     validate_input,
 )
+from .logging import step_context
 from .models import Saga, SagaEvent, SagaStep, WorkflowDefinition
 from .states import SagaState, StepStatus, check_saga_transition, check_step_transition
 
@@ -481,11 +482,58 @@ def execute(claim):
 
 
 def run_step(step_id, fence):
-    """The worker's task: claim the queued step, run it and every automatic step after it."""
+    """The worker's task: claim the queued step, run it and every automatic step after it.
+
+    Each step runs in a log context (saga id, step, attempt, correlation id).
+    A worker that is stopping (sagas/shutdown.py) finishes the step in hand and
+    hands back the rest; a task it takes after that is queued again for another.
+    """
+    if shutdown.requested():
+        queue.enqueue(RUN_STEP_TASK, step_id, fence)
+        return
     claim = claim_queued(step_id, fence)
     while claim is not None:
-        outcome = execute(claim)
-        claim = record(claim, outcome)
+        with step_context(claim), shutdown.step_in_hand(claim):
+            outcome = execute(claim)
+            log.info(
+                "%s %s: %s",
+                "compensation of" if claim.compensating else "step",
+                claim.context.step,
+                "ok" if outcome.ok else f"failed: {outcome.error[:200]}",
+            )
+            next_claim = record(claim, outcome)
+        claim = next_claim
+        if claim is not None and shutdown.requested():
+            hand_back(claim)
+            return
+
+
+def hand_back(claim, *, reason="worker stopping"):
+    """Give back a claim that was never run: the step is queued again at once.
+
+    Its attempt was counted at claim time but never started, so it is taken
+    back; the fence moves, so the claim itself can record nothing.
+    """
+    with transaction.atomic():
+        tx = _lock(claim.saga_id)
+        step = tx.step(pk=claim.step_id)
+        if step.fence != claim.fence or step.lease_expires_at is None:
+            return False  # the sweeper or an operator has moved it already
+        step.lease_expires_at = None
+        step.fence += 1
+        if claim.compensating:
+            step.compensation_attempt -= 1
+            tx.event("compensation_handed_back", step, reason=reason)
+            tx.enqueue(step)
+        else:
+            step.attempt -= 1
+            tx.step_to(step, StepStatus.PENDING, "step_handed_back", reason=reason)
+            if tx.saga.state == SagaState.COMPENSATING:
+                _next_compensation(tx, inline=False)  # cancelled since the claim
+            else:
+                tx.enqueue(step)
+        tx.save()
+    return True
 
 
 def claim_queued(step_id, fence):
