@@ -10,6 +10,8 @@ urlpatterns = [
     # Prometheus metrics (issue 9), behind METRICS_TOKEN or METRICS_ALLOWED_NETWORKS.
     path("metrics", metrics_view, name="metrics"),
     # API (issue 5): /api/v1/…, the schema at /api/schema/, docs at /api/docs/.
+    # Approvals' endpoints come first: the sagas API ends with a catch-all JSON 404.
+    path("api/v1/approvals/", include("approvals.api_urls")),
     path("api/", include("sagas.api.urls")),
     # Dashboard (issue 4): added last.
     path("", include("dashboard.urls")),

@@ -34,13 +34,19 @@ DELIVER_TASK = "sagas.hooks.tasks.deliver"
 SIGNATURE_HEADER = "X-Sagaflow-Signature"
 
 # The saga events (SagaEvent.kind) announced to subscribers, and under what type.
-SAGA_EVENT_TYPES = {
+# The approval kinds are written by the approvals app into the same history;
+# only their names are known here, so the engine still imports no approval code.
+ANNOUNCED = {
     "saga_completed": "saga.completed",
     "saga_failed": "saga.failed",
     "needs_attention": "saga.needs_attention",
+    "approval_requested": "approval.requested",
+    # A request is decided when its policy is met, or when it expires unanswered.
+    "approval_approved": "approval.decided",
+    "approval_rejected": "approval.decided",
+    "approval_expired": "approval.decided",
 }
-# Other apps add theirs (approvals: approval.requested, approval.decided).
-_event_types = dict(SAGA_EVENT_TYPES)
+_event_types = dict(ANNOUNCED)
 
 
 def announce(saga_event_kind, webhook_type):

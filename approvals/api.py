@@ -1,0 +1,211 @@
+"""The approval endpoints of the REST API: an approver's requests and their decisions."""
+
+import django_filters
+from django.db.models import Q
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import exceptions, generics, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sagas.api.pagination import KeysetPagination
+from sagas.api.views import errors
+from sagas.filters import is_operator, register_saga_visibility
+
+from . import services
+from .models import ApprovalRequest, Decision
+
+
+def _approver_of(user):
+    """Requests naming `user`, or one of their groups, or decided by them."""
+    return (
+        Q(users=user)
+        | Q(groups__in=user.groups.values("pk"))
+        | Q(pk__in=Decision.objects.filter(user=user).values("request_id"))
+    )
+
+
+def visible_requests(user):
+    """All requests for operators; else those they may decide, decided, or whose saga they started."""
+    requests = ApprovalRequest.objects.all()
+    if is_operator(user):
+        return requests
+    if not (user and user.is_authenticated and user.is_active):
+        return requests.none()
+    ids = ApprovalRequest.objects.filter(_approver_of(user) | Q(saga__started_by=user))
+    return requests.filter(pk__in=ids.values("pk"))
+
+
+@register_saga_visibility
+def sagas_of_my_approvals(user):
+    """Approvers see the sagas whose approvals name them (or that they decided)."""
+    return Q(pk__in=ApprovalRequest.objects.filter(_approver_of(user)).values("saga_id"))
+
+
+# --- serializers ---------------------------------------------------------------------
+
+
+class DecisionSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.get_username")
+
+    class Meta:
+        model = Decision
+        fields = ["user", "decision", "comment", "at"]
+        read_only_fields = fields
+
+
+class ApproversSerializer(serializers.Serializer):
+    users = serializers.ListField(child=serializers.CharField())
+    groups = serializers.ListField(child=serializers.CharField())
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    saga = serializers.UUIDField(source="saga_id")
+    workflow = serializers.CharField(source="saga.workflow")
+    step = serializers.CharField(source="step.name")
+    approvers = serializers.SerializerMethodField()
+    decisions = DecisionSerializer(many=True)
+    can_decide = serializers.SerializerMethodField(
+        help_text="Whether the caller may decide this request now."
+    )
+
+    class Meta:
+        model = ApprovalRequest
+        fields = [
+            "id",
+            "saga",
+            "workflow",
+            "step",
+            "title",
+            "description",
+            "policy",
+            "status",
+            "due_at",
+            "escalated",
+            "created_at",
+            "decided_at",
+            "approvers",
+            "decisions",
+            "can_decide",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(ApproversSerializer)
+    def get_approvers(self, request):
+        return {
+            "users": sorted(u.get_username() for u in request.users.all()),
+            "groups": sorted(g.name for g in request.groups.all()),
+        }
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_can_decide(self, request):
+        return request.pk in self.context.get("decidable", ())
+
+
+class DecideSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Decision.Choice.choices)
+    comment = serializers.CharField(
+        max_length=services.MAX_COMMENT,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Required to reject: say why.",
+    )
+
+
+class ApprovalFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=ApprovalRequest.Status.choices)
+    decidable = django_filters.BooleanFilter(
+        method="filter_decidable", label="Only those the caller may decide now"
+    )
+
+    class Meta:
+        model = ApprovalRequest
+        fields = ["status", "decidable"]
+
+    def filter_decidable(self, queryset, name, value):
+        mine = services.approvals_for(self.request.user).values("pk")
+        if value is None:
+            return queryset
+        return queryset.filter(pk__in=mine) if value else queryset.exclude(pk__in=mine)
+
+
+def _decidable(user, requests):
+    ids = [r.pk for r in requests]
+    return set(services.approvals_for(user).filter(pk__in=ids).values_list("pk", flat=True))
+
+
+def _with_details(queryset):
+    return queryset.select_related("saga", "step").prefetch_related(
+        "users", "groups", "decisions__user"
+    )
+
+
+# --- views ----------------------------------------------------------------------------
+
+
+class ApprovalListView(generics.GenericAPIView):
+    serializer_class = ApprovalSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ApprovalFilter
+    pagination_class = KeysetPagination
+
+    def get_queryset(self):
+        return _with_details(visible_requests(self.request.user))
+
+    @extend_schema(
+        summary="Approval requests: the caller's (named, in a group, decided), all for operators",
+        responses={200: ApprovalSerializer(many=True), **errors(400, 401)},
+    )
+    def get(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        context = {"decidable": _decidable(request.user, page)}
+        return self.get_paginated_response(
+            ApprovalSerializer(page, many=True, context=context).data
+        )
+
+
+def _visible_request(request, approval_id):
+    found = _with_details(visible_requests(request.user)).filter(pk=approval_id).first()
+    if found is None:
+        raise exceptions.NotFound(f"no approval request {approval_id}")
+    return found
+
+
+def _approval_response(request, approval_id):
+    approval = _with_details(ApprovalRequest.objects.all()).get(pk=approval_id)
+    context = {"decidable": _decidable(request.user, [approval])}
+    return Response(ApprovalSerializer(approval, context=context).data)
+
+
+class ApprovalDetailView(APIView):
+    @extend_schema(
+        summary="An approval request with its decisions",
+        responses={200: ApprovalSerializer, **errors(401, 404)},
+    )
+    def get(self, request, approval_id):
+        _visible_request(request, approval_id)
+        return _approval_response(request, approval_id)
+
+
+class ApprovalDecideView(APIView):
+    @extend_schema(
+        summary="Approve or reject (a rejection needs a comment)",
+        description=(
+            "403 when the caller is not an approver of this request or four-eyes bars them "
+            "(they started the saga, or retried, skipped or reassigned in it); 409 when they "
+            "already decided or the request is closed. Nothing changes on a refusal."
+        ),
+        request=DecideSerializer,
+        responses={200: ApprovalSerializer, **errors(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, approval_id):
+        data = DecideSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.decide(
+            request=approval_id,
+            user=request.user,
+            decision=data.validated_data["decision"],
+            comment=data.validated_data["comment"],
+        )
+        return _approval_response(request, approval_id)

@@ -1,0 +1,11 @@
+"""URLs of the approval endpoints, mounted at /api/v1/approvals/ by config/urls.py."""
+
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("", api.ApprovalListView.as_view(), name="approval-list"),
+    path("<int:approval_id>/", api.ApprovalDetailView.as_view(), name="approval-detail"),
+    path("<int:approval_id>/decide/", api.ApprovalDecideView.as_view(), name="approval-decide"),
+]
