@@ -30,10 +30,17 @@ def current_context():
     return dict(_context.get())
 
 
+def _merged(fields):
+    # None removes a field: a step of a saga without correlation id must not
+    # carry one left over from the request that ran before on this thread.
+    merged = {**_context.get(), **fields}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
 @contextmanager
 def log_context(**fields):
-    """Add fields to every log line written inside the block (nested blocks add to it)."""
-    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    """Add fields to every log line written inside the block (a None value removes one)."""
+    token = _context.set(_merged(fields))
     try:
         yield
     finally:
@@ -126,8 +133,11 @@ class CorrelationIdMiddleware:
     def __call__(self, request):
         correlation_id = clean_correlation_id(request.headers.get(CORRELATION_HEADER))
         request.correlation_id = correlation_id
-        with log_context(correlation_id=correlation_id or None):
-            response = self.get_response(request)
+        # Each request starts a fresh context, kept after the response instead
+        # of reset: Django logs 4xx responses and gunicorn its access line only
+        # once the middleware has returned, and those lines belong to the request.
+        _context.set({"correlation_id": correlation_id} if correlation_id else {})
+        response = self.get_response(request)
         if correlation_id and CORRELATION_HEADER not in response:
             response[CORRELATION_HEADER] = correlation_id
         return response
