@@ -2,7 +2,7 @@
 
 from django.utils.functional import SimpleLazyObject
 
-from .access import is_operator
+from sagas.filters import is_operator
 
 
 def roles(request):

@@ -5,6 +5,7 @@ engine's services (sagas.engine) and the approvals services, which decide
 what is allowed; a view only translates their answers into pages.
 """
 
+from datetime import timedelta
 from functools import wraps
 from urllib.parse import urlencode
 
@@ -14,17 +15,17 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from sagas import engine
+from sagas.filters import SagaFilter, is_operator, visible_sagas
 from sagas.models import Saga, WorkflowDefinition
 from sagas.states import SagaState, StepStatus
 
 from . import selectors
-from .access import is_operator
-from .filters import SagaFilter
 from .forms import BulkActionForm, DecisionForm, ReasonForm, StartSagaForm
 
 TITLES = {400: "Not accepted", 403: "Not allowed", 404: "Not found", 409: "Not possible now"}
@@ -104,9 +105,10 @@ def _my_approvals(user):
 
 
 @require_GET
-@operators_only
+@signed_in
 def saga_list(request):
-    filters = SagaFilter(request.GET or None, queryset=Saga.objects.all())
+    """All sagas for operators; for others, those they started or are asked to approve."""
+    filters = SagaFilter(request.GET or None, queryset=visible_sagas(request.user))
     if filters.is_bound and not filters.is_valid():
         page = selectors.SagaPage([], None)
     else:
@@ -126,6 +128,8 @@ def saga_list(request):
         "query": query.urlencode(),
         "next_query": _with(query, after=page.next_cursor) if page.next_cursor else "",
         "is_first_page": not request.GET.get("after"),
+        "operator": is_operator(request.user),
+        "ranges": _ranges(query),
         "poll_seconds": _poll(),
         "workflow_names": WorkflowDefinition.objects.order_by("name")
         .values_list("name", flat=True)
@@ -133,6 +137,25 @@ def saga_list(request):
     }
     template = "dashboard/saga_list.html#table" if request.htmx else "dashboard/saga_list.html"
     return render(request, template, context)
+
+
+RANGES = [
+    ("last 15 min", timedelta(minutes=15)),
+    ("last hour", timedelta(hours=1)),
+    ("last 24 h", timedelta(days=1)),
+]
+
+
+def _ranges(query):
+    """Links that set the start of the time range to a moment ago, keeping the other filters."""
+    now = timezone.localtime().replace(microsecond=0)
+    links = []
+    for label, ago in RANGES:
+        q = query.copy()
+        q.pop("created_before", None)
+        q["created_after"] = (now - ago).strftime("%Y-%m-%dT%H:%M")
+        links.append((label, q.urlencode()))
+    return links
 
 
 def _with(query, **values):

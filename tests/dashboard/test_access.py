@@ -52,8 +52,8 @@ def test_a_user_without_a_role_may_not_see_a_saga(bob_client, paused):
     assert "asked to approve" in response.content.decode()
 
 
-def test_the_navigation_shows_sagas_only_to_operators(client, alice, bob):
+def test_the_saga_list_offers_bulk_actions_only_to_operators(client, alice, bob):
     client.force_login(bob)
-    assert 'href="/sagas/"' not in client.get("/").content.decode()
+    assert 'id="bulk-form"' not in client.get("/sagas/").content.decode()
     client.force_login(alice)
-    assert 'href="/sagas/"' in client.get("/").content.decode()
+    assert 'id="bulk-form"' in client.get("/sagas/").content.decode()

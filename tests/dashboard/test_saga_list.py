@@ -80,10 +80,16 @@ def test_filters_by_state_workflow_and_attention(operator_client, many):
 
 
 def test_filters_by_start_time(operator_client, many, workflows):
-    many(2)  # an hour ago
+    old = many(2)  # an hour ago
     recent = Saga.objects.create(definition=workflows["pausing"], workflow="pausing")
-    html = operator_client.get("/sagas/?since=15m").content.decode()
+    since = (timezone.now() - timedelta(minutes=15)).isoformat()
+    html = operator_client.get("/sagas/", {"created_after": since}).content.decode()
     assert ids(html) == [str(recent.pk)]
+    html = operator_client.get("/sagas/", {"created_before": since}).content.decode()
+    assert set(ids(html)) == {str(s.pk) for s in old}
+    # the quick links set the start of the range, keeping the other filters
+    html = operator_client.get("/sagas/?state=pending").content.decode()
+    assert "state=pending&amp;created_after=" in html
 
 
 def test_search_finds_by_id_correlation_id_or_idempotency_key(operator_client, many, workflows):
@@ -91,12 +97,14 @@ def test_search_finds_by_id_correlation_id_or_idempotency_key(operator_client, m
     keyed = Saga.objects.create(
         definition=workflows["pausing"], workflow="pausing", idempotency_key="order-991"
     )
-    assert ids(operator_client.get(f"/sagas/?q={sagas[2].pk}").content.decode()) == [
+    assert ids(operator_client.get(f"/sagas/?search={sagas[2].pk}").content.decode()) == [
         str(sagas[2].pk)
     ]
-    assert ids(operator_client.get("/sagas/?q=pausing-3").content.decode()) == [str(sagas[3].pk)]
-    assert ids(operator_client.get("/sagas/?q=order-991").content.decode()) == [str(keyed.pk)]
-    assert ids(operator_client.get("/sagas/?q=nothing-like-it").content.decode()) == []
+    assert ids(operator_client.get("/sagas/?search=pausing-3").content.decode()) == [
+        str(sagas[3].pk)
+    ]
+    assert ids(operator_client.get("/sagas/?search=order-991").content.decode()) == [str(keyed.pk)]
+    assert ids(operator_client.get("/sagas/?search=nothing-like-it").content.decode()) == []
 
 
 def test_a_damaged_page_link_is_a_400_not_a_500(operator_client, many):
@@ -122,11 +130,20 @@ def test_the_table_fragment_polls_with_the_current_filters(operator_client, many
     assert "every 5s" in html and "data-poll" in html
 
 
-def test_the_list_is_for_operators(bob_client, many):
-    many(1)
-    response = bob_client.get("/sagas/")
+def test_a_user_without_a_role_sees_only_the_sagas_they_started(bob_client, bob, many, workflows):
+    many(3)
+    mine = Saga.objects.create(definition=workflows["pausing"], workflow="pausing", started_by=bob)
+    html = bob_client.get("/sagas/").content.decode()
+    assert "You see the sagas you started" in html
+    assert 'name="saga"' not in html and 'id="bulk-form"' not in html
+    assert f'href="/sagas/{mine.pk}/"' in html
+    assert html.count('<a class="mono" href="/sagas/') == 1
+
+
+def test_bulk_actions_are_for_operators(bob_client, many):
+    sagas = many(1)
+    response = bob_client.post("/sagas/bulk/", {"saga": [str(sagas[0].pk)], "action": "retry"})
     assert response.status_code == 403
-    assert "This is for operators" in response.content.decode()
 
 
 def test_no_step_rows_are_read_for_the_list(operator_client, many):
