@@ -43,9 +43,17 @@ run: install
 
 # The suite runs on PostgreSQL: DATABASE_URL, or a local server.
 test: export DATABASE_URL ?= postgres://$(shell id -un)@127.0.0.1:5432/sagaflow
-test: install
+test: install browser-deps
 	@$(PY) -m tests.dbcheck
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's chromium through the playwright package
+# (never `playwright install`); installed here only when it is missing.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+		elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get update && sudo apt-get install -y chromium; \
+		else echo "The browser tests need Chromium: run 'sudo apt-get install -y chromium' (Debian/Ubuntu)." >&2; fi; }
 
 lint: install
 	$(VENV)/bin/ruff check .
