@@ -18,7 +18,6 @@ from django.utils.html import format_html, format_html_join
 
 from . import authoring
 from .definitions import DefinitionError
-from .diagram import workflow_svg
 from .engine import Conflict, NotFound
 from .models import Saga, SagaEvent, SagaStep, WorkflowAudit, WorkflowDefinition
 from .services import publish_workflow
@@ -215,7 +214,7 @@ class WorkflowDefinitionAdmin(admin.ModelAdmin):
         if obj is not None and self.has_view_or_change_permission(request, obj):
             versions = authoring.versions_of(obj.name)
             context.update(
-                diagram=workflow_svg(obj.spec),
+                diagram_spec=obj.spec,
                 versions=versions,
                 is_latest=versions[0].pk == obj.pk,
                 latest=versions[0],
@@ -229,7 +228,7 @@ class WorkflowDefinitionAdmin(admin.ModelAdmin):
         return super().add_view(
             request,
             form_url,
-            {"diagram": None, "show_save_and_add_another": False, **(extra_context or {})},
+            {"diagram_spec": None, "show_save_and_add_another": False, **(extra_context or {})},
         )
 
     # -- archive ----------------------------------------------------------------
@@ -402,7 +401,7 @@ class WorkflowDefinitionAdmin(admin.ModelAdmin):
         return TemplateResponse(
             request,
             "admin/sagas/workflowdefinition/preview.html",
-            {"diagram": workflow_svg(document)},
+            {"diagram_spec": document},
         )
 
 

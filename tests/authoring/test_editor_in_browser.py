@@ -55,9 +55,9 @@ def test_edit_see_the_error_fix_it_and_see_the_diagram(page, live_server, author
     expect(editor).to_have_css(
         "font-family", 'ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace'
     )
-    diagram = page.locator("#workflow-preview svg.workflow-diagram")
-    expect(diagram.locator('g.step[data-step="first"]')).to_be_visible()
-    expect(diagram.locator('g.compensation[data-step="first"]')).to_be_visible()
+    diagram = page.locator("#workflow-preview svg.diagram-svg")
+    expect(diagram.locator('g.step-node[data-step="first"]')).to_be_visible()
+    expect(diagram.locator("g.undo-node")).to_have_count(1)  # first is undone by test.undo
 
     # A broken document: the live preview names the problem while typing...
     editor.fill(BROKEN)
@@ -71,11 +71,11 @@ def test_edit_see_the_error_fix_it_and_see_the_diagram(page, live_server, author
 
     # Fixed, with a third step: the preview draws it, and saving publishes version 2.
     page.locator("textarea#id_document").fill(FIXED)
-    expect(page.locator('#workflow-preview g.step[data-step="third"]')).to_be_visible()
+    expect(page.locator('#workflow-preview g.step-node[data-step="third"]')).to_be_visible()
     page.click("input[name=_save]")
     expect(page.locator(".messagelist")).to_contain_text("Published simple version 2.")
     v2 = WorkflowDefinition.objects.get(name="simple", version=2)
     assert page.url.endswith(f"/admin/sagas/workflowdefinition/{v2.pk}/change/")
-    steps = page.locator("#workflow-preview svg.workflow-diagram g.step")
+    steps = page.locator("#workflow-preview svg.diagram-svg g.step-node")
     expect(steps).to_have_count(3)
     expect(page.locator("#workflow-versions")).to_contain_text("v1")

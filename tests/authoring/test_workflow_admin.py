@@ -204,16 +204,19 @@ def test_the_diff_shows_what_changed_between_two_versions(author_client, simple,
 
 def test_the_change_page_draws_the_steps_and_their_compensations(author_client, simple):
     html = author_client.get(change_url(simple)).content.decode()
-    assert '<svg xmlns="http://www.w3.org/2000/svg" class="workflow-diagram"' in html
-    assert 'data-step="first"' in html and 'data-step="second"' in html
-    assert '<g class="compensation" data-step="first">' in html
-    assert '<g class="compensation" data-step="second">' not in html
+    preview = html[html.index('id="workflow-preview"') :]
+    assert '<svg class="diagram-svg"' in preview
+    assert 'data-step="first"' in preview and 'data-step="second"' in preview
+    # Only the first step has a compensation, and the diagram draws it.
+    assert preview.count('<g class="undo-node') == 1
+    assert "<title>compensation of first</title>" in preview
 
 
 def test_the_preview_draws_a_valid_document_and_lists_errors_of_a_broken_one(author_client):
     url = reverse("admin:sagas_workflowdefinition_preview")
     good = author_client.post(url, {"document": SIMPLE})
-    assert b'class="workflow-diagram"' in good.content
+    assert b'<svg class="diagram-svg"' in good.content
+    assert b'data-step="second"' in good.content
     bad = author_client.post(url, {"document": SIMPLE.replace("test.undo", "test.nope")})
     assert b"steps[0].compensation: unknown action" in bad.content
     assert b"<svg" not in bad.content
