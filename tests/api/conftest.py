@@ -27,7 +27,8 @@ steps:
 
 
 @pytest.fixture
-def admin_user(django_user_model):
+def root(django_user_model):
+    """An admin: staff (not a superuser), so the API's own rule for admins is what is tested."""
     return django_user_model.objects.create_user("root", "root@example.com", "pw", is_staff=True)
 
 

@@ -65,7 +65,7 @@ def client_for(request, api, role):
         ("carol", True),
         ("initiator", True),
         ("alice", True),
-        ("admin_user", True),
+        ("root", True),
     ],
 )
 def test_the_list_shows_the_callers_approvals(request, api, role, sees, pending_approval):
@@ -94,7 +94,7 @@ def test_an_approval_has_the_documented_fields(api, carol, pending_approval):
         ("anonymous", 401),
         ("bob", 403),  # not an approver
         ("alice", 403),  # an operator, but not named
-        ("admin_user", 403),
+        ("root", 403),
         ("carol", 200),  # an eligible manager
     ],
 )

@@ -11,7 +11,7 @@ from sagas.states import SagaState, StepStatus
 
 @pytest.mark.parametrize(
     "role,expected",
-    [("anonymous", 401), ("bob", 403), ("initiator", 403), ("alice", 202), ("admin_user", 202)],
+    [("anonymous", 401), ("bob", 403), ("initiator", 403), ("alice", 202), ("root", 202)],
 )
 def test_who_may_deliver_an_event(request, api, role, expected, waiting_saga):
     user = None if role == "anonymous" else request.getfixturevalue(role)
@@ -96,7 +96,7 @@ def test_a_workflow_shows_its_latest_published_version_and_all_versions(api, bob
 
 
 @pytest.mark.parametrize(
-    "role,expected", [("anonymous", 401), ("bob", 403), ("alice", 403), ("admin_user", 201)]
+    "role,expected", [("anonymous", 401), ("bob", 403), ("alice", 403), ("root", 201)]
 )
 def test_only_admins_publish(request, api, role, expected, db):
     user = None if role == "anonymous" else request.getfixturevalue(role)
@@ -105,8 +105,8 @@ def test_only_admins_publish(request, api, role, expected, db):
     assert WorkflowDefinition.objects.filter(name="refunds").exists() == (expected == 201)
 
 
-def test_publishing_again_makes_a_version_only_when_it_changed(api, admin_user):
-    client = api(admin_user)
+def test_publishing_again_makes_a_version_only_when_it_changed(api, root):
+    client = api(root)
     assert client.post("/api/v1/workflows/", DOCUMENT, format="json").json()["version"] == 1
     same = client.post("/api/v1/workflows/", DOCUMENT, format="json")
     assert same.status_code == 200 and same.json()["version"] == 1
@@ -115,7 +115,7 @@ def test_publishing_again_makes_a_version_only_when_it_changed(api, admin_user):
     assert changed.json()["created_by"] == "root"
 
 
-def test_an_invalid_document_lists_every_error_by_path_and_saves_nothing(api, admin_user):
+def test_an_invalid_document_lists_every_error_by_path_and_saves_nothing(api, root):
     document = {
         "name": "broken",
         "steps": [
@@ -123,7 +123,7 @@ def test_an_invalid_document_lists_every_error_by_path_and_saves_nothing(api, ad
             {"name": "a", "type": "wait", "timeout": "soon"},
         ],
     }
-    response = api(admin_user).post("/api/v1/workflows/", document, format="json")
+    response = api(root).post("/api/v1/workflows/", document, format="json")
     assert response.status_code == 400
     fields = response.json()["fields"]
     assert {"steps[0].action", "steps[1].name", "steps[1].event", "steps[1].timeout"} <= set(fields)
@@ -131,8 +131,8 @@ def test_an_invalid_document_lists_every_error_by_path_and_saves_nothing(api, ad
     assert not WorkflowDefinition.objects.exists()
 
 
-def test_a_dry_run_validates_and_saves_nothing(api, admin_user):
-    client = api(admin_user)
+def test_a_dry_run_validates_and_saves_nothing(api, root):
+    client = api(root)
     ok = client.post("/api/v1/workflows/?dry_run=1", DOCUMENT, format="json")
     assert ok.status_code == 200
     assert ok.json() == {"valid": True, "name": "refunds", "would_create_version": 1}
@@ -141,8 +141,8 @@ def test_a_dry_run_validates_and_saves_nothing(api, admin_user):
     assert not WorkflowDefinition.objects.exists()
 
 
-def test_a_document_that_is_not_an_object_is_a_400(api, admin_user):
-    response = api(admin_user).post("/api/v1/workflows/", ["steps"], format="json")
+def test_a_document_that_is_not_an_object_is_a_400(api, root):
+    response = api(root).post("/api/v1/workflows/", ["steps"], format="json")
     assert response.status_code == 400
     assert not WorkflowDefinition.objects.exists()
 

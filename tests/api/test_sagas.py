@@ -5,7 +5,7 @@ import pytest
 from sagas.models import Saga, SagaEvent
 from sagas.states import SagaState, StepStatus
 
-ROLES = ["anonymous", "bob", "initiator", "alice", "admin_user"]
+ROLES = ["anonymous", "bob", "initiator", "alice", "root"]
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def url(saga, tail=""):
         ("bob", set()),
         ("initiator", {"own"}),
         ("alice", {"own", "foreign"}),
-        ("admin_user", {"own", "foreign"}),
+        ("root", {"own", "foreign"}),
     ],
 )
 def test_the_list_shows_only_what_the_caller_may_see(
@@ -68,7 +68,7 @@ def test_the_list_shows_only_what_the_caller_may_see(
         ("bob", 404, 404),
         ("initiator", 200, 404),
         ("alice", 200, 200),
-        ("admin_user", 200, 200),
+        ("root", 200, 200),
     ],
 )
 @pytest.mark.parametrize("tail", ["", "events/"])
@@ -169,7 +169,7 @@ def test_a_bad_cursor_or_page_size_is_a_400(api, alice, query):
 
 @pytest.mark.parametrize(
     "role,expected",
-    [("anonymous", 401), ("bob", 403), ("initiator", 201), ("alice", 201), ("admin_user", 201)],
+    [("anonymous", 401), ("bob", 403), ("initiator", 201), ("alice", 201), ("root", 201)],
 )
 def test_who_may_start_a_saga(who, role, expected, tracked):
     user, client = who(role)
@@ -272,7 +272,7 @@ def test_a_body_that_cannot_be_stored_is_a_400(api, alice, tracked, raw):
         ("bob", 404, 404),
         ("initiator", 403, 404),
         ("alice", 200, 200),
-        ("admin_user", 200, 200),
+        ("root", 200, 200),
     ],
 )
 def test_who_may_cancel(who, role, own, foreign, waiting_saga, foreign_saga):
@@ -316,7 +316,7 @@ def test_a_cancel_needs_a_reason(api, alice, waiting_saga):
         ("bob", 404, 404),
         ("initiator", 403, 404),
         ("alice", 200, 200),
-        ("admin_user", 200, 200),
+        ("root", 200, 200),
     ],
 )
 def test_who_may_skip_a_waiting_step(who, role, own, foreign, waiting_saga, foreign_saga):
@@ -373,7 +373,7 @@ def paused_saga(publish, initiator, settle):
 
 @pytest.mark.parametrize(
     "role,expected",
-    [("anonymous", 401), ("bob", 404), ("initiator", 403), ("alice", 200), ("admin_user", 200)],
+    [("anonymous", 401), ("bob", 404), ("initiator", 403), ("alice", 200), ("root", 200)],
 )
 def test_who_may_retry_a_paused_saga(who, role, expected, paused_saga):
     _, client = who(role)
