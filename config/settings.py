@@ -104,9 +104,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    # Incoming X-Correlation-ID into the log context of the request (sagas/logging.py).
+    # First, so that every request sets its own log context (sagas/logging.py):
+    # an incoming X-Correlation-ID, or none.
     "sagas.logging.CorrelationIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -344,6 +345,7 @@ if PRODUCTION:
     CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
     # Hashed, pre-compressed files from `collectstatic`, served by whitenoise
     # with far-future cache headers.
+    STATIC_ROOT = Path(env("STATIC_ROOT", str(STATIC_ROOT)))
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
