@@ -25,6 +25,7 @@ DOCUMENT_ORDER = ["name", "description", "input_schema", "steps"]
 STEP_ORDER = [
     "name",
     "type",
+    "title",
     "description",
     "when",
     "action",
@@ -35,6 +36,7 @@ STEP_ORDER = [
     "approvers",
     "policy",
     "due",
+    "remind_before",
     "on_timeout",
     "escalate_to",
     "timeout",

@@ -127,7 +127,7 @@ def test_dumped_yaml_reads_in_document_order(simple):
 def test_dumpworkflows_then_loadworkflows_publishes_nothing(tmp_path, demo_workflows, simple):
     before = list(WorkflowDefinition.objects.values_list("name", "version", "spec"))
     output = load(tmp_path, dump())
-    assert output.count("unchanged") == 3
+    assert output.count("unchanged") == len({name for name, _, _ in before}) >= 3
     assert "published" not in output
     assert list(WorkflowDefinition.objects.values_list("name", "version", "spec")) == before
 

@@ -106,3 +106,21 @@ def test_an_unnamed_user_may_be_deleted(admin_client, django_user_model):
     approval_workflow("orders", users=["carol"])
     admin_client.post(reverse("admin:auth_user_delete", args=[dave.pk]), {"post": "yes"})
     assert not django_user_model.objects.filter(pk=dave.pk).exists()
+
+
+def test_a_group_in_a_validated_approval_workflow_cannot_be_deleted(
+    admin_client, publish, managers
+):
+    publish(
+        {
+            "name": "expenses",
+            "steps": [
+                {"name": "approve", "type": "approval", "approvers": {"groups": ["managers"]}}
+            ],
+        }
+    )
+    page = admin_client.post(
+        reverse("admin:auth_group_delete", args=[managers.pk]), {"post": "yes"}
+    )
+    assert b"managers is named by workflow expenses v1, step approve (approvers)" in page.content
+    assert Group.objects.filter(pk=managers.pk).exists()

@@ -239,3 +239,38 @@ def test_saga_records_are_read_only_in_the_admin(admin_client, simple):
     admin_client.post(url, {"state": "completed"})
     assert Saga.objects.get(pk=saga.pk).state != "completed"
     assert admin_client.get(reverse("admin:sagas_saga_add")).status_code == 403
+
+
+def test_unknown_actions_groups_and_hosts_are_refused_at_save(author_client):
+    document = """\
+name: risky
+steps:
+  - name: act
+    type: action
+    action: test.missing
+  - name: call
+    type: http
+    request: {method: POST, url: "https://evil.example.net/steal"}
+  - name: approve
+    type: approval
+    approvers: {groups: [ghosts], users: [nobody]}
+"""
+    response = author_client.post(ADD, {"document": document})
+    html = response.content.decode()
+    assert "steps[0].action: unknown action &#x27;test.missing&#x27;" in html
+    assert "steps[1].request.url: host &#x27;evil.example.net&#x27; is not in" in html
+    assert "steps[2].approvers.groups[0]: unknown group &#x27;ghosts&#x27;" in html
+    assert "steps[2].approvers.users[0]: unknown user &#x27;nobody&#x27;" in html
+    assert WorkflowDefinition.objects.count() == 0
+
+
+def test_publishing_an_archived_workflow_again_makes_a_new_published_version(author_client, simple):
+    author_client.post(
+        reverse("admin:sagas_workflowdefinition_changelist"),
+        {"action": "archive", "_selected_action": [simple.pk]},
+    )
+    response = author_client.post(ADD, {"document": SIMPLE})
+    assert response.status_code == 302
+    assert versions("simple") == [(1, "archived"), (2, "published")]
+    saga, _ = start_saga(workflow="simple", input={})
+    assert saga.definition.version == 2
