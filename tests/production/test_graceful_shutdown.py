@@ -85,7 +85,7 @@ def test_a_step_that_overruns_the_grace_is_handed_back_with_its_lease_released(p
     took = stop_and_time(cluster)
 
     # grace (1s) plus the sentinel's few seconds to notice its workers are gone
-    assert took < 6, f"the cluster took {took:.1f}s to stop"
+    assert took < 9, f"the cluster took {took:.1f}s to stop"
     nap = step(saga, "nap")
     # the lease ended at once (not after its 60s): the attempt counts and is retried
     assert nap.lease_expires_at is None
