@@ -75,6 +75,8 @@ class ApprovalKind(kinds.StepKind):
                 errors.add(f"{path}.remind_before", "needs a due date (due: 48h)")
             elif before is not None and due is not None and before >= due:
                 errors.add(f"{path}.remind_before", "must be shorter than due")
+        if "timeout" in step:
+            errors.add(f"{path}.timeout", "an approval has no timeout: use due and on_timeout")
         if "title" in step and (not isinstance(step["title"], str) or not step["title"].strip()):
             errors.add(f"{path}.title", "must be non-empty text")
 

@@ -103,11 +103,16 @@ def _conflict(message, code):
 def _check_open(tx, request, step):
     """A closed request, or a saga that no longer waits for it, is a conflict."""
     cause = tx.saga.cause or {}
-    if request.status == Status.CANCELLED or cause.get("reason") == "cancelled":
+    if cause.get("reason") == "cancelled":
         raise _conflict("the saga was cancelled: this approval is closed", "saga_cancelled")
     if request.status == Status.REJECTED or cause.get("reason") == "rejected":
         who = cause.get("by") or "an approver"
         raise _conflict(f"this approval was already rejected by {who}", "already_rejected")
+    if request.status == Status.CANCELLED:
+        raise _conflict(
+            "this approval was withdrawn: the step was skipped or the saga is being undone",
+            "closed",
+        )
     if request.status != Status.PENDING:
         raise _conflict(f"this approval is already {request.status}", "closed")
     if tx.saga.state != SagaState.PENDING or step.status != StepStatus.WAITING:

@@ -41,6 +41,9 @@ def demo_workflows(db):
     from sagas.services import publish_workflow
 
     Stock.objects.get_or_create(sku="WIDGET", defaults={"available": 1000})
+    # The demo approvals name these groups; a workflow naming unknown groups is refused.
+    for name in ("managers", "directors"):
+        Group.objects.get_or_create(name=name)
     for path in sorted(DEMO_WORKFLOWS.glob("*.yaml")):
         publish_workflow(path.read_text())
 

@@ -349,3 +349,16 @@ def test_decisions_keep_one_row_per_user(waiting, carol, approver):
     Decision.objects.create(request=request, user=approver, decision="approve")
     with pytest.raises(IntegrityError), transaction.atomic():
         Decision.objects.create(request=request, user=approver, decision="reject")
+
+
+def test_deciding_a_skipped_approval_is_refused(waiting, carol, approver, alice, settle):
+    saga, request = waiting(user=carol)
+    skip_step(saga.pk, "approval", user=alice, reason="approved by phone")
+    request.refresh_from_db()
+    assert request.status == ApprovalRequest.Status.CANCELLED
+    assert SagaEvent.objects.filter(saga=saga, kind="approval_cancelled").count() == 1
+    with pytest.raises(Conflict, match="withdrawn"):
+        decide(request=request, user=approver, decision="approve")
+    settle()
+    saga.refresh_from_db()
+    assert saga.state == SagaState.COMPLETED

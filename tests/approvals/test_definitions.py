@@ -82,6 +82,7 @@ def test_unknown_users_and_groups_are_refused_with_their_path(people):
         ({"title": ""}, "steps[0].title"),
         ({"title": 3}, "steps[0].title"),
         ({"quorum": 2}, "steps[0].quorum"),
+        ({"timeout": "48h"}, "steps[0].timeout"),
     ],
 )
 def test_malformed_keys_are_refused_with_their_path(people, keys, path):

@@ -67,6 +67,9 @@ class Command(BaseCommand):
                     "simulate": {"create_shipment": "fail", "process_payment": "fail_compensation"},
                 },
             ),
+            # Above 1000: waits for a manager (approver or approver2) after reserving stock.
+            ("demo-1005", {"order_id": "1005", "amount": 12400}),
+            ("demo-1006", {"order_id": "1006", "amount": 2350, "quantity": 3}),
         ]
         created = 0
         for key, data in examples:
@@ -86,7 +89,28 @@ class Command(BaseCommand):
             user=operator,
         )
         created += new
+        created += self._expenses(operator)
         self.stdout.write(
             f"demo ready: {created} new sagas ({Saga.objects.count()} in all); "
             "a running qcluster carries them on"
         )
+
+    def _expenses(self, operator):
+        """Expense approvals (quorum:2) waiting for two managers."""
+        from sagas.engine import start_saga
+
+        expenses = [
+            ("3001", {"employee": "Dana", "amount": 180, "purpose": "a train ticket"}),
+            ("3002", {"employee": "Eli", "amount": 640, "purpose": "a conference"}),
+        ]
+        created = 0
+        for expense_id, data in expenses:
+            _, new = start_saga(
+                workflow="expense_approval",
+                input={"expense_id": expense_id, **data},
+                idempotency_key=f"demo-{expense_id}",
+                correlation_id=f"expense-{expense_id}",
+                user=operator,
+            )
+            created += new
+        return created
