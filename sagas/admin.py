@@ -96,7 +96,18 @@ class WorkflowDocumentForm(forms.ModelForm):
 
 
 class ImportForm(forms.Form):
+    MAX_BYTES = 1024 * 1024
+
     file = forms.FileField(help_text="A YAML or JSON file with one workflow or several.")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > self.MAX_BYTES:
+            raise forms.ValidationError(
+                f"{upload.name}: {upload.size} bytes is more than a workflow file needs "
+                f"(at most {self.MAX_BYTES})"
+            )
+        return upload
 
 
 @admin.register(WorkflowDefinition)
@@ -213,6 +224,23 @@ class WorkflowDefinitionAdmin(admin.ModelAdmin):
         context = dict(extra_context or {})
         if obj is not None and self.has_view_or_change_permission(request, obj):
             versions = authoring.versions_of(obj.name)
+            stale_edit = (
+                request.method == "POST"
+                and "document" in request.POST
+                and authoring.can_publish(request.user)
+                and versions[0].pk != obj.pk
+            )
+            if stale_edit:
+                # Someone published after this page was opened: say so instead of a bare 403.
+                self.message_user(
+                    request,
+                    f"{obj.name} version {versions[0].version} was published after you opened "
+                    f"version {obj.version}; your edit was not saved. This is the newest version.",
+                    messages.ERROR,
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:sagas_workflowdefinition_change", args=[versions[0].pk])
+                )
             context.update(
                 diagram_spec=obj.spec,
                 versions=versions,

@@ -146,3 +146,11 @@ def test_dumpworkflows_leaves_archived_workflows_out(simple, publish):
 def test_dumpworkflows_names_a_missing_workflow(db):
     with pytest.raises(CommandError, match="no workflow 'ghost'"):
         dump("ghost")
+
+
+def test_an_oversized_file_is_refused(author_client):
+    big = SIMPLE + "#" * (1024 * 1024) + "\n"
+    response = author_client.post(IMPORT, {"file": upload(big)})
+    assert response.status_code == 400
+    assert b"is more than a workflow file needs" in response.content
+    assert WorkflowDefinition.objects.count() == 0

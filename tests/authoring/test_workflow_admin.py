@@ -124,7 +124,7 @@ def test_an_older_version_is_read_only_and_counts_its_running_sagas(author_clien
     assert "kept as history: read-only" in html
     assert re.search(r'<td class="running">1</td>', html)  # v1 has one running saga
     response = author_client.post(change_url(simple), {"document": SIMPLE, "_save": "Save"})
-    assert response.status_code == 403
+    assert response.status_code == 302  # back to the newest version, nothing saved
     assert versions("simple") == [(1, "published"), (2, "published")]
 
 
@@ -274,3 +274,16 @@ def test_publishing_an_archived_workflow_again_makes_a_new_published_version(aut
     assert versions("simple") == [(1, "archived"), (2, "published")]
     saga, _ = start_saga(workflow="simple", input={})
     assert saga.definition.version == 2
+
+
+def test_saving_over_a_version_published_meanwhile_says_so_and_saves_nothing(
+    author_client, simple, publish
+):
+    publish(SIMPLE.replace("name: second", "name: third"))  # someone else's v2
+    mine = SIMPLE.replace("name: second", "name: mine")
+    response = author_client.post(change_url(simple), {"document": mine, "_save": "Save"})
+    v2 = WorkflowDefinition.objects.get(name="simple", version=2)
+    assert response["Location"] == change_url(v2)
+    page = author_client.get(response["Location"])
+    assert b"version 2 was published after you opened version 1" in page.content
+    assert versions("simple") == [(1, "published"), (2, "published")]
