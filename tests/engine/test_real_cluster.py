@@ -1,6 +1,8 @@
 """With real qcluster subprocesses: deadlines on time, and a killed cluster loses nothing."""
 
+import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -88,12 +90,10 @@ def test_a_cluster_killed_mid_run_loses_nothing_and_repeats_no_effect(publish, q
 @pytest.mark.django_db(transaction=True)
 def test_the_embedded_sqlite_default_runs_a_saga_end_to_end(tmp_path):
     """`make run` without DATABASE_URL: SQLite, a real qcluster, a saga to completion."""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "SQLITE_PATH": str(tmp_path / "smoke.sqlite3"),
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "Q_LOG_LEVEL": "WARNING",
-    }
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env.update(
+        SQLITE_PATH=str(tmp_path / "smoke.sqlite3"), DJANGO_SETTINGS_MODULE="config.settings"
+    )
     run = lambda *args: subprocess.run(  # noqa: E731
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -127,8 +127,5 @@ def test_the_embedded_sqlite_default_runs_a_saga_end_to_end(tmp_path):
             state = run("shell", "-c", check).stdout.strip().splitlines()[-1]
         assert state == "completed"
     finally:
-        import os
-        import signal
-
         os.killpg(cluster.pid, signal.SIGTERM)
         cluster.wait(20)
