@@ -362,3 +362,33 @@ def test_deciding_a_skipped_approval_is_refused(waiting, carol, approver, alice,
     settle()
     saga.refresh_from_db()
     assert saga.state == SagaState.COMPLETED
+
+
+def test_an_approval_whose_approvers_were_deleted_needs_attention_until_reassigned(
+    workflow, settle, django_user_model, approver, alice, carol
+):
+    from sagas.engine import start_saga
+
+    temp = django_user_model.objects.create_user("temp", "temp@example.com", "pw")
+    workflow("orphaned", approvers={"users": ["temp"]})
+    temp.delete()
+    saga, _ = start_saga(workflow="orphaned", input={"order_id": "1", "amount": 1}, user=carol)
+    settle()
+    saga.refresh_from_db()
+    assert saga.needs_attention and "no approvers left" in saga.attention_reason
+    request = saga.approvals.get()
+    reassign(request=request, to_users=[approver], by=alice, reason="temp left the company")
+    saga.refresh_from_db()
+    assert not saga.needs_attention
+    assert list(approvals_for(approver)) == [request]
+
+
+def test_who_may_see_a_request(waiting, carol, approver, alice, bob, director):
+    from approvals.services import can_view
+
+    saga, request = waiting(user=carol)
+    assert can_view(request, approver)  # an approver
+    assert can_view(request, carol)  # the initiator
+    assert can_view(request, alice)  # an operator
+    assert not can_view(request, bob)
+    assert not can_view(request, director)
