@@ -217,23 +217,32 @@ class Transition:
         """Queue a run of this step; if the task is lost the sweeper queues it again."""
         step.next_attempt_at = self.now + timedelta(seconds=settings.SAGAS_REQUEUE_AFTER)
         self.touch(step)
-        queue.enqueue(RUN_STEP_TASK, step.pk, step.fence)
+        queue.enqueue(RUN_STEP_TASK, step.pk, step.fence, str(self.saga.pk))
 
     def save(self):
-        for step in self.changed.values():
-            step.save(update_fields=STEP_FIELDS)
-        self.saga.updated_at = self.now
+        changed = list(self.changed.values())
+        if len(changed) == 1:
+            changed[0].save(update_fields=STEP_FIELDS)
+        elif changed:
+            SagaStep.objects.bulk_update(changed, STEP_FIELDS)  # one UPDATE for all
+        # updated_at only ever grows for a saga, so it doubles as a revision:
+        # a worker that still sees its own value knows its copy of the steps is current.
+        self.saga.updated_at = max(self.now, self.saga.updated_at + timedelta(microseconds=1))
         self.saga.save(update_fields=SAGA_FIELDS)
         SagaEvent.objects.bulk_create(self.events)
         transition_saved.send(Saga, saga=self.saga, events=self.events)
 
 
-def _lock(saga_id, *, actor=None, actor_label="engine"):
+def _lock(saga_id, *, actor=None, actor_label="engine", known=None):
+    """Lock the saga row; `known` is this worker's previous transition of the same saga."""
     try:
         saga = Saga.objects.select_for_update().get(pk=saga_id)
     except (Saga.DoesNotExist, ValidationError, ValueError, TypeError):
         raise NotFound(f"no saga {saga_id}") from None
-    steps = list(SagaStep.objects.filter(saga_id=saga.pk).order_by("index"))
+    if known is not None and known.saga.updated_at == saga.updated_at:
+        steps = known.steps  # nobody has changed the saga since our last commit
+    else:
+        steps = list(SagaStep.objects.filter(saga_id=saga.pk).order_by("index"))
     actor = actor if getattr(actor, "is_authenticated", False) else None
     return Transition(saga, steps, timezone.now(), actor, actor_label)
 
@@ -368,6 +377,8 @@ class Claim:
     kind: kinds.StepKind
     spec: dict
     context: ActionContext
+    # The transition that made the claim: its rows are reused while current.
+    tx: object = field(default=None, repr=False, compare=False)
 
 
 def _scope(tx):
@@ -407,7 +418,7 @@ def _claim(tx, step, *, compensating):
         result=step.result if compensating else None,
         data=tx.saga.data,
     )
-    return Claim(tx.saga.pk, step.pk, step.fence, compensating, kind_of(step), spec, context)
+    return Claim(tx.saga.pk, step.pk, step.fence, compensating, kind_of(step), spec, context, tx)
 
 
 def _advance(tx, from_index, *, inline):
@@ -481,7 +492,7 @@ def execute(claim):
         return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:2000], traceback=summary)
 
 
-def run_step(step_id, fence):
+def run_step(step_id, fence, saga_id=None):
     """The worker's task: claim the queued step, run it and every automatic step after it.
 
     Each step runs in a log context (saga id, step, attempt, correlation id).
@@ -489,9 +500,9 @@ def run_step(step_id, fence):
     hands back the rest; a task it takes after that is queued again for another.
     """
     if shutdown.requested():
-        queue.enqueue(RUN_STEP_TASK, step_id, fence)
+        queue.enqueue(RUN_STEP_TASK, step_id, fence, saga_id)
         return
-    claim = claim_queued(step_id, fence)
+    claim = claim_queued(step_id, fence, saga_id)
     while claim is not None:
         with step_context(claim), shutdown.step_in_hand(claim):
             outcome = execute(claim)
@@ -536,8 +547,9 @@ def hand_back(claim, *, reason="worker stopping"):
     return True
 
 
-def claim_queued(step_id, fence):
-    saga_id = SagaStep.objects.filter(pk=step_id).values_list("saga_id", flat=True).first()
+def claim_queued(step_id, fence, saga_id=None):
+    if saga_id is None:
+        saga_id = SagaStep.objects.filter(pk=step_id).values_list("saga_id", flat=True).first()
     if saga_id is None:
         return None
     with transaction.atomic():
@@ -565,7 +577,7 @@ def claim_queued(step_id, fence):
 def record(claim, outcome):
     """Record what a claimed run produced; returns the next claim to run inline, if any."""
     with transaction.atomic():
-        tx = _lock(claim.saga_id)
+        tx = _lock(claim.saga_id, known=claim.tx)
         step = tx.step(pk=claim.step_id)
         if step.fence != claim.fence or step.lease_expires_at is None:
             tx.event(

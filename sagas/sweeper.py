@@ -46,17 +46,17 @@ def sweep():
     due = list(
         SagaStep.objects.filter(next_attempt_at__lte=now)
         .order_by("next_attempt_at")
-        .values_list("pk", "fence", "next_attempt_at")[:BATCH]
+        .values_list("pk", "fence", "next_attempt_at", "saga_id")[:BATCH]
     )
     if due:
         requeue_at = now + timedelta(seconds=settings.SAGAS_REQUEUE_AFTER)
         with transaction.atomic():
             queued = []
-            for pk, fence, at in due:
+            for pk, fence, at, saga_id in due:
                 if SagaStep.objects.filter(pk=pk, fence=fence, next_attempt_at=at).update(
                     next_attempt_at=requeue_at
                 ):
-                    queued.append((pk, fence))
+                    queued.append((pk, fence, str(saga_id)))
                     lateness.append((now - at).total_seconds())
             if queued:
                 queue.enqueue_many(engine.RUN_STEP_TASK, queued)

@@ -3,8 +3,8 @@
 from . import engine, sweeper
 
 
-def run_step(step_id, fence):
-    engine.run_step(step_id, fence)
+def run_step(step_id, fence, saga_id=None):
+    engine.run_step(step_id, fence, saga_id)
 
 
 def sweeper_tick(chain):
