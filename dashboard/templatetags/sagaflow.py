@@ -262,3 +262,19 @@ def activity_chart(minutes):
         "last": minutes[-1].at if minutes else None,
         "label_y": CHART_H + 28,
     }
+
+
+@register.filter
+def cause_text(cause):
+    """Why a saga turned back, in one line: "rejected at approval by ann: too expensive"."""
+    if not isinstance(cause, dict):
+        return ""
+    text = str(cause.get("reason") or "")
+    if cause.get("step"):
+        text += f" at {cause['step']}"
+    if cause.get("by"):
+        text += f" by {cause['by']}"
+    detail = cause.get("error") or cause.get("comment")
+    if detail:
+        text += f": {detail}"
+    return text
