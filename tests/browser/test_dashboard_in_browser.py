@@ -169,6 +169,7 @@ def test_the_overview_and_the_list_on_a_laptop_and_a_phone(open_page, start, set
     # nothing wider than the screen except inside the scrolling table
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width
+    screenshot(phone, "list-phone")
 
 
 def test_keyboard_users_reach_the_filters_and_the_table(open_page, start):
