@@ -1,0 +1,32 @@
+"""The benchmark runs end to end (figures are reported, never asserted on timing)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, database_url
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sagabench_quick_runs_and_every_saga_completes(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "sagabench", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["throughput"]["every_step_ran_once"] is True
+    assert figures["throughput"]["sagas"] == 100
+    assert figures["deadlines"]["fired_once_each"] is True
+    assert figures["latency"]["n"] == 10
+    assert "| throughput" in result.stdout
