@@ -9,6 +9,7 @@ The step diagram is reusable anywhere (the admin's workflow preview too):
 or from Python: `render_diagram(spec, statuses)`.
 """
 
+import itertools
 import json
 from datetime import timedelta
 
@@ -42,6 +43,8 @@ GLYPHS = {
 BOX_W, BOX_H, GAP, PAD = 168, 68, 36, 12
 UNDO_W, UNDO_H, UNDO_GAP = 120, 28, 34
 NAME_CHARS = 20
+# Marker ids must be unique in a page that shows several diagrams.
+_diagram_ids = itertools.count(1)
 
 
 @register.simple_tag
@@ -209,6 +212,7 @@ def diagram_context(spec, statuses=None, current=""):
         "undo_h": UNDO_H,
         "undo_top": PAD + BOX_H,
         "label": f"Steps in order: {described}" if boxes else "No steps",
+        "uid": next(_diagram_ids),
         "has_status": bool(status_of),
     }
 

@@ -1,5 +1,7 @@
 """The workflow list with diagrams and running counts, and the start form."""
 
+import re
+
 from sagas.models import Saga
 from sagas.states import SagaState
 
@@ -12,8 +14,10 @@ def test_the_list_shows_each_workflow_with_its_diagram_and_running_sagas(
         assert f'id="wf-{name}"' in html
     assert html.count('class="diagram-svg"') == 3
     assert 'data-step="await_reply"' in html
+    markers = re.findall(r'<marker id="([^"]+)"', html)
+    assert len(markers) == len(set(markers)) == 6  # unique ids across the page's diagrams
     assert (
-        '<a class="stat" href="/sagas/?workflow=pausing&amp;state=pending"><span class="stat-n">1</span> running</a>'
+        '<a class="stat" href="/sagas/?workflow=pausing"><span class="stat-n">1</span> running</a>'
         in html
     )
 
@@ -70,3 +74,23 @@ def test_only_operators_start_sagas(bob_client, workflows):
     response = bob_client.post("/workflows/pausing/start/", {"input": '{"order_id": "1"}'})
     assert response.status_code == 403
     assert not Saga.objects.exists()
+
+
+def test_the_list_takes_the_same_queries_for_more_workflows(operator_client, workflows, publish):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    operator_client.get("/workflows/")
+    with CaptureQueriesContext(connection) as three:
+        operator_client.get("/workflows/")
+    for i in range(5):
+        publish(
+            {
+                "name": f"extra{i}",
+                "steps": [{"name": "only", "type": "action", "action": "test.ok"}],
+            }
+        )
+    with CaptureQueriesContext(connection) as eight:
+        html = operator_client.get("/workflows/").content.decode()
+    assert html.count('class="diagram-svg"') == 8
+    assert len(three) == len(eight)
