@@ -9,8 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sagas.api.pagination import KeysetPagination
+from sagas.api.serializers import Text
 from sagas.api.views import errors
-from sagas.filters import is_operator, register_saga_visibility
+from sagas.filters import StrictBooleanFilter, is_operator, register_saga_visibility
 
 from . import services
 from .models import ApprovalRequest, Decision
@@ -104,7 +105,7 @@ class ApprovalSerializer(serializers.ModelSerializer):
 
 class DecideSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=Decision.Choice.choices)
-    comment = serializers.CharField(
+    comment = Text(
         max_length=services.MAX_COMMENT,
         required=False,
         allow_blank=True,
@@ -115,7 +116,7 @@ class DecideSerializer(serializers.Serializer):
 
 class ApprovalFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=ApprovalRequest.Status.choices)
-    decidable = django_filters.BooleanFilter(
+    decidable = StrictBooleanFilter(
         method="filter_decidable", label="Only those the caller may decide now"
     )
 

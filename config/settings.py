@@ -232,6 +232,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sagas.api.schema.allow_empty_query_values",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "SagaStateEnum": "sagas.states.SagaState",
         "StepStatusEnum": "sagas.states.StepStatus",

@@ -1,7 +1,8 @@
 """One JSON shape for every API error: {"error": code, "detail": sentence, "fields": {path: [msgs]}}."""
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -103,8 +104,7 @@ def exception_handler(exc, context):
     return Response(error_body(code, detail, fields), status=exc.status_code, headers=headers)
 
 
+@csrf_exempt  # a 404 changes nothing; without this a POST would get CSRF's HTML 403
 def not_found(request, *args, **kwargs):
     """JSON 404 for any path under /api/ that names no endpoint."""
-    from django.http import JsonResponse
-
     return JsonResponse(error_body("not_found", f"no API endpoint at {request.path}"), status=404)

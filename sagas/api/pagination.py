@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import datetime
 import json
 
 from django.core.exceptions import ValidationError
@@ -60,10 +61,17 @@ class KeysetPagination(BasePagination):
             padded = cursor + "=" * (-len(cursor) % 4)
             at, pk = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
             when = parse_datetime(at)
-            if when is None or not isinstance(pk, str):
+            if when is None or when.tzinfo is None or not isinstance(pk, str):
                 raise ValueError(at)
-            return when, model._meta.pk.to_python(pk)
-        except (ValueError, TypeError, binascii.Error, UnicodeError, ValidationError):
+            return when.astimezone(datetime.UTC), model._meta.pk.to_python(pk)
+        except (
+            ValueError,
+            TypeError,
+            OverflowError,
+            binascii.Error,
+            UnicodeError,
+            ValidationError,
+        ):
             raise exceptions.ValidationError(
                 {self.cursor_query_param: ["not a cursor this API returned"]}
             ) from None

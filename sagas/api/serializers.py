@@ -23,6 +23,26 @@ JSONObjectField = extend_schema_field({"type": "object", "additionalProperties":
 )
 
 
+class Text(serializers.CharField):
+    """A string, and only a string: a number is not silently turned into text."""
+
+    default_error_messages = {"not_text": "must be a string"}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_text")
+        return super().to_internal_value(data)
+
+
+class WholeNumber(serializers.IntegerField):
+    """A JSON integer, not "3" or 3.0."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ErrorSerializer(serializers.Serializer):
     """Every error: a code, a sentence for people, and messages by field path."""
 
@@ -35,15 +55,11 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class SagaStartSerializer(serializers.Serializer):
-    workflow = serializers.CharField(max_length=100)
-    version = serializers.IntegerField(
-        min_value=1, max_value=2**31 - 1, required=False, allow_null=True
-    )
+    workflow = Text(max_length=100)
+    version = WholeNumber(min_value=1, max_value=2**31 - 1, required=False, allow_null=True)
     input = JSONObjectField(required=False, default=dict)
-    idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True)
-    correlation_id = serializers.CharField(
-        max_length=200, required=False, allow_blank=True, default=""
-    )
+    idempotency_key = Text(max_length=200, required=False, allow_null=True)
+    correlation_id = Text(max_length=200, required=False, allow_blank=True, default="")
 
 
 class StepSerializer(serializers.ModelSerializer):
@@ -126,11 +142,11 @@ class EventSerializer(serializers.ModelSerializer):
 
 
 class ReasonSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000)
+    reason = Text(max_length=2000)
 
 
 class RetrySerializer(serializers.Serializer):
-    step = serializers.CharField(
+    step = Text(
         max_length=100,
         required=False,
         help_text="The step to retry; by default the failed step or the stuck compensation.",
@@ -141,8 +157,8 @@ class RetrySerializer(serializers.Serializer):
 
 
 class EventDeliverySerializer(serializers.Serializer):
-    type = serializers.CharField(max_length=200, help_text="The event type, e.g. shipment.created")
-    correlation_id = serializers.CharField(max_length=200)
+    type = Text(max_length=200, help_text="The event type, e.g. shipment.created")
+    correlation_id = Text(max_length=200)
     payload = JSONObjectField(required=False, default=dict)
 
 
