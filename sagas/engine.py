@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import kinds, queue, shutdown
+from . import counts, kinds, queue, shutdown
 from .actions import ActionContext, StepFailed
 from .definitions import (
     DefinitionError,
@@ -166,6 +166,8 @@ class Transition:
     actor_label: str = "engine"
     events: list = field(default_factory=list)
     changed: dict = field(default_factory=dict)
+    # Changes to the per-state saga counters (sagas/counts.py).
+    counted: dict = field(default_factory=dict)
 
     def step(self, *, pk=None, name=None):
         for step in self.steps:
@@ -190,6 +192,8 @@ class Transition:
         before = self.saga.state
         check_saga_transition(before, state)
         self.saga.state = state
+        self.counted[before] = self.counted.get(before, 0) - 1
+        self.counted[state] = self.counted.get(state, 0) + 1
         self.event(kind, before=before, after=state, **details)
 
     def step_to(self, step, status, kind, **details):
@@ -230,6 +234,7 @@ class Transition:
         self.saga.updated_at = max(self.now, self.saga.updated_at + timedelta(microseconds=1))
         self.saga.save(update_fields=SAGA_FIELDS)
         SagaEvent.objects.bulk_create(self.events)
+        counts.add(self.counted)
         transition_saved.send(Saga, saga=self.saga, events=self.events)
 
 
@@ -350,6 +355,7 @@ def start_saga(
             ]
         )
         tx = Transition(saga, steps, timezone.now(), started_by, actor_label)
+        tx.counted[SagaState.STARTED] = 1
         tx.event(
             "saga_started",
             workflow=definition.name,
@@ -492,6 +498,39 @@ def execute(claim):
         return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:2000], traceback=summary)
 
 
+SUPERSEDED = "not run: the claim went stale while an earlier execution of this step still ran"
+
+
+@contextmanager
+def exclusive_execution(claim):
+    """Never two executions of one step at the same time (DESIGN §6.4), on PostgreSQL.
+
+    A lease can run out under a step that is slow rather than dead; the
+    sweeper then lets another worker claim it while the first still runs.
+    Each execution therefore holds a session advisory lock on the step id:
+    the next one waits for it (a killed worker's session ends, and its lock
+    with it). Yields whether the claim is still current once the lock is
+    held: if the fence moved or the lease ran out meanwhile, the caller does
+    not run the step (its result would be discarded anyway).
+    """
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [claim.step_id])
+    try:
+        current = SagaStep.objects.filter(
+            pk=claim.step_id, fence=claim.fence, lease_expires_at__gt=timezone.now()
+        ).exists()
+        yield current
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [claim.step_id])
+        except DatabaseError:
+            pass  # the connection is gone, and the session's lock with it
+
+
 def run_step(step_id, fence, saga_id=None):
     """The worker's task: claim the queued step, run it and every automatic step after it.
 
@@ -504,8 +543,8 @@ def run_step(step_id, fence, saga_id=None):
         return
     claim = claim_queued(step_id, fence, saga_id)
     while claim is not None:
-        with step_context(claim), shutdown.step_in_hand(claim):
-            outcome = execute(claim)
+        with step_context(claim), shutdown.step_in_hand(claim), exclusive_execution(claim) as ours:
+            outcome = execute(claim) if ours else Outcome(ok=False, error=SUPERSEDED)
             log.info(
                 "%s %s: %s",
                 "compensation of" if claim.compensating else "step",

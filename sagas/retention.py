@@ -1,6 +1,7 @@
 """Retention: removing finished sagas (with their steps and history) and old django-q2 results."""
 
 import json
+from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
@@ -9,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import Task
 
+from . import counts as state_counts
 from .models import Saga, SagaEvent, SagaStep
 from .states import FINISHED_SAGA_STATES
 
@@ -101,7 +103,9 @@ def prune_sagas(*, finished_before, dry_run=False, export_to=None, batch=BATCH):
             counts["steps"] += SagaStep.objects.filter(saga_id__in=saga_ids).count()
             # Steps (and anything of other apps that hangs on the saga, such as
             # approval requests) go by the foreign keys' CASCADE.
+            gone = Counter(Saga.objects.filter(pk__in=saga_ids).values_list("state", flat=True))
             Saga.objects.filter(pk__in=saga_ids).delete()
+            state_counts.add({state: -n for state, n in gone.items()})
             counts["sagas"] += len(saga_ids)
 
 

@@ -243,3 +243,26 @@ def test_a_when_condition_skips_a_step(publish, settle):
     assert statuses(small)["big_only"] == StepStatus.SKIPPED
     assert statuses(big)["big_only"] == StepStatus.COMPLETED
     assert Saga.objects.filter(state=SagaState.COMPLETED).count() == 2
+
+
+def test_state_counters_match_the_sagas(demo_workflows, settle, alice):
+    from django.db.models import Count
+
+    from sagas import counts
+    from sagas.engine import cancel_saga
+
+    start()
+    start(**ORDER, simulate={"process_payment": "fail"})
+    waiting, _ = start_saga(
+        workflow="shipment_tracking", input={"order_id": "3"}, correlation_id="c3"
+    )
+    settle()
+    cancelled, _ = start_saga(
+        workflow="shipment_tracking", input={"order_id": "4"}, correlation_id="c4"
+    )
+    settle()
+    cancel_saga(cancelled.pk, user=alice, reason="test")
+    settle()
+    real = dict(Saga.objects.values_list("state").annotate(n=Count("pk")).order_by())
+    kept = {state: n for state, n in counts.by_state().items() if n}
+    assert kept == real == {"completed": 1, "failed": 2, "pending": 1}
