@@ -23,6 +23,15 @@
     }
   });
 
+  // A poll that answers after its region was replaced (a filter changed meanwhile)
+  // has nowhere to go: drop it instead of swapping into a detached element.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (target && !document.body.contains(target)) {
+      event.detail.shouldSwap = false;
+    }
+  });
+
   // Coming back to the tab refreshes the live regions at once.
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "visible" && window.htmx) {

@@ -183,3 +183,37 @@ def test_keyboard_users_reach_the_filters_and_the_table(open_page, start):
     page.get_by_label("State").select_option("completed")
     expect(page).to_have_url(re.compile(r"state=completed"))
     expect(page.locator("#saga-table tbody tr")).to_have_count(1)
+
+
+def test_polling_pauses_while_hidden_or_while_rows_are_selected(open_page, start):
+    start("pausing", {"order_id": "1"})
+    page = open_page("olivia")
+    polls = []
+    page.on(
+        "request",
+        lambda r: (
+            polls.append(r.url) if r.headers.get("hx-request") and "/sagas/" in r.url else None
+        ),
+    )
+    page.goto("/sagas/")
+    page.wait_for_timeout(2500)
+    assert len(polls) >= 2, polls  # every second while visible
+
+    polls.clear()
+    page.evaluate(
+        "Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true})"
+    )
+    page.wait_for_timeout(2500)
+    assert polls == []
+    page.evaluate(
+        "Object.defineProperty(document, 'visibilityState', {value: 'visible', configurable: true});"
+        "document.dispatchEvent(new Event('visibilitychange'))"
+    )
+    page.wait_for_timeout(300)
+    assert len(polls) == 1  # back in view: refreshed at once
+
+    page.locator('#saga-table input[name="saga"]').first.check()
+    polls.clear()
+    page.wait_for_timeout(2500)
+    assert polls == []  # a selection is never wiped by a refresh
+    expect(page.locator('#saga-table input[name="saga"]').first).to_be_checked()
