@@ -217,3 +217,25 @@ def test_polling_pauses_while_hidden_or_while_rows_are_selected(open_page, start
     page.wait_for_timeout(2500)
     assert polls == []  # a selection is never wiped by a refresh
     expect(page.locator('#saga-table input[name="saga"]').first).to_be_checked()
+
+
+def test_bulk_cancel_confirms_then_reports_each_saga(open_page, start, settle):
+    first = start("waiting", {}, correlation_id="bulk-1")
+    second = start("waiting", {}, correlation_id="bulk-2")
+    done = start("pausing", {"order_id": "3"}, correlation_id="bulk-3")
+    page = open_page("olivia")
+    page.goto("/sagas/")
+    for saga in (first, second, done):
+        page.locator(f'input[name="saga"][value="{saga.pk}"]').check()
+    page.get_by_role("button", name="Cancel…").click()
+    panel = page.locator("#bulk-panel")
+    expect(panel).to_contain_text("Cancel 3 sagas?")
+    panel.get_by_label("Reason (recorded on each saga)").fill("duplicate orders")
+    panel.get_by_role("button", name="Confirm: cancel 3").click()
+    expect(panel).to_contain_text("Cancel: 2 done, 1 refused")
+    expect(panel.locator("tbody tr")).to_have_count(3)
+    expect(panel).to_contain_text("only a started or pending saga can be cancelled")
+    settle()
+    for saga in (first, second):
+        saga.refresh_from_db()
+        assert saga.state == SagaState.FAILED
