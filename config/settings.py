@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "sagas",
     "sagas.demo",
     "sagas.hooks",
@@ -117,7 +118,23 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Logs 401/403/429 answers with who asked for what (failed authorizations).
+    "config.security.DeniedRequestLogMiddleware",
+    # Last, as its docs ask: turns a locked-out sign-in into a 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Sign-in attempts are limited (django-axes): after AXES_FAILURE_LIMIT failures
+# for one username from one address, that pair is locked out for
+# AXES_COOLOFF_TIME hours (429); a success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "config.security.LoginAttemptsBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = envfloat("AXES_COOLOFF_TIME", 0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -253,6 +270,14 @@ SAGAS_WEBHOOK_TIMEOUT = envfloat("SAGAS_WEBHOOK_TIMEOUT", 10.0)
 
 # Hosts that `http` steps may call (exact names, or ".example.com" for a domain).
 SAGAS_HTTP_ALLOWED_HOSTS = envlist("SAGAS_HTTP_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+# Addresses no outgoing call (http steps, webhooks) may reach, whatever name
+# resolves to them: link-local (cloud metadata at 169.254.169.254), the
+# unspecified and multicast addresses. Loopback stays usable: the allowlist
+# decides which local names are allowed.
+SAGAS_HTTP_FORBIDDEN_NETWORKS = envlist(
+    "SAGAS_HTTP_FORBIDDEN_NETWORKS",
+    ["169.254.0.0/16", "0.0.0.0/8", "224.0.0.0/4", "::/128", "fe80::/10", "ff00::/8"],
+)
 # Modules that register actions (`@action`) or step kinds, imported at start-up
 # in web and worker processes alike.
 SAGAS_ACTION_MODULES = envlist("SAGAS_ACTION_MODULES", [])

@@ -23,7 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from sagas import queue
-from sagas.http import host_allowed
+from sagas.http import refusal
 from sagas.models import WorkflowDefinition
 
 from .models import Delivery, Subscription
@@ -172,8 +172,8 @@ def deliver(delivery_id):
     host = urlparse(subscription.url).hostname
     if not subscription.active:
         error = "the subscription was deactivated"
-    elif not host_allowed(host):
-        error = f"host {host!r} is not in SAGAS_HTTP_ALLOWED_HOSTS"
+    elif refusal(host):  # off the allowlist, or resolving to a forbidden address
+        error = refusal(host)
     else:
         permanent = False
         try:

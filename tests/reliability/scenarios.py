@@ -1,0 +1,479 @@
+"""The battery's scenarios, sized by their arguments: CI runs them small, `sagachaos --large` big.
+
+Each returns a dict of figures; the tests assert on them and the command
+prints them. Fault scenarios drive real qcluster subprocesses (`start` makes
+one and returns it; `.kill()` is SIGKILL of its process group).
+"""
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import override_settings
+
+from sagas import engine
+from sagas.models import Saga, SagaEvent, SagaStep
+from sagas.runner import run_queued, settle
+from sagas.services import publish_workflow
+from sagas.states import FINISHED_SAGA_STATES, SagaState
+from sagas.sweeper import sweep
+
+from . import actions as ledger
+
+ACTION_MODULES = "tests.actions,tests.reliability.actions"
+
+
+def _wait(predicate, timeout, message):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def processes_in_group(pgid):
+    """Pids of the processes in a process group (a qcluster: sentinel, monitor, workers)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                pids.append(int(entry))
+    return pids
+
+
+def settled(total):
+    """Every saga finished, or parked needing attention (a person must act)."""
+    return (
+        Saga.objects.filter(state__in=FINISHED_SAGA_STATES).count()
+        + Saga.objects.exclude(state__in=FINISHED_SAGA_STATES).filter(needs_attention=True).count()
+        == total
+    )
+
+
+def saga_figures():
+    states = Counter(Saga.objects.values_list("state", flat=True))
+    attention = (
+        Saga.objects.exclude(state__in=FINISHED_SAGA_STATES).filter(needs_attention=True).count()
+    )
+    created = sum(states.values())
+    return {
+        "sagas_created": created,
+        "completed": states[SagaState.COMPLETED],
+        "failed": states[SagaState.FAILED],
+        "needs_attention": attention,
+        "lost": created - states[SagaState.COMPLETED] - states[SagaState.FAILED] - attention,
+    }
+
+
+def chaos_workflow(name, *, steps=5, timeout="2s", max_attempts=20):
+    publish_workflow(
+        {
+            "name": name,
+            "steps": [
+                {
+                    "name": f"s{i}",
+                    "type": "action",
+                    "action": "chaos.work",
+                    "compensation": "chaos.undo",
+                    "timeout": timeout,
+                    "retry": {"max_attempts": max_attempts, "backoff": "0s"},
+                }
+                for i in range(steps)
+            ],
+        }
+    )
+
+
+def completed_sagas_have_every_effect_once(steps):
+    """Each completed saga: one `do` effect per step and no `undo` (keys saga:step)."""
+    completed = {
+        str(pk)
+        for pk in Saga.objects.filter(state=SagaState.COMPLETED).values_list("pk", flat=True)
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT key, kind, count(*) FROM chaos_effect GROUP BY key, kind")
+        rows = cursor.fetchall()
+    done = Counter()
+    for key, kind, count in rows:
+        saga_id = key.split(":", 1)[0]
+        if saga_id in completed:
+            if kind == "undo":
+                return False
+            done[saga_id] += count
+    return all(done[saga_id] == steps for saga_id in completed)
+
+
+# --- faults with real qclusters ------------------------------------------------
+
+
+def kills(start, *, sagas=200, steps=5, kills=20, seed=1, settle_timeout=300):
+    """`sagas` sagas of `steps` steps; the cluster SIGKILLed `kills` times at random moments.
+
+    Each step holds 0–60 ms between its effect and the engine's commit, so
+    some kills land in that window. Returns the figures, including the time
+    from the last kill until every saga settled.
+    """
+    rng = random.Random(seed)
+    chaos_workflow("chaos_kills", steps=steps)
+    for i in range(sagas):
+        engine.start_saga(
+            workflow="chaos_kills",
+            input={"timing": {"*": {"work": 0.0, "hold": round(rng.uniform(0, 0.06), 3)}}},
+            idempotency_key=f"kill-{i}",
+        )
+    began = time.monotonic()
+    cluster = start()
+    for _ in range(kills):
+        time.sleep(rng.uniform(0.4, 2.0))
+        cluster.kill()
+        cluster = start()
+    last_kill = time.monotonic()
+    _wait(lambda: settled(sagas), settle_timeout, "every saga to settle after the kills")
+    done = time.monotonic()
+    figures = {
+        **saga_figures(),
+        **ledger.ledger_figures(),
+        "kills": kills,
+        "leases_expired": SagaEvent.objects.filter(kind="lease_expired").count(),
+        "completed_have_every_effect_once": completed_sagas_have_every_effect_once(steps),
+        "seconds_from_last_kill_to_settled": round(done - last_kill, 1),
+        "seconds_total": round(done - began, 1),
+    }
+    return figures
+
+
+def overrun(start, *, sagas=3, lease=1.0, factor=3):
+    """Steps that run `factor`× their lease: the lease expires and the step is retried
+    while the first execution still runs. Counts executions of one step at the same time."""
+    publish_workflow(
+        {
+            "name": "chaos_overrun",
+            "steps": [
+                {
+                    "name": "slow",
+                    "type": "action",
+                    "action": "chaos.work",
+                    "compensation": "chaos.undo",
+                    "timeout": f"{int(lease * 1000)}ms",
+                    "retry": {"max_attempts": 3, "backoff": "0s"},
+                }
+            ],
+        }
+    )
+    for i in range(sagas):
+        engine.start_saga(
+            workflow="chaos_overrun",
+            input={"timing": {"slow": {"work": lease * factor}}},
+            idempotency_key=f"overrun-{i}",
+        )
+    start(workers=4)
+    _wait(lambda: settled(sagas), 60 + 12 * lease * factor * sagas, "the overrunning sagas")
+    return {
+        **saga_figures(),
+        **ledger.ledger_figures(),
+        "leases_expired": SagaEvent.objects.filter(kind="lease_expired").count(),
+        "results_discarded": SagaEvent.objects.filter(
+            kind__in=["late_result_discarded", "stale_result_discarded"]
+        ).count(),
+    }
+
+
+def three_clusters(start, *, sagas=60, steps=5):
+    """Three qclusters on one database: work spread across their workers, nothing run twice."""
+    chaos_workflow("chaos_three", steps=steps, timeout="30s", max_attempts=3)
+    clusters = [start(workers=2) for _ in range(3)]
+    time.sleep(2.0)  # let all three come up before the work arrives
+    for i in range(sagas):
+        engine.start_saga(
+            workflow="chaos_three",
+            input={"timing": {"*": {"work": 0.01}}},
+            idempotency_key=f"three-{i}",
+        )
+    _wait(lambda: settled(sagas), 120 + sagas, "the sagas on three clusters")
+    per_pid = ledger.executions_per_pid()
+    cluster_of = {}
+    for n, cluster in enumerate(clusters):
+        for pid in processes_in_group(cluster.proc.pid):
+            cluster_of[pid] = n
+    per_cluster = Counter()
+    for pid, count in per_pid.items():
+        per_cluster[cluster_of.get(pid, "?")] += count
+    return {
+        **saga_figures(),
+        **ledger.ledger_figures(),
+        "executions_per_cluster": dict(sorted(per_cluster.items(), key=str)),
+        "steps_started_twice": SagaStep.objects.filter(
+            saga__workflow="chaos_three", attempt__gt=1
+        ).count(),
+    }
+
+
+def downtime(start, *, sagas=20, due=2.0):
+    """Waits and approvals whose deadlines pass while no cluster runs: each fires once after."""
+    User = get_user_model()
+    group, _ = Group.objects.get_or_create(name="chaos_approvers")
+    approver, _ = User.objects.get_or_create(username="chaos_approver")
+    approver.groups.add(group)
+    seconds = f"{int(due)}s"
+    publish_workflow(
+        {
+            "name": "chaos_deadlines",
+            "steps": [
+                {
+                    "name": "prepare",
+                    "type": "action",
+                    "action": "chaos.work",
+                    "compensation": "chaos.undo",
+                },
+                {"name": "reply", "type": "wait", "event": "never.comes", "timeout": seconds},
+            ],
+        }
+    )
+    publish_workflow(
+        {
+            "name": "chaos_due",
+            "steps": [
+                {
+                    "name": "prepare",
+                    "type": "action",
+                    "action": "chaos.work",
+                    "compensation": "chaos.undo",
+                },
+                {
+                    "name": "approval",
+                    "type": "approval",
+                    "approvers": {"groups": ["chaos_approvers"]},
+                    "due": seconds,
+                    "on_timeout": "reject",
+                },
+            ],
+        }
+    )
+    for i in range(sagas):
+        workflow = ("chaos_deadlines", "chaos_due")[i % 2]
+        engine.start_saga(workflow=workflow, input={}, idempotency_key=f"due-{i}")
+    settle()  # run the first steps here: every saga now waits, with its deadline set
+    waiting = SagaStep.objects.filter(status="waiting", deadline__isnull=False).count()
+    time.sleep(due + 1.5)  # every deadline passes while no cluster runs
+    began = time.monotonic()
+    start()
+    _wait(lambda: settled(sagas), 60, "the missed deadlines to fire")
+    fired = Counter(SagaEvent.objects.filter(kind="deadline_passed").values_list("saga_id", "step"))
+    return {
+        **saga_figures(),
+        "deadlines_waiting": waiting,
+        "deadlines_fired": sum(fired.values()),
+        "deadlines_fired_twice": sum(1 for n in fired.values() if n > 1),
+        "seconds_to_fire_all": round(time.monotonic() - began, 1),
+        "compensated_once": ledger.effects_applied_twice() == 0,
+    }
+
+
+# --- races ----------------------------------------------------------------------------
+
+
+def concurrent_starts(*, starts=200, threads=20, key="same-key"):
+    """`starts` start_saga calls with one idempotency key from `threads` threads at once."""
+    publish_workflow(
+        {"name": "chaos_once", "steps": [{"name": "only", "type": "action", "action": "test.ok"}]}
+    )
+    barrier = threading.Barrier(threads)
+    outcomes = Counter()
+    ids = set()
+    lock = threading.Lock()
+
+    def run(share):
+        try:
+            barrier.wait(30)
+            for _ in range(share):
+                try:
+                    saga, created = engine.start_saga(
+                        workflow="chaos_once", input={"order": 1}, idempotency_key=key
+                    )
+                    with lock:
+                        outcomes["created" if created else "existing"] += 1
+                        ids.add(saga.pk)
+                except Exception as exc:  # any other outcome is a defect to report
+                    with lock:
+                        outcomes[type(exc).__name__] += 1
+        finally:
+            connection.close()
+
+    shares = [starts // threads + (1 if i < starts % threads else 0) for i in range(threads)]
+    workers = [threading.Thread(target=run, args=(share,)) for share in shares]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    try:
+        engine.start_saga(workflow="chaos_once", input={"order": 2}, idempotency_key=key)
+        other_input = "accepted"
+    except engine.Conflict as exc:
+        other_input = f"conflict ({exc.status})"
+    return {
+        "starts": starts,
+        "threads": threads,
+        "outcomes": dict(outcomes),
+        "distinct_sagas": len(ids),
+        "sagas_with_key": Saga.objects.filter(workflow="chaos_once", idempotency_key=key).count(),
+        "start_events": SagaEvent.objects.filter(
+            saga__workflow="chaos_once", kind="saga_started"
+        ).count(),
+        "different_input_same_key": other_input,
+    }
+
+
+def _retry_round(saga_id, operator):
+    """Two operator retries (a double-click) and two workers, one of them sweeping, at once."""
+    barrier = threading.Barrier(4)
+    results = []
+
+    def operator_retry():
+        try:
+            barrier.wait(10)
+            engine.retry_saga(saga_id, user=operator)
+            results.append("retried")
+        except engine.Conflict:
+            results.append("conflict")
+        finally:
+            connection.close()
+
+    def worker(sweeps):
+        try:
+            barrier.wait(10)
+            for _ in range(20):
+                # With no requeue delay the sweeper queues the step again as
+                # soon as the operator's retry queued it: duplicate tasks.
+                if sweeps:
+                    sweep()
+                run_queued()
+                time.sleep(0.002)
+        finally:
+            connection.close()
+
+    with override_settings(SAGAS_REQUEUE_AFTER=0.0):
+        racers = [
+            threading.Thread(target=operator_retry),
+            threading.Thread(target=operator_retry),
+            threading.Thread(target=worker, args=(True,)),
+            threading.Thread(target=worker, args=(False,)),
+        ]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(60)
+    return results
+
+
+def retry_races(*, rounds=30, operator=None):
+    """An operator's retry (double-clicked) racing the sweeper re-queueing the same step,
+    with two workers taking whatever is queued: the step gets exactly one new attempt."""
+    publish_workflow(
+        {
+            "name": "chaos_retry",
+            "steps": [
+                {
+                    "name": "flaky",
+                    "type": "action",
+                    "action": "test.flaky",
+                    "retry": {"max_attempts": 1},
+                    "on_failure": "pause",
+                }
+            ],
+        }
+    )
+    figures = Counter()
+    for _ in range(rounds):
+        saga, _ = engine.start_saga(workflow="chaos_retry", input={"errors": {"flaky": 1}})
+        settle()  # attempt 1 fails: the saga is paused, needing attention
+        results = _retry_round(saga.pk, operator)
+        settle()
+        step = SagaStep.objects.get(saga=saga)
+        events = Counter(SagaEvent.objects.filter(saga=saga).values_list("kind", flat=True))
+        figures["rounds"] += 1
+        figures["operator_retries_accepted"] += results.count("retried")
+        figures["operator_retries_conflict"] += results.count("conflict")
+        figures["rounds_with_one_new_attempt"] += step.attempt == 2 and events["step_started"] == 2
+        figures["rounds_completed"] += Saga.objects.get(pk=saga.pk).state == SagaState.COMPLETED
+        figures["rounds_retried_once"] += events["step_retried"] == 1
+    return dict(figures)
+
+
+def approval_races(*, rounds=30, seed=20261126):
+    """Rounds of 2–10 approvers (with double-clicks) deciding one request at the same instant.
+
+    Uses the approvals suite's `race` (threads released by a barrier) and
+    checks per round: one decision per user, one `approval_decided` event per
+    decision, one transition, and every loser told `already_decided`/`closed`.
+    """
+    from approvals.models import ApprovalRequest, Decision
+    from tests.approvals.test_concurrent_decisions import race
+
+    User = get_user_model()
+    rng = random.Random(seed)
+    group, _ = Group.objects.get_or_create(name="chaos_racers")
+    people = []
+    for i in range(10):
+        user, _ = User.objects.get_or_create(username=f"chaos_racer{i}")
+        user.groups.add(group)
+        people.append(user)
+    for policy in ("any", "quorum:2", "all"):
+        publish_workflow(
+            {
+                "name": f"chaos_race_{policy.replace(':', '')}",
+                "steps": [
+                    {
+                        "name": "approval",
+                        "type": "approval",
+                        "approvers": {"groups": ["chaos_racers"]},
+                        "policy": policy,
+                    },
+                    {"name": "after", "type": "action", "action": "test.ok"},
+                ],
+            }
+        )
+    figures = Counter()
+    for n in range(rounds):
+        threads = rng.randint(2, 10)
+        users = [rng.choice(people) for _ in range(threads)]
+        users[-1] = users[0]  # one approver always double-submits
+        policy = ("any", "quorum2", "all")[n % 3]
+        decisions = ["reject" if rng.random() < 0.15 else "approve" for _ in range(threads)]
+        saga, _ = engine.start_saga(workflow=f"chaos_race_{policy}", input={"round": n})
+        request = ApprovalRequest.objects.get(saga=saga)
+        outcome = race(request.pk, users, decisions)
+        results = Counter(result for _, result in outcome)
+        recorded = Counter(
+            Decision.objects.filter(request=request).values_list("user_id", flat=True)
+        )
+        events = Counter(SagaEvent.objects.filter(saga=saga).values_list("kind", flat=True))
+        transitions = events["approval_approved"] + events["approval_rejected"]
+        figures["rounds"] += 1
+        figures["decisions"] += sum(recorded.values())
+        figures["rounds_one_decision_per_user"] += all(c == 1 for c in recorded.values())
+        figures["rounds_events_match_decisions"] += events["approval_decided"] == sum(
+            recorded.values()
+        )
+        figures["rounds_at_most_one_transition"] += transitions <= 1
+        figures["rounds_transitioned"] += transitions == 1
+        figures["rounds_ok_count_matches"] += results["ok"] == sum(recorded.values())
+        figures["unexpected_results"] += sum(
+            v
+            for k, v in results.items()
+            if k not in {"ok", "already_decided", "closed", "already_rejected"}
+        )
+        figures["double_submits_told_already_decided"] += [
+            r for u, r in outcome if u.pk == users[0].pk
+        ].count("ok") <= 1
+    return dict(figures)
