@@ -103,7 +103,9 @@ def table_counts():
         for model in (Saga, SagaStep, SagaEvent, WorkflowDefinition, ApprovalRequest, Decision)
     }
     # and nothing changed in place: the newest change of any saga or step
-    counts["saga_revisions"] = sorted(str(t) for t in Saga.objects.values_list("updated_at", flat=True))
+    counts["saga_revisions"] = sorted(
+        str(t) for t in Saga.objects.values_list("updated_at", flat=True)
+    )
     counts["step_states"] = sorted(
         SagaStep.objects.values_list("saga_id", "name", "status", "fence")
     )

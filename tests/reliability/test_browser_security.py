@@ -15,15 +15,15 @@ from .conftest import table_counts
 def unsafe_requests(world):
     own, request = world.own, world.own_request
     return [
-        ("/sagas/%s/cancel/" % own.pk, {"reason": "csrf"}),
-        ("/sagas/%s/steps/approval/skip/" % own.pk, {"reason": "csrf"}),
-        ("/sagas/%s/steps/reserve/retry/" % own.pk, {}),
+        (f"/sagas/{own.pk}/cancel/", {"reason": "csrf"}),
+        (f"/sagas/{own.pk}/steps/approval/skip/", {"reason": "csrf"}),
+        (f"/sagas/{own.pk}/steps/reserve/retry/", {}),
         ("/sagas/bulk/", {"action": "cancel", "sagas": [str(own.pk)], "reason": "csrf"}),
         ("/workflows/guarded/start/", {"input": "{}"}),
-        ("/approvals/%s/" % request.pk, {"decision": "approve", "comment": "ok"}),
+        (f"/approvals/{request.pk}/", {"decision": "approve", "comment": "ok"}),
         ("/api/v1/sagas/", {"workflow": "guarded", "input": {}}),
-        ("/api/v1/sagas/%s/cancel/" % own.pk, {"reason": "csrf"}),
-        ("/api/v1/approvals/%s/decide/" % request.pk, {"decision": "approve"}),
+        (f"/api/v1/sagas/{own.pk}/cancel/", {"reason": "csrf"}),
+        (f"/api/v1/approvals/{request.pk}/decide/", {"decision": "approve"}),
         ("/api/v1/events/", {"type": "x", "correlation_id": "y"}),
         ("/logout/", {}),
     ]
@@ -108,9 +108,7 @@ def test_login_attempts_are_limited_with_a_cool_off(world, client, settings):
     assert response.status_code == 429
     assert "_auth_user_id" not in client.session
     # the admin's login is the same door
-    response = client.post(
-        "/admin/login/", {"username": user.username, "password": "pw-olga-123"}
-    )
+    response = client.post("/admin/login/", {"username": user.username, "password": "pw-olga-123"})
     assert response.status_code == 429
     # another user from the same address is not locked out
     other = world.users["approver"]
