@@ -1,7 +1,7 @@
 """A JSON parser that refuses what PostgreSQL cannot store, before any view sees it."""
 
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser, JSONParser
 
 
 def unstorable(value, path=""):
@@ -38,3 +38,15 @@ class StrictJSONParser(JSONParser):
         if bad:
             raise ParseError(f"{bad}: NUL characters and lone surrogates cannot be stored")
         return data
+
+
+class YAMLTextParser(BaseParser):
+    """A workflow document as YAML text (`Content-Type: application/yaml`), parsed by the view."""
+
+    media_type = "application/yaml"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return stream.read().decode("utf-8") if stream is not None else ""
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"the YAML document is not UTF-8: {exc}") from None

@@ -1,5 +1,8 @@
 """API views: thin wrappers that check the role, call the engine's services and serialize."""
 
+import json
+
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, connection
 from django.db.models import Prefetch
 from django_filters.rest_framework import DjangoFilterBackend
@@ -16,13 +19,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sagas import engine, queue, services
-from sagas.definitions import NAME_RE, validate
-from sagas.filters import SagaFilter, can_start, is_operator, visible_sagas
+from sagas.definitions import NAME_RE, load_document, validate
+from sagas.filters import SagaFilter, StrictBooleanField, can_start, is_operator, visible_sagas
 from sagas.models import SagaEvent, SagaStep, WorkflowDefinition
 from sagas.sweeper import sweeper_lag
 
 from . import serializers as s
 from .pagination import KeysetPagination
+from .parsers import StrictJSONParser, YAMLTextParser, unstorable
 from .permissions import IsAdmin, IsOperator
 
 # A qcluster keeps the sweeper chain ticking every fraction of a second and
@@ -270,7 +274,36 @@ def _current_versions():
     return [pk for pk, _ in chosen.values()]
 
 
+def _document(data):
+    """The posted workflow document: a JSON object, or YAML text parsed like loadworkflows does."""
+    if isinstance(data, str):
+        data = load_document(data)  # a DefinitionError is a 400 with the line and column
+        try:
+            # YAML has values JSON does not (dates, sets): refuse them as the admin would.
+            data = json.loads(json.dumps(data))
+        except (TypeError, ValueError) as exc:
+            raise exceptions.ValidationError(
+                {"(document)": [f"not JSON-compatible: {exc}"]}
+            ) from None
+        bad = unstorable(data)
+        if bad:
+            raise exceptions.ValidationError({bad: ["NUL characters cannot be stored"]})
+    if not isinstance(data, dict):
+        raise exceptions.ValidationError({"(document)": ["must be an object with name and steps"]})
+    return data
+
+
+def _flag(request, name):
+    """A true/false query parameter; anything else is a 400 rather than a silent false."""
+    try:
+        return bool(StrictBooleanField().clean(request.query_params.get(name)))
+    except DjangoValidationError as exc:
+        raise exceptions.ValidationError({name: exc.messages}) from None
+
+
 class WorkflowListView(APIView):
+    parser_classes = [StrictJSONParser, YAMLTextParser]
+
     def get_permissions(self):
         if self.request.method == "POST":
             return [IsAdmin()]
@@ -299,7 +332,10 @@ class WorkflowListView(APIView):
                 required=False,
             )
         ],
-        request=s.WorkflowDocumentSerializer,
+        request={
+            "application/json": s.WorkflowDocumentSerializer,
+            "application/yaml": {"type": "string", "description": "The document as YAML text"},
+        },
         responses={
             201: s.WorkflowDetailSerializer,
             200: OpenApiResponse(
@@ -314,12 +350,8 @@ class WorkflowListView(APIView):
         },
     )
     def post(self, request):
-        document = request.data
-        if not isinstance(document, dict):
-            raise exceptions.ValidationError(
-                {"(document)": ["must be a JSON object with name and steps"]}
-            )
-        if request.query_params.get("dry_run", "").lower() in {"1", "true", "yes"}:
+        document = _document(request.data)
+        if _flag(request, "dry_run"):
             validate(document, context=services.validation_context())
             latest = (
                 WorkflowDefinition.objects.filter(name=document["name"])

@@ -250,3 +250,32 @@ def test_drf_create_token_makes_a_working_token(alice, client):
     assert response.status_code == 200
     wrong = client.get("/api/v1/sagas/", HTTP_AUTHORIZATION="Token nope")
     assert wrong.status_code == 401 and wrong.json()["error"] == "not_authenticated"
+
+
+def test_a_document_may_be_posted_as_yaml(api, root):
+    text = "name: refunds\nsteps:\n  - name: refund\n    type: action\n    action: test.ok\n"
+    response = api(root).post("/api/v1/workflows/", text, content_type="application/yaml")
+    assert response.status_code == 201, response.json()
+    assert WorkflowDefinition.objects.get().spec["steps"][0]["action"] == "test.ok"
+
+
+@pytest.mark.parametrize(
+    "text,field",
+    [
+        ("name: [unclosed\n", "line "),
+        ("- just\n- a list\n", "(document)"),
+        ("name: dated\nsteps: [{name: a, type: action, action: test.ok}]\ndescription: 2020-01-01\n", "(document)"),
+        ('name: "nul\\0"\nsteps: [{name: a, type: action, action: test.ok}]\n', "name"),
+    ],
+)  # fmt: skip
+def test_bad_yaml_is_a_400_that_saves_nothing(api, root, text, field):
+    response = api(root).post("/api/v1/workflows/", text, content_type="application/yaml")
+    assert response.status_code == 400
+    assert any(path.startswith(field) for path in response.json()["fields"]), response.json()
+    assert not WorkflowDefinition.objects.exists()
+
+
+def test_a_dry_run_flag_that_is_not_a_boolean_is_a_400(api, root):
+    response = api(root).post("/api/v1/workflows/?dry_run=maybe", DOCUMENT, format="json")
+    assert response.status_code == 400 and "dry_run" in response.json()["fields"]
+    assert not WorkflowDefinition.objects.exists()
