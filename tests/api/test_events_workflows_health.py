@@ -11,7 +11,14 @@ from sagas.states import SagaState, StepStatus
 
 @pytest.mark.parametrize(
     "role,expected",
-    [("anonymous", 401), ("bob", 403), ("initiator", 403), ("alice", 202), ("root", 202)],
+    [
+        ("anonymous", 401),
+        ("bob", 403),
+        ("carol", 403),  # an approver
+        ("initiator", 403),
+        ("alice", 202),
+        ("root", 202),
+    ],
 )
 def test_who_may_deliver_an_event(request, api, role, expected, waiting_saga):
     user = None if role == "anonymous" else request.getfixturevalue(role)
@@ -96,7 +103,8 @@ def test_a_workflow_shows_its_latest_published_version_and_all_versions(api, bob
 
 
 @pytest.mark.parametrize(
-    "role,expected", [("anonymous", 401), ("bob", 403), ("alice", 403), ("root", 201)]
+    "role,expected",
+    [("anonymous", 401), ("bob", 403), ("carol", 403), ("alice", 403), ("root", 201)],
 )
 def test_only_admins_publish(request, api, role, expected, db):
     user = None if role == "anonymous" else request.getfixturevalue(role)
