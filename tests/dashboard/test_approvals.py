@@ -163,3 +163,13 @@ def test_the_saga_shows_its_waiting_approval(approver_client, approval_saga):
     html = approver_client.get(f"/sagas/{saga.pk}/").content.decode()
     assert 'data-step="manager_approval" data-status="waiting"' in html and "⏸ waiting" in html
     assert f'href="/approvals/{request.pk}/"' in html
+
+
+def test_the_saga_list_shows_an_approver_the_sagas_they_are_asked_about(
+    approver_client, approval_saga, make_saga
+):
+    asked, request = approval_saga("8")
+    other = make_saga("pausing", input={"order_id": "9"})
+    html = approver_client.get("/sagas/").content.decode()
+    assert f'href="/sagas/{asked.pk}/"' in html
+    assert f'href="/sagas/{other.pk}/"' not in html
