@@ -232,6 +232,10 @@ def with_overdue(requests, now=None):
     now = now or timezone.now()
     for request in requests:
         request.overdue = bool(request.is_open and request.due_at and request.due_at < now)
+        if "decisions" in getattr(request, "_prefetched_objects_cache", {}):
+            request.approvals_so_far = sum(
+                1 for d in request.decisions.all() if d.decision == "approve"
+            )
         yield request
 
 

@@ -282,3 +282,16 @@ def cause_text(cause):
     if detail:
         text += f": {detail}"
     return text
+
+
+@register.filter
+def policy_text(policy):
+    """An approval policy in words: "any" → "one approval decides"."""
+    policy = str(policy or "")
+    if policy == "any":
+        return "one approval decides"
+    if policy == "all":
+        return "every approver must approve"
+    if policy.startswith("quorum:"):
+        return f"{policy.split(':', 1)[1]} approvals needed"
+    return policy

@@ -173,3 +173,27 @@ def test_the_saga_list_shows_an_approver_the_sagas_they_are_asked_about(
     html = approver_client.get("/sagas/").content.decode()
     assert f'href="/sagas/{asked.pk}/"' in html
     assert f'href="/sagas/{other.pk}/"' not in html
+
+
+def test_a_quorum_request_shows_how_many_approved_so_far(
+    client, approver, django_user_model, managers, publish, settle, alice
+):
+    from approvals.models import ApprovalRequest
+    from sagas.engine import start_saga
+
+    from .conftest import APPROVAL
+
+    doc = {**APPROVAL, "name": "two_approvers"}
+    doc["steps"] = [dict(s) for s in APPROVAL["steps"]]
+    doc["steps"][2]["policy"] = "quorum:2"
+    publish(doc)
+    saga, _ = start_saga(workflow="two_approvers", input={"order_id": "1"}, user=alice)
+    settle()
+    request = ApprovalRequest.objects.get(saga=saga)
+    second = django_user_model.objects.create_user("second", password="x")
+    second.groups.add(managers)
+    client.force_login(approver)
+    client.post(f"/approvals/{request.pk}/", {"decision": "approve"})
+    client.force_login(second)
+    html = client.get("/approvals/").content.decode()
+    assert "2 approvals needed (1 so far)" in html

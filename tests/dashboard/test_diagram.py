@@ -50,3 +50,11 @@ def test_durations_and_causes_read_well():
     assert duration(None) == "—"
     cause = {"reason": "rejected", "step": "approval", "by": "ann", "comment": "too expensive"}
     assert cause_text(cause) == "rejected at approval by ann: too expensive"
+
+
+def test_policies_read_as_words():
+    from dashboard.templatetags.sagaflow import policy_text
+
+    assert policy_text("any") == "one approval decides"
+    assert policy_text("all") == "every approver must approve"
+    assert policy_text("quorum:2") == "2 approvals needed"
