@@ -240,8 +240,10 @@ class SagaEvent(models.Model):
     saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="events")
     step = models.CharField(max_length=100, blank=True)
     kind = models.CharField(max_length=50)
+    # PROTECT: the history names who acted, and PostgreSQL refuses to update
+    # it (sagas.0005), so a user who acted is deactivated, not deleted.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     # Who acted when no user did: "engine", "sweeper", "api:<service>".
     actor_label = models.CharField(max_length=100, default="engine")
