@@ -57,3 +57,10 @@ def test_the_saga_list_offers_bulk_actions_only_to_operators(client, alice, bob)
     assert 'id="bulk-form"' not in client.get("/sagas/").content.decode()
     client.force_login(alice)
     assert 'id="bulk-form"' in client.get("/sagas/").content.decode()
+
+
+def test_an_unknown_address_gets_the_products_404_page(operator_client):
+    response = operator_client.get("/no/such/page/")
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "There is no page at this address." in html and 'class="topbar"' in html
