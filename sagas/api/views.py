@@ -63,7 +63,8 @@ def get_visible_saga(request, saga_id):
 
 def check_operator_on(request, saga_id):
     """An operator act: 404 when the caller cannot see the saga, 403 when they may not act."""
-    get_visible_saga(request, saga_id)
+    if not visible_sagas(request.user).filter(pk=saga_id).exists():
+        raise exceptions.NotFound(f"no saga {saga_id}")
     if not is_operator(request.user):
         raise exceptions.PermissionDenied("only operators may retry, cancel or skip")
 
