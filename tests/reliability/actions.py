@@ -114,12 +114,21 @@ def ledger_figures():
             " FROM chaos_execution"
         )
         executions, pids, cut_off = cursor.fetchone()
+        # Cut off after its effect was applied, before the engine recorded the step:
+        # the window an idempotency key exists for.
+        cursor.execute(
+            "SELECT count(*) FROM chaos_execution x WHERE x.ended IS NULL AND EXISTS"
+            " (SELECT 1 FROM chaos_effect e WHERE e.key = x.key AND e.pid = x.pid"
+            " AND e.kind = CASE WHEN x.compensating THEN 'undo' ELSE 'do' END)"
+        )
+        after_effect = cursor.fetchone()[0]
         cursor.execute("SELECT kind, count(*) FROM chaos_effect GROUP BY kind")
         effects = dict(cursor.fetchall())
     return {
         "executions": executions,
         "worker_pids": pids,
         "executions_cut_off": cut_off,
+        "cut_off_after_effect": after_effect,
         "effects": effects,
         "effects_applied_twice": effects_applied_twice(),
         "overlapping_executions": overlapping_executions(),

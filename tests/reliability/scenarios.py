@@ -52,6 +52,19 @@ def processes_in_group(pgid):
     return pids
 
 
+def _working(cluster, timeout):
+    """Wait until one of the cluster's processes has started an execution (or `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = processes_in_group(cluster.proc.pid)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM chaos_execution WHERE pid = ANY(%s)", [pids])
+            if cursor.fetchone()[0]:
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def settled(total):
     """Every saga finished, or parked needing attention (a person must act)."""
     return (
@@ -135,7 +148,10 @@ def kills(start, *, sagas=200, steps=5, kills=20, seed=1, settle_timeout=300):
     began = time.monotonic()
     cluster = start()
     for _ in range(kills):
-        time.sleep(rng.uniform(0.4, 2.0))
+        # Kill while it works: once this cluster's workers have begun executing
+        # steps (a start-up takes seconds on a busy machine), at a random moment.
+        _working(cluster, timeout=20)
+        time.sleep(rng.uniform(0.0, 1.5))
         cluster.kill()
         cluster = start()
     last_kill = time.monotonic()
