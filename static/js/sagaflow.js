@@ -77,12 +77,16 @@
     }
   });
 
-  // A panel that opens takes the focus, so keyboard users land in it.
-  document.addEventListener("htmx:afterSwap", function (event) {
-    var target = event.detail.target;
+  // A panel that opens, or the outcome that replaces it, takes the focus, so
+  // keyboard and screen-reader users land in it.
+  function focusPanel(target) {
     if (target && target.hasAttribute && target.hasAttribute("data-focus-on-swap")) {
       var first = target.querySelector("textarea, input:not([type=hidden]), select, button");
       if (first) { first.focus(); }
     }
+  }
+  document.addEventListener("htmx:afterSwap", function (event) { focusPanel(event.detail.target); });
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    focusPanel(document.getElementById(event.detail.target.id) || event.detail.target);
   });
 })();

@@ -99,6 +99,7 @@ def test_an_operator_retries_a_failed_step_and_it_completes(open_page, start, se
     expect(panel).to_contain_text("Retry step: flaky")
     panel.get_by_role("button", name="Confirm: Retry").click()
     expect(panel).to_contain_text("Retry of flaky queued.")
+    expect(panel.get_by_role("button", name="Dismiss")).to_be_focused()  # the outcome takes focus
     settle()
     expect(page.locator("#saga-live")).to_have_attribute("data-state", "completed", timeout=10_000)
     expect(page.locator('tr[data-step="flaky"]')).to_have_attribute("data-status", "completed")
@@ -113,6 +114,7 @@ def test_an_operator_sees_the_compensation_preview_and_cancels(open_page, start,
     plan = page.locator("#action-panel ol.plan li")
     expect(plan).to_have_count(2)
     assert [plan.nth(i).get_attribute("data-step") for i in range(2)] == ["second", "first"]
+    expect(page.get_by_label("Reason")).to_be_focused()  # the panel takes focus
     # the reason is required: the browser will not submit without it
     page.get_by_role("button", name="Confirm: Cancel saga").click()
     saga.refresh_from_db()

@@ -67,3 +67,8 @@ def test_the_page_takes_the_same_queries_for_a_long_history(operator_client, mak
     with CaptureQueriesContext(connection) as many:
         operator_client.get(f"/sagas/{long.pk}/")
     assert len(few) == len(many)
+
+
+def test_a_waiting_step_says_what_it_waits_for(operator_client, waiting):
+    html = operator_client.get(f"/sagas/{waiting.pk}/").content.decode()
+    assert "waiting for the event <code>reply.arrived</code>" in html
