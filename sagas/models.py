@@ -135,10 +135,18 @@ class Saga(models.Model):
                 condition=Q(needs_attention=True),
                 name="saga_attention_idx",
             ),
+            # search: equality and prefix (LIKE 'x%') on the correlation id, and
+            # the idempotency key across workflows
             models.Index(
                 fields=["correlation_id"],
                 condition=~Q(correlation_id=""),
                 name="saga_correlation_idx",
+                opclasses=["varchar_pattern_ops"],
+            ),
+            models.Index(
+                fields=["idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="saga_idempotency_idx",
             ),
             # the overview's per-minute chart of completions and failures
             models.Index(

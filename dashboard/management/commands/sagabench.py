@@ -74,6 +74,11 @@ class Command(BaseCommand):
             type=int,
             help="sagas run before the second RSS reading (default 100000)",
         )
+        parser.add_argument(
+            "--scale-sagas",
+            type=int,
+            help="sagas generated for the dashboard phase (default 1000000)",
+        )
         parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
         parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
         parser.add_argument("--inner", action="store_true", help=argparse_hidden())
@@ -106,7 +111,7 @@ class Command(BaseCommand):
                 "--workers",
                 str(options["workers"]),
             ]
-            for flag in ("sagas", "memory_sagas", "json"):
+            for flag in ("sagas", "memory_sagas", "scale_sagas", "json"):
                 if options[flag] is not None:
                     argv += [f"--{flag.replace('_', '-')}", str(options[flag])]
             if options["quick"]:
@@ -149,6 +154,8 @@ class Command(BaseCommand):
             figures["memory"] = self.phase_memory(cluster, memory_n)
         finally:
             self.stop_cluster(cluster)
+        scale_n = options["scale_sagas"] or (2000 if quick else 1_000_000)
+        figures["dashboard"] = self.phase_dashboard(scale_n)
         self.report(figures)
         if options["json"]:
             Path(options["json"]).write_text(json.dumps(figures, indent=2, default=str))
@@ -380,6 +387,13 @@ class Command(BaseCommand):
         while Saga.objects.filter(pk__in=ids, finished_at__isnull=True).exists():
             time.sleep(0.2)
 
+    # 6. the dashboard at a million sagas
+    def phase_dashboard(self, n):
+        from dashboard import scale
+
+        approvals = min(100_000, n // 10)
+        return scale.measure(n, approvals if self.has_approvals else 0, self.progress)
+
     # --- helpers -------------------------------------------------------------
 
     def summary(self, seconds):
@@ -452,6 +466,16 @@ class Command(BaseCommand):
             f"| qcluster RSS, start → after {m['sagas']} sagas | {m['rss_start_mb']} → {m['rss_after_mb']} MB "
             f"({m['growth_pct']:+}%) | ≤ +10 % |"
         )
+        d = f["dashboard"]
+        lines.append(
+            f"| dashboard data: {d['sagas']:,} sagas, {d['steps']:,} steps, {d['approvals']:,} approvals "
+            f"| generated in {d['generate_seconds']} s | minutes |"
+        )
+        for label, page in d["pages"].items():
+            lines.append(
+                f"| {label} | p50 {page['p50_ms']} ms, p95 {page['p95_ms']} ms, {page['queries']} queries "
+                "| p95 ≤ 50 ms |"
+            )
         self.stdout.write("\n".join(lines))
 
 
