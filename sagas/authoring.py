@@ -102,6 +102,21 @@ class _IndentedDumper(yaml.SafeDumper):
         return super().increase_indent(flow, False)
 
 
+# Characters YAML reads as line breaks or a byte-order mark: written raw (as
+# allow_unicode does) they come back changed, so text holding them is written
+# double-quoted, where they are escaped and the dump stays exact.
+_UNSAFE_RAW = frozenset("\x85\u2028\u2029\ufeff")
+
+
+def _represent_text(dumper, value):
+    if _UNSAFE_RAW.intersection(value):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return dumper.represent_str(value)
+
+
+_IndentedDumper.add_representer(str, _represent_text)
+
+
 def dump_document(spec):
     """YAML of one stored document; loading it back gives a mapping equal to `spec`."""
     return yaml.dump(
