@@ -16,6 +16,8 @@ SETTINGS_VARIABLES = {
     "EMAIL_BACKEND",
     "LOG_FORMAT",
     "METRICS_TOKEN",
+    # set by the browser tests for Playwright's sync API in this process only
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
 }
 PRODUCTION_ENV = {
     "DJANGO_ENV": "production",
