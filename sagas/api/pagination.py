@@ -14,6 +14,26 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 
+def strict_page_size(paginator, request):
+    """The requested page size, the default when absent; anything else is a 400, not ignored."""
+    raw = request.query_params.get(paginator.page_size_query_param)
+    if raw in (None, ""):
+        return paginator.page_size
+    try:
+        size = int(raw)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= paginator.max_page_size:
+        raise exceptions.ValidationError(
+            {
+                paginator.page_size_query_param: [
+                    f"a whole number from 1 to {paginator.max_page_size}"
+                ]
+            }
+        )
+    return size
+
+
 class KeysetPagination(BasePagination):
     """Pages of `page_size` rows ordered by -created_at, -id; `next` is null on the last page.
 
@@ -41,18 +61,7 @@ class KeysetPagination(BasePagination):
         return rows
 
     def _page_size(self, request):
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw in (None, ""):
-            return self.page_size
-        try:
-            size = int(raw)
-        except ValueError:
-            size = 0
-        if not 1 <= size <= self.max_page_size:
-            raise exceptions.ValidationError(
-                {self.page_size_query_param: [f"a whole number from 1 to {self.max_page_size}"]}
-            )
-        return size
+        return strict_page_size(self, request)
 
     def _decode(self, cursor, model):
         if cursor in (None, ""):

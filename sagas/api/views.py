@@ -25,7 +25,7 @@ from sagas.models import SagaEvent, SagaStep, WorkflowDefinition
 from sagas.sweeper import sweeper_lag
 
 from . import serializers as s
-from .pagination import KeysetPagination
+from .pagination import KeysetPagination, strict_page_size
 from .parsers import StrictJSONParser, YAMLTextParser, unstorable
 from .permissions import IsAdmin, IsOperator
 
@@ -148,6 +148,9 @@ class EventPagination(CursorPagination):
     page_size = 200
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def get_page_size(self, request):
+        return strict_page_size(self, request)
 
     def decode_cursor(self, request):
         try:

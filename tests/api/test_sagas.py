@@ -399,3 +399,10 @@ def test_the_paused_saga_shows_in_the_attention_filter(api, alice, paused_saga):
     rows = api(alice).get("/api/v1/sagas/?needs_attention=true").json()["results"]
     assert [row["id"] for row in rows] == [str(paused_saga.pk)]
     assert "picky" in rows[0]["attention_reason"]
+
+
+@pytest.mark.parametrize("query", ["page_size=true", "page_size=0", "cursor=nonsense"])
+def test_a_bad_page_of_the_history_is_a_400(api, alice, waiting_saga, query):
+    response = api(alice).get(f"{url(waiting_saga, 'events/')}?{query}")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid"

@@ -1,5 +1,6 @@
 """The live API against its own OpenAPI schema: schemathesis finds no 5xx and no non-conformance."""
 
+import json
 import os
 import re
 import subprocess
@@ -35,8 +36,12 @@ CHECKS = [
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_the_live_api_conforms_to_its_schema(live_server, qcluster, publish, django_user_model):
+def test_the_live_api_conforms_to_its_schema(
+    live_server, qcluster, publish, django_user_model, tmp_path
+):
+    from approvals.models import ApprovalRequest
     from sagas.demo.models import Stock
+    from sagas.models import Saga, SagaStep
     from sagas.sweeper import sweeper_lag
 
     for name in ["operators", "managers", "directors"]:
@@ -48,14 +53,58 @@ def test_the_live_api_conforms_to_its_schema(live_server, qcluster, publish, dja
     demo = Path(__file__).resolve().parents[2] / "sagas" / "demo" / "workflows"
     for path in sorted(demo.glob("*.yaml")):
         publish(path.read_text())
-    start_saga(workflow="shipment_tracking", input={"order_id": "1"}, correlation_id="o-1")
-    # A real qcluster, so that /health/ answers 200 as it does in production.
+    starter = django_user_model.objects.create_user("clerk", "clerk@example.com", "pw")
+    for i in range(3):
+        start_saga(
+            workflow="shipment_tracking", input={"order_id": f"s{i}"}, correlation_id=f"o-{i}"
+        )
+        start_saga(
+            workflow="order_fulfillment",
+            input={"order_id": f"b{i}", "amount": 5000},
+            correlation_id=f"b-{i}",
+            user=starter,
+        )
+    # A real qcluster runs them (and keeps /health/ at 200, as in production).
     qcluster(workers=1)
     wait_for(lambda: (sweeper_lag() or 99) < 5, message="the qcluster's sweeper")
+    wait_for(lambda: ApprovalRequest.objects.count() == 3, message="the approval requests")
+
+    # Real ids and names, mixed into what schemathesis generates, so that the
+    # operations reach real sagas, steps, approvals and waiting steps, not only 404s.
+    known = {
+        "sagas": [str(pk) for pk in Saga.objects.values_list("pk", flat=True)],
+        "steps": sorted(set(SagaStep.objects.values_list("name", flat=True))),
+        "approvals": list(ApprovalRequest.objects.values_list("pk", flat=True)),
+        "correlations": list(Saga.objects.values_list("correlation_id", flat=True)),
+        "workflows": ["order_fulfillment", "shipment_tracking", "expense_approval"],
+        "events": ["shipment.picked_up"],
+    }
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(
+        "".join(
+            f"[dictionaries.{name}]\nvalues = {json.dumps(values)}\n\n"
+            for name, values in known.items()
+        )
+        + "[parameters]\n"
+        + "".join(
+            f'"{key}" = {{ dictionary = "{name}", probability = 0.6 }}\n'
+            for key, name in [
+                ("path.saga_id", "sagas"),
+                ("path.step_name", "steps"),
+                ("path.approval_id", "approvals"),
+                ("path.name", "workflows"),
+                ("body.workflow", "workflows"),
+                ("body.correlation_id", "correlations"),
+                ("body.type", "events"),
+            ]
+        )
+    )
 
     result = subprocess.run(
         [
             str(SCHEMATHESIS),
+            "--config-file",
+            str(config),
             "run",
             f"{live_server.url}/api/schema/",
             "--header",
