@@ -12,11 +12,12 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
@@ -40,6 +41,11 @@ def problem(request, message, *, status):
         response["HX-Reswap"] = "innerHTML"
         return response
     return render(request, "dashboard/problem.html", context, status=status)
+
+
+def wants_fragment(request):
+    """An htmx swap wants the page's fragment; a history restore (Back button) wants the page."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def signed_in(view):
@@ -80,6 +86,7 @@ def _poll():
 
 
 @require_GET
+@vary_on_headers("HX-Request")
 @signed_in
 def overview(request):
     operator = is_operator(request.user)
@@ -92,7 +99,9 @@ def overview(request):
             minutes=selectors.activity_per_minute(),
         )
     context.update(_my_approvals(request.user))
-    template = "dashboard/overview.html#live" if request.htmx else "dashboard/overview.html"
+    template = (
+        "dashboard/overview.html#live" if wants_fragment(request) else "dashboard/overview.html"
+    )
     return render(request, template, context)
 
 
@@ -105,6 +114,7 @@ def _my_approvals(user):
 
 
 @require_GET
+@vary_on_headers("HX-Request")
 @signed_in
 def saga_list(request):
     """All sagas for operators; for others, those they started or are asked to approve."""
@@ -120,9 +130,16 @@ def saga_list(request):
             )
         except selectors.BadCursor as exc:
             return problem(request, str(exc), status=400)
-    query = request.GET.copy()
-    query.pop("after", None)
+    # Empty fields of the filter form are left out of the links and the address bar.
+    query = QueryDict(mutable=True)
+    for key, values in request.GET.lists():
+        if key != "after" and any(values):
+            query.setlist(key, [v for v in values if v])
+    here = (
+        _with(query, after=request.GET["after"]) if request.GET.get("after") else query.urlencode()
+    )
     context = {
+        "here": f"{request.path}?{here}" if here else request.path,
         "filters": filters,
         "page": page,
         "query": query.urlencode(),
@@ -135,8 +152,12 @@ def saga_list(request):
         .values_list("name", flat=True)
         .distinct(),
     }
-    template = "dashboard/saga_list.html#table" if request.htmx else "dashboard/saga_list.html"
-    return render(request, template, context)
+    if not wants_fragment(request):
+        return render(request, "dashboard/saga_list.html", context)
+    response = render(request, "dashboard/saga_list.html#table", context)
+    if request.htmx.trigger != "saga-table":  # a filter or a page link, not a poll
+        response["HX-Push-Url"] = context["here"]
+    return response
 
 
 RANGES = [
@@ -277,13 +298,18 @@ def _step_actions(saga, step):
 
 
 @require_GET
+@vary_on_headers("HX-Request")
 @signed_in
 def saga_detail(request, saga_id):
     saga, refused = _saga_or_problem(request, saga_id)
     if refused:
         return refused
     context = _detail_context(request, saga)
-    template = "dashboard/saga_detail.html#live" if request.htmx else "dashboard/saga_detail.html"
+    template = (
+        "dashboard/saga_detail.html#live"
+        if wants_fragment(request)
+        else "dashboard/saga_detail.html"
+    )
     return render(request, template, context)
 
 
@@ -369,7 +395,11 @@ def saga_action(request, saga_id, action, step_name=""):
 
 
 def _panel(request, context, status=200):
-    template = "dashboard/saga_action.html#panel" if request.htmx else "dashboard/saga_action.html"
+    template = (
+        "dashboard/saga_action.html#panel"
+        if wants_fragment(request)
+        else "dashboard/saga_action.html"
+    )
     response = render(request, template, context, status=status)
     if request.htmx and status >= 400:
         response["HX-Retarget"] = "#action-panel"
@@ -452,6 +482,7 @@ TABS = {"waiting": "Waiting for me", "decided": "Decided by me", "all": "All"}
 
 
 @require_GET
+@vary_on_headers("HX-Request")
 @signed_in
 def inbox(request):
     operator = is_operator(request.user)
@@ -485,7 +516,7 @@ def inbox(request):
         for item in items:
             item.decidable = item.pk in decidable
         context["items"] = items
-    template = "dashboard/inbox.html#list" if request.htmx else "dashboard/inbox.html"
+    template = "dashboard/inbox.html#list" if wants_fragment(request) else "dashboard/inbox.html"
     return render(request, template, context)
 
 

@@ -161,6 +161,13 @@ def test_the_overview_and_the_list_on_a_laptop_and_a_phone(open_page, start, set
     page.get_by_label("Search").fill("order-2")
     expect(page.locator("#saga-table tbody tr")).to_have_count(1)
     expect(page).to_have_url(re.compile(r"search=order-2"))
+    page.get_by_label("State").select_option("completed")
+    expect(page).to_have_url(re.compile(r"state=completed"))
+    expect(page.locator("#saga-table tbody tr td.empty")).to_have_count(1)
+    page.go_back()  # htmx restores the search: the whole page again, not a bare fragment
+    expect(page).to_have_url(re.compile(r"/sagas/\?search=order-2$"))
+    expect(page.get_by_role("heading", name="Sagas")).to_be_visible()
+    expect(page.locator("#saga-table tbody tr")).to_have_count(1)
     page.get_by_role("link", name="Clear").click()
     expect(page.locator("#saga-table tbody tr")).to_have_count(5)
     screenshot(page, "list")

@@ -151,3 +151,23 @@ def test_no_step_rows_are_read_for_the_list(operator_client, many):
     with CaptureQueriesContext(connection) as queries:
         operator_client.get("/sagas/")
     assert not any(SagaStep._meta.db_table in q["sql"] for q in queries.captured_queries)
+
+
+def test_the_back_button_gets_the_whole_page_not_the_fragment(operator_client, many):
+    many(2)
+    restore = operator_client.get(
+        "/sagas/?state=pending", HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true"
+    )
+    assert "<html" in restore.content.decode()
+    fragment = operator_client.get("/sagas/?state=pending", **HTMX)
+    assert "<html" not in fragment.content.decode()
+    assert "HX-Request" in fragment["Vary"]
+
+
+def test_a_filter_change_pushes_a_clean_address_and_a_poll_pushes_none(operator_client, many):
+    many(2)
+    response = operator_client.get("/sagas/?search=x&state=&workflow=", **HTMX)
+    assert response["HX-Push-Url"] == "/sagas/?search=x"
+    assert 'hx-get="/sagas/?search=x"' in response.content.decode()
+    poll = operator_client.get("/sagas/?search=x", HTTP_HX_TRIGGER="saga-table", **HTMX)
+    assert "HX-Push-Url" not in poll
