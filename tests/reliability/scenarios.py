@@ -493,3 +493,143 @@ def approval_races(*, rounds=30, seed=20261126):
             r for u, r in outcome if u.pk == users[0].pk
         ].count("ok") <= 1
     return dict(figures)
+
+
+# --- the database goes away -------------------------------------------------------------
+
+SEED = """
+from sagas import engine
+from tests.reliability import actions, scenarios
+actions.create_ledger()
+scenarios.chaos_workflow("chaos_outage", steps={steps}, timeout="5s")
+for i in range({sagas}):
+    engine.start_saga(workflow="chaos_outage", input={{"timing": {{"*": {{"work": {work}}}}}}},
+                      idempotency_key=f"outage-{{i}}")
+"""
+
+
+def outage(own, start, *, sagas=100, steps=5, duration=20.0, every=3.0, down=3.0, port=8108):
+    """On our own PostgreSQL: every connection terminated every `every` s for `duration` s,
+    the server restarted once (down `down` s) in the middle, workers and a web process running.
+
+    `own` is an OwnPostgres; `start(extra_env=...)` starts a qcluster. Returns the figures.
+    """
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "DATABASE_URL": own.url, "SAGAS_ACTION_MODULES": ACTION_MODULES}
+    manage = [sys.executable, "manage.py"]
+    subprocess.run(
+        [*manage, "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    seed = SEED.format(sagas=sagas, steps=steps, work=0.05)
+    subprocess.run(
+        [*manage, "shell", "-c", seed],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    web = subprocess.Popen(
+        [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    health = []  # (seconds since start, status, database field)
+    stop_polling = threading.Event()
+    began = time.monotonic()
+
+    def poll():
+        while not stop_polling.is_set():
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/api/v1/health/", timeout=3)
+                body = response.json()
+                health.append(
+                    (time.monotonic() - began, response.status_code, body.get("database"))
+                )
+            except (httpx.HTTPError, ValueError):
+                health.append((time.monotonic() - began, None, None))
+            time.sleep(0.3)
+
+    cluster = start(extra_env={"DATABASE_URL": own.url})
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    terminated = restarts = 0
+    down_window = None
+    try:
+        faults_began = time.monotonic()
+        restarted = False
+        while time.monotonic() - faults_began < duration:
+            time.sleep(every)
+            if not restarted and time.monotonic() - faults_began >= duration / 2:
+                went = time.monotonic() - began
+                own.stop()
+                time.sleep(down)
+                own.start()
+                down_window = (went, time.monotonic() - began)
+                restarted, restarts = True, restarts + 1
+            else:
+                terminated += own.terminate_connections()
+        last_fault = time.monotonic()
+
+        def counts():
+            with own.connect() as conn:
+                return dict(
+                    conn.execute(
+                        "SELECT CASE WHEN state IN ('completed', 'failed') THEN state"
+                        " WHEN needs_attention THEN 'needs_attention' ELSE 'running' END, count(*)"
+                        " FROM sagas_saga GROUP BY 1"
+                    ).fetchall()
+                )
+
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and counts().get("running", 0):
+            time.sleep(0.5)
+        recovered = time.monotonic() - last_fault
+        time.sleep(1.0)  # a last health poll or two after recovery
+        final = counts()
+        with own.connect() as conn:
+            twice = conn.execute(
+                "SELECT count(*) FROM (SELECT key, kind FROM chaos_effect GROUP BY key, kind"
+                " HAVING count(*) > 1) t"
+            ).fetchone()[0]
+            effects = conn.execute(
+                "SELECT count(*) FROM chaos_effect WHERE kind = 'do'"
+            ).fetchone()[0]
+    finally:
+        stop_polling.set()
+        poller.join(5)
+        os.killpg(web.pid, 15)
+        web.wait(15)
+        cluster.stop()
+    during = [h for h in health if down_window and down_window[0] <= h[0] <= down_window[1] + 0.5]
+    return {
+        "sagas_created": sum(final.values()),
+        "completed": final.get("completed", 0),
+        "failed": final.get("failed", 0),
+        "needs_attention": final.get("needs_attention", 0),
+        "lost": final.get("running", 0),
+        "connections_terminated": terminated,
+        "restarts": restarts,
+        "seconds_down": round(down_window[1] - down_window[0], 1) if down_window else None,
+        "effects_applied": effects,
+        "effects_applied_twice": twice,
+        "seconds_from_last_fault_to_settled": round(recovered, 1),
+        "health_polls_while_down": len(during),
+        "health_503_while_down": sum(1 for h in during if h[1] == 503),
+        "health_unanswered_while_down": sum(1 for h in during if h[1] is None),
+        "health_last": health[-1][1] if health else None,
+    }
