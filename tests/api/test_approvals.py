@@ -274,3 +274,56 @@ def test_start_reject_fails_with_compensations_in_reverse(
     compensated = [e["step"] for e in _kinds(operator, saga_id) if e["kind"] == "step_compensated"]
     assert compensated == ["charge", "reserve"]
     assert Decision.objects.get().comment == "too expensive"
+
+
+DIRECTORS_ONLY = """
+name: directors_only
+steps:
+  - name: director_approval
+    type: approval
+    approvers: {groups: [directors]}
+"""
+
+
+@pytest.fixture
+def foreign_approval(publish, alice, settle):
+    """A request for directors, in a saga an operator started: foreign to carol and ivan."""
+    from django.contrib.auth.models import Group
+
+    from sagas.engine import start_saga
+
+    Group.objects.get_or_create(name="directors")
+    publish(DIRECTORS_ONLY)
+    saga, _ = start_saga(workflow="directors_only", input={}, user=alice)
+    settle()
+    return ApprovalRequest.objects.get(saga=saga)
+
+
+@pytest.mark.parametrize(
+    "role,sees,decide",
+    [
+        ("bob", False, 403),
+        ("carol", False, 403),
+        ("initiator", False, 403),
+        ("alice", True, 403),
+        ("root", True, 403),
+    ],
+)
+def test_a_foreign_approval_is_neither_shown_nor_decidable(
+    request, api, role, sees, decide, pending_approval, foreign_approval
+):
+    client = client_for(request, api, role)
+    listed = [row["id"] for row in client.get("/api/v1/approvals/").json()["results"]]
+    assert (foreign_approval.pk in listed) == sees
+    detail = client.get(f"/api/v1/approvals/{foreign_approval.pk}/")
+    assert detail.status_code == (200 if sees else 404)
+    saga = client.get(f"/api/v1/sagas/{foreign_approval.saga_id}/")
+    assert saga.status_code == (200 if sees else 404)
+    before = state_of(foreign_approval)
+    response = client.post(
+        f"/api/v1/approvals/{foreign_approval.pk}/decide/",
+        {"decision": "reject", "comment": "not mine"},
+        format="json",
+    )
+    assert response.status_code == decide
+    assert state_of(foreign_approval) == before
