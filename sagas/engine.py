@@ -224,11 +224,8 @@ class Transition:
         queue.enqueue(RUN_STEP_TASK, step.pk, step.fence, str(self.saga.pk))
 
     def save(self):
-        changed = list(self.changed.values())
-        if len(changed) == 1:
-            changed[0].save(update_fields=STEP_FIELDS)
-        elif changed:
-            SagaStep.objects.bulk_update(changed, STEP_FIELDS)  # one UPDATE for all
+        if self.changed:
+            _update_steps(self.changed.values())
         # updated_at only ever grows for a saga, so it doubles as a revision:
         # a worker that still sees its own value knows its copy of the steps is current.
         self.saga.updated_at = max(self.now, self.saga.updated_at + timedelta(microseconds=1))
@@ -236,6 +233,34 @@ class Transition:
         SagaEvent.objects.bulk_create(self.events)
         counts.add(self.counted)
         transition_saved.send(Saga, saga=self.saga, events=self.events)
+
+
+_step_update = None
+
+
+def _update_steps(steps):
+    """Write the steps' mutable fields: one prepared UPDATE, sent for all rows at once.
+
+    Hand-written because it is the hottest statement of the engine: Django's
+    save() and bulk_update() spend more time building SQL than the database
+    spends running it.
+    """
+    global _step_update
+    if _step_update is None:
+        fields = [SagaStep._meta.get_field(name) for name in STEP_FIELDS]
+        assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
+        table = connection.ops.quote_name(SagaStep._meta.db_table)
+        _step_update = (fields, f"UPDATE {table} SET {assignments} WHERE id = %s")
+    fields, sql = _step_update
+    rows = [
+        [f.get_db_prep_save(getattr(step, f.attname), connection) for f in fields] + [step.pk]
+        for step in steps
+    ]
+    with connection.cursor() as cursor:
+        if len(rows) == 1:
+            cursor.execute(sql, rows[0])
+        else:
+            cursor.executemany(sql, rows)
 
 
 def _lock(saga_id, *, actor=None, actor_label="engine", known=None):
