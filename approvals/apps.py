@@ -14,3 +14,6 @@ class ApprovalsConfig(AppConfig):
         from .services import send_due_reminders
 
         register_sweep(send_due_reminders)
+        # Approvers see the sagas they are asked about, in the API and the
+        # dashboard alike: the rule must be registered before any request.
+        from . import api  # noqa: F401
