@@ -12,12 +12,13 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.middleware import HtmxDetails
 
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
@@ -29,10 +30,17 @@ from sagas.states import SagaState, StepStatus
 from . import selectors
 from .forms import BulkActionForm, DecisionForm, ReasonForm, StartSagaForm
 
+
+class HtmxHttpRequest(HttpRequest):
+    """A request that went through django-htmx's middleware."""
+
+    htmx: HtmxDetails
+
+
 TITLES = {400: "Not accepted", 403: "Not allowed", 404: "Not found", 409: "Not possible now"}
 
 
-def problem(request, message, *, status):
+def problem(request: HtmxHttpRequest, message: str, *, status: int) -> HttpResponse:
     """Say why a request was refused; an HTMX request gets it in the page's problem area."""
     context = {"message": message, "status": status, "title": TITLES.get(status, "Error")}
     if request.htmx:
@@ -43,7 +51,7 @@ def problem(request, message, *, status):
     return render(request, "dashboard/problem.html", context, status=status)
 
 
-def wants_fragment(request):
+def wants_fragment(request: HtmxHttpRequest) -> bool:
     """An htmx swap wants the page's fragment; a history restore (Back button) wants the page."""
     return bool(request.htmx) and not request.htmx.history_restore_request
 
@@ -88,7 +96,7 @@ def _poll():
 @require_GET
 @vary_on_headers("HX-Request")
 @signed_in
-def overview(request):
+def overview(request: HtmxHttpRequest) -> HttpResponse:
     operator = is_operator(request.user)
     context = {"poll_seconds": _poll(), "operator": operator}
     if operator:
@@ -116,7 +124,7 @@ def _my_approvals(user):
 @require_GET
 @vary_on_headers("HX-Request")
 @signed_in
-def saga_list(request):
+def saga_list(request: HtmxHttpRequest) -> HttpResponse:
     """All sagas for operators; for others, those they started or are asked to approve."""
     filters = SagaFilter(request.GET or None, queryset=visible_sagas(request.user))
     if filters.is_bound and not filters.is_valid():
@@ -188,7 +196,7 @@ def _with(query, **values):
 
 @require_POST
 @operators_only
-def saga_bulk(request):
+def saga_bulk(request: HtmxHttpRequest) -> HttpResponse:
     """Retry or cancel the selected sagas: first a confirmation, then a result per saga."""
     form = BulkActionForm(request.POST)
     context = {"form": form}
@@ -300,7 +308,7 @@ def _step_actions(saga, step):
 @require_GET
 @vary_on_headers("HX-Request")
 @signed_in
-def saga_detail(request, saga_id):
+def saga_detail(request: HtmxHttpRequest, saga_id) -> HttpResponse:
     saga, refused = _saga_or_problem(request, saga_id)
     if refused:
         return refused
@@ -349,7 +357,9 @@ ACTIONS = {
 
 @require_http_methods(["GET", "POST"])
 @operators_only
-def saga_action(request, saga_id, action, step_name=""):
+def saga_action(
+    request: HtmxHttpRequest, saga_id, action: str, step_name: str = ""
+) -> HttpResponse:
     """Confirm (GET) and then do (POST) one operator action on a saga."""
     spec = ACTIONS[action]
     saga, refused = _saga_or_problem(request, saga_id)
@@ -427,7 +437,7 @@ def _do(action, saga, step, reason, user):
 
 @require_GET
 @signed_in
-def workflow_list(request):
+def workflow_list(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "workflows": selectors.workflows_with_counts(),
         "operator": is_operator(request.user),
@@ -437,7 +447,7 @@ def workflow_list(request):
 
 @require_http_methods(["GET", "POST"])
 @operators_only
-def workflow_start(request, name):
+def workflow_start(request: HtmxHttpRequest, name: str) -> HttpResponse:
     try:
         definition = engine.published_definition(name)
     except engine.SagaError as exc:
@@ -484,7 +494,7 @@ TABS = {"waiting": "Waiting for me", "decided": "Decided by me", "all": "All"}
 @require_GET
 @vary_on_headers("HX-Request")
 @signed_in
-def inbox(request):
+def inbox(request: HtmxHttpRequest) -> HttpResponse:
     operator = is_operator(request.user)
     tab = request.GET.get("tab", "waiting")
     if tab not in TABS or (tab == "all" and not operator):
@@ -535,7 +545,7 @@ def _approval_or_problem(request, approval_id):
 
 @require_http_methods(["GET", "POST"])
 @signed_in
-def approval(request, approval_id):
+def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
     """The decision page (linked from the e-mail); POST records a decision, also from the inbox."""
     item, refused = _approval_or_problem(request, approval_id)
     if refused:
