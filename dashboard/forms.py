@@ -97,6 +97,8 @@ class StartSagaForm(forms.Form):
             value = json.loads(text)
         except ValueError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        except RecursionError:
+            raise forms.ValidationError("Not valid JSON: it is nested too deeply.") from None
         if not isinstance(value, dict):
             raise forms.ValidationError('The input must be a JSON object, like {"order_id": "42"}.')
         return value

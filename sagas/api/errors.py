@@ -1,6 +1,8 @@
 """One JSON shape for every API error: {"error": code, "detail": sentence, "fields": {path: [msgs]}}."""
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
@@ -18,6 +20,7 @@ CODES = {
     405: "method_not_allowed",
     406: "not_acceptable",
     409: "conflict",
+    413: "too_large",
     415: "unsupported_media_type",
     429: "throttled",
 }
@@ -76,6 +79,12 @@ def exception_handler(exc, context):
         count = sum(len(m) for m in exc.errors.values())
         detail = f"the workflow document has {count} problem{'s' if count != 1 else ''}"
         return Response(error_body("invalid", detail, exc.errors), status=400)
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE; say so
+        # in our shape instead of its HTML 400 page.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        detail = f"the request body is larger than the {limit} bytes allowed"
+        return Response(error_body("too_large", detail), status=413)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
