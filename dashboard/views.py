@@ -13,8 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.shortcuts import redirect, render, resolve_url
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -62,7 +61,7 @@ def signed_in(view):
         if not request.user.is_authenticated:
             if request.htmx:
                 # htmx would swap the login page into a fragment: send the browser there.
-                login = f"{reverse(settings.LOGIN_URL)}?{urlencode({'next': request.htmx.current_url_abs_path or '/'})}"
+                login = f"{resolve_url(settings.LOGIN_URL)}?{urlencode({'next': request.htmx.current_url_abs_path or '/'})}"
                 return HttpResponse(status=204, headers={"HX-Redirect": login})
             return redirect_to_login(request.get_full_path())
         return view(request, *args, **kwargs)
