@@ -633,3 +633,36 @@ def outage(own, start, *, sagas=100, steps=5, duration=20.0, every=3.0, down=3.0
         "health_unanswered_while_down": sum(1 for h in during if h[1] is None),
         "health_last": health[-1][1] if health else None,
     }
+
+
+# --- generated workflow documents ------------------------------------------------------
+
+
+def documents(*, examples=1500):
+    """Hypothesis-generated workflow documents, valid and broken, through the validator."""
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hypothesis_settings
+
+    from . import documents as generated
+
+    outcome = Counter()
+
+    @hypothesis_settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(generated.documents)
+    def run(document):
+        generated.check(document, outcome)
+
+    began = time.monotonic()
+    run()
+    return {
+        "documents": outcome["accepted"] + outcome["refused"],
+        "accepted_and_round_tripped": outcome["accepted"],
+        "refused_with_paths": outcome["refused"],
+        "other_exceptions": 0,  # any would have failed the run
+        "seconds": round(time.monotonic() - began, 1),
+    }
