@@ -20,7 +20,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "pw-browser-1"
 
 
-@pytest.fixture(scope="session")
+# Module scope: one Chromium per test module, closed before other modules (which
+# may start Playwright themselves; two sync Playwrights cannot run at once).
+@pytest.fixture(scope="module")
 def browser():
     executable = shutil.which("chromium")
     if executable is None:
