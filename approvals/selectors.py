@@ -5,11 +5,11 @@ from django.contrib.auth.models import Group
 from django.db.models import BooleanField, F, Q
 from django.db.models.expressions import RawSQL
 
+from sagas.filters import is_operator  # one definition of the role, for every app
 from sagas.models import Saga, SagaEvent
 
 from .models import ApprovalRequest, Decision
 
-OPERATORS_GROUP = "operators"
 # Operator acts that bar the actor from approving in the same saga (four-eyes):
 # whoever forced a saga forward, or chose its approvers, must not also approve it.
 FOUR_EYES_EVENTS = (
@@ -26,12 +26,6 @@ WHEN_SKIP = {"kind": "step_skipped", "details__reason__startswith": "when: "}
 
 def _signed_in(user):
     return bool(getattr(user, "is_authenticated", False)) and user.is_active
-
-
-def is_operator(user):
-    return _signed_in(user) and (
-        user.is_superuser or user.groups.filter(name=OPERATORS_GROUP).exists()
-    )
 
 
 def operator_acts(user):
