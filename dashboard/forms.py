@@ -29,9 +29,12 @@ class BulkActionForm(forms.Form):
         if data is not None:
             for value in data.getlist("saga"):
                 try:
-                    self.saga_ids.append(uuid.UUID(value))
+                    pk = uuid.UUID(value)
                 except ValueError:
                     self.saga_errors = f"{value!r} is not a saga id"
+                    continue
+                if pk not in self.saga_ids:  # a saga chosen twice is acted on once
+                    self.saga_ids.append(pk)
 
     def clean(self):
         cleaned = super().clean()

@@ -134,3 +134,16 @@ def test_bulk_cancel_needs_a_reason(operator_client, waiting):
     assert response.status_code == 400
     waiting.refresh_from_db()
     assert waiting.state == SagaState.PENDING
+
+
+def test_bulk_acts_once_on_a_saga_chosen_twice_and_refuses_a_bad_id(operator_client, waiting):
+    data = {
+        "saga": [str(waiting.pk), str(waiting.pk)],
+        "action": "cancel",
+        "confirm": "true",
+        "reason": "dup",
+    }
+    html = operator_client.post("/sagas/bulk/", data, **HTMX).content.decode()
+    assert "Cancel: 1 done, 0 refused" in html
+    response = operator_client.post("/sagas/bulk/", {"saga": ["nope"], "action": "retry"}, **HTMX)
+    assert response.status_code == 400 and "is not a saga id" in response.content.decode()
