@@ -337,6 +337,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {
         "django-q": {"level": env("Q_LOG_LEVEL", "WARNING")},
+        # django-axes says INFO on every sign-in; lockouts come at WARNING.
+        "axes": {"level": env("AXES_LOG_LEVEL", "WARNING")},
     },
 }
 
