@@ -2,7 +2,7 @@
 
 Runs the scenarios of tests/reliability (a checkout of the repository is
 needed: they live with the tests) on a throwaway database created next to
-the configured one (`test_<name>`, dropped at the end), with real qcluster
+the configured one (`<name>_sagachaos`, dropped at the end), with real qcluster
 subprocesses. Without --large the sizes are those of the CI battery; with
 it, the sizes of the README's figures. The database outage scenario starts
 its own PostgreSQL 15 server on port 55432 (needs root, for `runuser -u
@@ -55,7 +55,9 @@ class Command(BaseCommand):
         (ROOT / ".pytest_cache").mkdir(exist_ok=True)
         names = only or list(SIZES)
         old_name = connection.settings_dict["NAME"]
-        self.stdout.write(f"creating a throwaway database next to {old_name!r} …")
+        # Its own name, so it never collides with the test suite's test_<name>.
+        connection.settings_dict.setdefault("TEST", {})["NAME"] = f"{old_name}_sagachaos"
+        self.stdout.write(f"creating the throwaway database {old_name}_sagachaos …")
         connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
         results = {}
         try:
