@@ -12,7 +12,7 @@ from .states import SagaState
 SHARDS = 16
 
 
-def add(deltas):
+def add(deltas, *, cursor=None):
     """Apply {state: delta} in the current transaction (one statement)."""
     deltas = {state: n for state, n in deltas.items() if n}
     if not deltas:
@@ -23,12 +23,15 @@ def add(deltas):
     params = []
     for state, n in sorted(deltas.items()):  # a fixed order: no deadlock between two writers
         params += [str(state), shard, n]
+    sql = (
+        f"INSERT INTO {table} (state, shard, n) VALUES {values} "
+        f"ON CONFLICT (state, shard) DO UPDATE SET n = {table}.n + EXCLUDED.n"
+    )
+    if cursor is not None:
+        cursor.execute(sql, params)
+        return
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (state, shard, n) VALUES {values} "
-            f"ON CONFLICT (state, shard) DO UPDATE SET n = {table}.n + EXCLUDED.n",
-            params,
-        )
+        cursor.execute(sql, params)
 
 
 def by_state():

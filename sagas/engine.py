@@ -9,7 +9,7 @@ import json
 import logging
 import random
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -168,6 +168,11 @@ class Transition:
     changed: dict = field(default_factory=dict)
     # Changes to the per-state saga counters (sagas/counts.py).
     counted: dict = field(default_factory=dict)
+    # Execution locks (see exclusive_execution) to take for claims made here,
+    # and to give back for executions recorded here; `locked` holds the answers.
+    lock_steps: list = field(default_factory=list)
+    unlock_steps: list = field(default_factory=list)
+    locked: dict = field(default_factory=dict)
 
     def step(self, *, pk=None, name=None):
         for step in self.steps:
@@ -224,43 +229,91 @@ class Transition:
         queue.enqueue(RUN_STEP_TASK, step.pk, step.fence, str(self.saga.pk))
 
     def save(self):
-        if self.changed:
-            _update_steps(self.changed.values())
         # updated_at only ever grows for a saga, so it doubles as a revision:
         # a worker that still sees its own value knows its copy of the steps is current.
         self.saga.updated_at = max(self.now, self.saga.updated_at + timedelta(microseconds=1))
-        self.saga.save(update_fields=SAGA_FIELDS)
-        SagaEvent.objects.bulk_create(self.events)
-        counts.add(self.counted)
+        _write(self)
         transition_saved.send(Saga, saga=self.saga, events=self.events)
 
 
-_step_update = None
+_statements = {}
 
 
-def _update_steps(steps):
-    """Write the steps' mutable fields: one prepared UPDATE, sent for all rows at once.
-
-    Hand-written because it is the hottest statement of the engine: Django's
-    save() and bulk_update() spend more time building SQL than the database
-    spends running it.
-    """
-    global _step_update
-    if _step_update is None:
-        fields = [SagaStep._meta.get_field(name) for name in STEP_FIELDS]
-        assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
-        table = connection.ops.quote_name(SagaStep._meta.db_table)
-        _step_update = (fields, f"UPDATE {table} SET {assignments} WHERE id = %s")
-    fields, sql = _step_update
-    rows = [
-        [f.get_db_prep_save(getattr(step, f.attname), connection) for f in fields] + [step.pk]
-        for step in steps
+def _rows(model, names, objects, *, with_pk):
+    fields = [model._meta.get_field(name) for name in names]
+    return [
+        [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+        + ([obj.pk] if with_pk else [])
+        for obj in objects
     ]
+
+
+def _update_sql(model, names):
+    key = ("update", model)
+    if key not in _statements:
+        quote = connection.ops.quote_name
+        columns = [model._meta.get_field(name).column for name in names]
+        _statements[key] = (
+            f"UPDATE {quote(model._meta.db_table)} SET "
+            + ", ".join(f"{quote(c)} = %s" for c in columns)
+            + f" WHERE {quote(model._meta.pk.column)} = %s"
+        )
+    return _statements[key]
+
+
+def _insert_sql(model, names):
+    key = ("insert", model)
+    if key not in _statements:
+        quote = connection.ops.quote_name
+        columns = [model._meta.get_field(name).column for name in names]
+        _statements[key] = (
+            f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))})"
+        )
+    return _statements[key]
+
+
+EVENT_FIELDS = ["saga", "step", "kind", "actor", "actor_label", "at", "details"]
+
+
+def _write(tx):
+    """The transition's writes: changed steps, the saga, its events, the counters.
+
+    Hand-written statements because this is the engine's hottest path: Django's
+    save() and bulk_update() spend more time building SQL than PostgreSQL
+    spends running it. On PostgreSQL they go out in one pipeline, a single
+    round trip; none of them needs an answer before the next.
+    """
+    steps = list(tx.changed.values())
     with connection.cursor() as cursor:
-        if len(rows) == 1:
-            cursor.execute(sql, rows[0])
-        else:
-            cursor.executemany(sql, rows)
+        pipeline = (
+            cursor.connection.pipeline() if connection.vendor == "postgresql" else nullcontext()
+        )
+        with pipeline:
+            if steps:
+                cursor.executemany(
+                    _update_sql(SagaStep, STEP_FIELDS),
+                    _rows(SagaStep, STEP_FIELDS, steps, with_pk=True),
+                )
+            cursor.execute(
+                _update_sql(Saga, SAGA_FIELDS), _rows(Saga, SAGA_FIELDS, [tx.saga], with_pk=True)[0]
+            )
+            if tx.events:
+                cursor.executemany(
+                    _insert_sql(SagaEvent, EVENT_FIELDS),
+                    _rows(SagaEvent, EVENT_FIELDS, tx.events, with_pk=False),
+                )
+            counts.add(tx.counted, cursor=cursor)
+            for step_id in tx.unlock_steps:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [step_id])
+            lock_cursors = []
+            for step_id in tx.lock_steps:
+                lock_cursor = connection.cursor()
+                lock_cursor.execute("SELECT pg_try_advisory_lock(%s)", [step_id])
+                lock_cursors.append((step_id, lock_cursor))
+        for step_id, lock_cursor in lock_cursors:
+            tx.locked[step_id] = bool(lock_cursor.fetchone()[0])
+            lock_cursor.close()
 
 
 def _lock(saga_id, *, actor=None, actor_label="engine", known=None):
@@ -410,6 +463,9 @@ class Claim:
     context: ActionContext
     # The transition that made the claim: its rows are reused while current.
     tx: object = field(default=None, repr=False, compare=False)
+    # Whether the claim's transaction also took the step's execution lock
+    # (None where there are no such locks: SQLite).
+    exclusive: bool | None = None
 
 
 def _scope(tx):
@@ -436,6 +492,8 @@ def _claim(tx, step, *, compensating):
         step.started_at = tx.now
         tx.step_to(step, StepStatus.RUNNING, "step_started", attempt=attempt)
     tx.saga.current_step = step.name
+    if connection.vendor == "postgresql":
+        tx.lock_steps.append(step.pk)
     results = {s.name: s.result for s in tx.steps if s.result is not None and s.pk != step.pk}
     context = ActionContext(
         saga_id=str(tx.saga.pk),
@@ -532,28 +590,36 @@ def exclusive_execution(claim):
 
     A lease can run out under a step that is slow rather than dead; the
     sweeper then lets another worker claim it while the first still runs.
-    Each execution therefore holds a session advisory lock on the step id:
-    the next one waits for it (a killed worker's session ends, and its lock
-    with it). Yields whether the claim is still current once the lock is
-    held: if the fence moved or the lease ran out meanwhile, the caller does
-    not run the step (its result would be discarded anyway).
+    Each execution therefore holds a session advisory lock on the step id,
+    taken in the claim's own transaction (no extra round trip) and given back
+    in the transaction that records the result; a killed worker's session
+    ends, and its lock with it. When the claim could not take the lock, an
+    earlier execution still runs: wait for it, then run only if the claim is
+    still current (its result would be discarded anyway). Yields whether to run.
     """
-    if connection.vendor != "postgresql":
+    if claim.exclusive is None:
         yield True
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s)", [claim.step_id])
-    try:
-        current = SagaStep.objects.filter(
+    if not claim.exclusive:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [claim.step_id])
+        claim.exclusive = True
+        yield SagaStep.objects.filter(
             pk=claim.step_id, fence=claim.fence, lease_expires_at__gt=timezone.now()
         ).exists()
-        yield current
-    finally:
+        return
+    yield True
+
+
+def _release(claim):
+    """Give back the execution lock when the recording transaction could not."""
+    if claim.exclusive:
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [claim.step_id])
         except DatabaseError:
             pass  # the connection is gone, and the session's lock with it
+        claim.exclusive = None
 
 
 def run_step(step_id, fence, saga_id=None):
@@ -576,7 +642,10 @@ def run_step(step_id, fence, saga_id=None):
                 claim.context.step,
                 "ok" if outcome.ok else f"failed: {outcome.error[:200]}",
             )
-            next_claim = record(claim, outcome)
+            try:
+                next_claim = record(claim, outcome)
+            finally:
+                _release(claim)
         claim = next_claim
         if claim is not None and shutdown.requested():
             hand_back(claim)
@@ -593,7 +662,11 @@ def hand_back(claim, *, reason="worker stopping"):
         tx = _lock(claim.saga_id)
         step = tx.step(pk=claim.step_id)
         if step.fence != claim.fence or step.lease_expires_at is None:
+            _release(claim)
             return False  # the sweeper or an operator has moved it already
+        if claim.exclusive:
+            tx.unlock_steps.append(claim.step_id)
+            claim.exclusive = None
         step.lease_expires_at = None
         step.fence += 1
         if claim.compensating:
@@ -635,6 +708,8 @@ def claim_queued(step_id, fence, saga_id=None):
             step.next_attempt_at = None  # nothing to run any more: stop re-queueing it
             tx.touch(step)
         tx.save()
+    if claim is not None:
+        claim.exclusive = tx.locked.get(claim.step_id)
     return claim
 
 
@@ -642,6 +717,8 @@ def record(claim, outcome):
     """Record what a claimed run produced; returns the next claim to run inline, if any."""
     with transaction.atomic():
         tx = _lock(claim.saga_id, known=claim.tx)
+        if claim.exclusive:
+            tx.unlock_steps.append(claim.step_id)  # the execution is over
         step = tx.step(pk=claim.step_id)
         if step.fence != claim.fence or step.lease_expires_at is None:
             tx.event(
@@ -652,6 +729,7 @@ def record(claim, outcome):
                 ok=outcome.ok,
             )
             tx.save()
+            claim.exclusive = None
             return None
         if step.lease_expires_at <= tx.now:
             # Too late: the step timed out. The result is not trusted; this
@@ -659,6 +737,7 @@ def record(claim, outcome):
             tx.event("late_result_discarded", step, fence=claim.fence, ok=outcome.ok)
             _lease_expired(tx, step)
             tx.save()
+            claim.exclusive = None
             return None
         step.lease_expires_at = None
         tx.touch(step)
@@ -667,6 +746,9 @@ def record(claim, outcome):
         else:
             next_claim = _record_forward(tx, step, outcome)
         tx.save()
+    claim.exclusive = None
+    if next_claim is not None:
+        next_claim.exclusive = tx.locked.get(next_claim.step_id)
     return next_claim
 
 
