@@ -316,10 +316,18 @@ def _write(tx):
             lock_cursor.close()
 
 
+def _pipelined():
+    if connection.vendor != "postgresql":
+        return nullcontext()
+    connection.ensure_connection()
+    return connection.connection.pipeline()
+
+
 def _lock(saga_id, *, actor=None, actor_label="engine", known=None):
     """Lock the saga row; `known` is this worker's previous transition of the same saga."""
     try:
-        saga = Saga.objects.select_for_update().get(pk=saga_id)
+        with _pipelined():  # psycopg sends its BEGIN with the SELECT: one round trip
+            saga = Saga.objects.select_for_update().get(pk=saga_id)
     except (Saga.DoesNotExist, ValidationError, ValueError, TypeError):
         raise NotFound(f"no saga {saga_id}") from None
     if known is not None and known.saga.updated_at == saga.updated_at:
