@@ -151,12 +151,16 @@ def _check_json(document):
         ) from None
 
 
-def parse_document(text, *, context=None):
-    """Parse and validate one workflow document; DefinitionError lists every problem by path."""
-    document = load_document(text)
+def check_document(document, *, context=None):
+    """Validate a parsed document (JSON values only); DefinitionError lists every problem by path."""
     _check_json(document)
     validate(document, context=context if context is not None else validation_context())
     return document
+
+
+def parse_document(text, *, context=None):
+    """Parse and validate one workflow document; DefinitionError lists every problem by path."""
+    return check_document(load_document(text), context=context)
 
 
 def documents_in(text):

@@ -5,7 +5,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from sagas.definitions import DefinitionError, load_document, validate
+from sagas.authoring import check_document, documents_in
+from sagas.definitions import DefinitionError
 from sagas.services import publish_workflow, validation_context
 
 
@@ -25,7 +26,7 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"{name}: cannot read: {exc.strerror}") from exc
             try:
-                for document in _documents(text):
+                for document in documents_in(text):
                     documents.append((name, document))
             except DefinitionError as exc:
                 failed = True
@@ -33,7 +34,7 @@ class Command(BaseCommand):
         context = validation_context()
         for name, document in documents:
             try:
-                validate(document, context=context)
+                check_document(document, context=context)
             except DefinitionError as exc:
                 failed = True
                 self._report(name, exc)
@@ -49,19 +50,3 @@ class Command(BaseCommand):
         for path, messages in exc.errors.items():
             for message in messages:
                 self.stderr.write(f"{name}: {path}: {message}")
-
-
-def _documents(text):
-    """A file holds one document, or a YAML stream / JSON list of them."""
-    import yaml
-
-    try:
-        loaded = list(yaml.safe_load_all(text))
-    except yaml.YAMLError:
-        return [load_document(text)]  # raises a DefinitionError with the position
-    if len(loaded) == 1 and isinstance(loaded[0], list):
-        loaded = loaded[0]
-    for document in loaded:
-        if not isinstance(document, dict):
-            raise DefinitionError({"(document)": ["must be a mapping with name and steps"]})
-    return loaded
