@@ -279,7 +279,9 @@ def downtime(start, *, sagas=20, due=2.0):
     for i in range(sagas):
         workflow = ("chaos_deadlines", "chaos_due")[i % 2]
         engine.start_saga(workflow=workflow, input={}, idempotency_key=f"due-{i}")
-    settle()  # run the first steps here: every saga now waits, with its deadline set
+    # Run the first steps here without sweeping (a sweep would fire deadlines
+    # that pass meanwhile): every saga now waits, with its deadline set.
+    run_queued()
     waiting = SagaStep.objects.filter(status="waiting", deadline__isnull=False).count()
     time.sleep(due + 1.5)  # every deadline passes while no cluster runs
     began = time.monotonic()
