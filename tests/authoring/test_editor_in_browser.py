@@ -1,13 +1,13 @@
 """A real browser edits a workflow in the admin: sees the error by path, fixes it, sees the diagram."""
 
 import os
-import shutil
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from sagas.models import WorkflowDefinition
 from sagas.services import publish_workflow
+from tests.conftest import chromium
 
 from .conftest import SIMPLE
 
@@ -21,16 +21,8 @@ FIXED = SIMPLE + "  - name: third\n    type: action\n    action: test.ok\n"
 
 @pytest.fixture
 def browser():
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("the browser tests need Debian's chromium: apt-get install -y chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -2,14 +2,14 @@
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from sagas.engine import start_saga
+from tests.conftest import chromium
 from tests.dashboard.conftest import APPROVAL, PAUSING, WAITING
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the
@@ -24,16 +24,8 @@ PASSWORD = "pw-browser-1"
 # may start Playwright themselves; two sync Playwrights cannot run at once).
 @pytest.fixture(scope="module")
 def browser():
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("the browser tests need Debian's chromium: apt-get install -y chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(autouse=True)
