@@ -243,7 +243,7 @@ def _rows(model, names, objects, *, with_pk):
     fields = [model._meta.get_field(name) for name in names]
     return [
         [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
-        + ([obj.pk] if with_pk else [])
+        + ([model._meta.pk.get_db_prep_value(obj.pk, connection)] if with_pk else [])
         for obj in objects
     ]
 
