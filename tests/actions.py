@@ -2,6 +2,7 @@
 
 import time
 
+from django.db import transaction
 from django.db.models import F
 
 from sagas.actions import StepFailed, action
@@ -59,16 +60,24 @@ def sleep(ctx):
 @action("test.count", compensation="test.uncount")
 def count(ctx):
     """Adds one to the COUNTER stock once per idempotency key (a ledger effect)."""
-    if not Attempt.objects.filter(key=ctx.idempotency_key, action="count", applied=True).exists():
-        Stock.objects.filter(sku="COUNTER").update(available=F("available") + 1)
-        _record(ctx, "count")
+    # One transaction: the effect and its ledger row commit together or not at all,
+    # so a worker killed between them leaves nothing half-applied.
+    with transaction.atomic():
+        if not Attempt.objects.filter(
+            key=ctx.idempotency_key, action="count", applied=True
+        ).exists():
+            Stock.objects.filter(sku="COUNTER").update(available=F("available") + 1)
+            _record(ctx, "count")
     return None
 
 
 @action("test.uncount")
 def uncount(ctx):
     """Takes the count back once."""
-    if not Attempt.objects.filter(key=ctx.idempotency_key, action="uncount", applied=True).exists():
-        Stock.objects.filter(sku="COUNTER").update(available=F("available") - 1)
-        _record(ctx, "uncount")
+    with transaction.atomic():
+        if not Attempt.objects.filter(
+            key=ctx.idempotency_key, action="uncount", applied=True
+        ).exists():
+            Stock.objects.filter(sku="COUNTER").update(available=F("available") - 1)
+            _record(ctx, "uncount")
     return None
