@@ -211,6 +211,8 @@ SECURE_CSP = {
 DASHBOARD_POLL_SECONDS = envint("DASHBOARD_POLL_SECONDS", 5)
 # Rows per page of the saga list (keyset pagination).
 DASHBOARD_PAGE_SIZE = envint("DASHBOARD_PAGE_SIZE", 50)
+# Approvals shown at once in the inbox (soonest due first).
+DASHBOARD_INBOX_SIZE = envint("DASHBOARD_INBOX_SIZE", 25)
 
 MAILERS = {
     "default": {

@@ -197,3 +197,14 @@ def test_a_quorum_request_shows_how_many_approved_so_far(
     client.force_login(second)
     html = client.get("/approvals/").content.decode()
     assert "2 approvals needed (1 so far)" in html
+
+
+def test_the_inbox_shows_one_page_of_the_soonest_due(approver_client, approval_saga, settings):
+    settings.DASHBOARD_INBOX_SIZE = 2
+    for order in ("1", "2", "3"):
+        approval_saga(order)
+    page = approver_client.get("/approvals/").content.decode()
+    assert page.count('<article id="approval-') == 2
+    assert "Showing the 2 soonest due" in page
+    settings.DASHBOARD_INBOX_SIZE = 3
+    assert "Showing the" not in approver_client.get("/approvals/").content.decode()
