@@ -137,9 +137,9 @@ class Saga(models.Model):
             ),
             # search: equality and prefix (LIKE 'x%') on the correlation id, and
             # the idempotency key across workflows
+            # (not partial: the planner could not prove `LIKE 'x%'` excludes '')
             models.Index(
                 fields=["correlation_id"],
-                condition=~Q(correlation_id=""),
                 name="saga_correlation_idx",
                 opclasses=["varchar_pattern_ops"],
             ),
