@@ -129,17 +129,13 @@ class SagaPage:
     next_cursor: str | None
 
 
-def saga_page(queryset, *, cursor=None, size=50, equal_to=()):
+def saga_page(queryset, *, cursor=None, size=50):
     """One page of sagas after `cursor`, newest first.
 
     `created_at <= c` bounds the index range scan, so a deep page reads about
-    one page of index entries instead of every row before it. `equal_to` names
-    columns the filter fixes to one value (workflow, state): leading the order
-    with them changes nothing in it, but makes the (column, created_at, id)
-    index the planner's obvious choice even when the newest sagas are all of
-    another workflow.
+    one page of index entries instead of every row before it.
     """
-    sagas = queryset.order_by(*equal_to, "-created_at", "-id")
+    sagas = queryset.order_by("-created_at", "-id")
     if cursor:
         created_at, pk = decode_cursor(cursor)
         sagas = sagas.filter(

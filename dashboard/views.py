@@ -130,12 +130,10 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
         page = selectors.SagaPage([], None)
     else:
         try:
-            fixed = filters.form.cleaned_data if filters.is_bound else {}
             page = selectors.saga_page(
                 filters.qs,
                 cursor=request.GET.get("after") or None,
                 size=settings.DASHBOARD_PAGE_SIZE,
-                equal_to=[name for name in ("workflow", "state") if fixed.get(name)][:1],
             )
         except selectors.BadCursor as exc:
             return problem(request, str(exc), status=400)
