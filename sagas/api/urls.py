@@ -40,5 +40,6 @@ urlpatterns = [
         name="docs",
     ),
     path("v1/", include(v1)),
-    re_path(r"^.*$", not_found),
+    # (?s): a path with a newline in it is still under /api/ and gets JSON
+    re_path(r"(?s)^.*$", not_found),
 ]

@@ -287,3 +287,9 @@ def test_a_dry_run_flag_that_is_not_a_boolean_is_a_400(api, root):
     response = api(root).post("/api/v1/workflows/?dry_run=maybe", DOCUMENT, format="json")
     assert response.status_code == 400 and "dry_run" in response.json()["fields"]
     assert not WorkflowDefinition.objects.exists()
+
+
+def test_an_unknown_api_path_with_a_newline_is_a_json_404(client):
+    response = client.get("/api/v1/approvals/%F0%B6%AA%AA%3F%0AwC/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
