@@ -40,6 +40,6 @@ urlpatterns = [
         name="docs",
     ),
     path("v1/", include(v1)),
-    # (?s): a path with a newline in it is still under /api/ and gets JSON
-    re_path(r"(?s)^.*$", not_found),
+    # [\s\S], not ".": a path with a newline in it is still under /api/ and gets JSON
+    re_path(r"^[\s\S]*$", not_found),
 ]
