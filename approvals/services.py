@@ -94,6 +94,17 @@ def _request_id(request):
         raise NotFound(f"no approval request {pk!r}") from None
 
 
+def _request_and_saga(request):
+    """The request's id and its saga's, for locking the saga; NotFound when there is none."""
+    request_id = _request_id(request)
+    saga_id = (
+        ApprovalRequest.objects.filter(pk=request_id).values_list("saga_id", flat=True).first()
+    )
+    if saga_id is None:
+        raise NotFound(f"no approval request {request_id}")
+    return request_id, saga_id
+
+
 def _conflict(message, code):
     error = Conflict(message)
     error.code = code
@@ -154,12 +165,7 @@ def decide(*, request, user, decision, comment=""):
     comment = _clean_comment(comment, required=decision == Decision.Choice.REJECT)
     if not getattr(user, "is_authenticated", False):
         raise Forbidden("sign in to decide approvals")
-    request_id = _request_id(request)
-    saga_id = (
-        ApprovalRequest.objects.filter(pk=request_id).values_list("saga_id", flat=True).first()
-    )
-    if saga_id is None:
-        raise NotFound(f"no approval request {request_id}")
+    request_id, saga_id = _request_and_saga(request)
 
     with engine.locked_saga(saga_id, actor=user) as tx:
         request = ApprovalRequest.objects.get(pk=request_id)
@@ -279,12 +285,7 @@ def reassign(*, request, to_users=(), to_groups=(), by, reason):
             "name at least one user or group to reassign to",
             {"to_users": ["name at least one user or group"]},
         )
-    request_id = _request_id(request)
-    saga_id = (
-        ApprovalRequest.objects.filter(pk=request_id).values_list("saga_id", flat=True).first()
-    )
-    if saga_id is None:
-        raise NotFound(f"no approval request {request_id}")
+    request_id, saga_id = _request_and_saga(request)
 
     with engine.locked_saga(saga_id, actor=by) as tx:
         request = ApprovalRequest.objects.get(pk=request_id)

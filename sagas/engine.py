@@ -316,6 +316,10 @@ def _write(tx):
             lock_cursor.close()
 
 
+def _saga_of_step(step_id):
+    return SagaStep.objects.filter(pk=step_id).values_list("saga_id", flat=True).first()
+
+
 def _pipelined():
     if connection.vendor != "postgresql":
         return nullcontext()
@@ -694,7 +698,7 @@ def hand_back(claim, *, reason="worker stopping"):
 
 def claim_queued(step_id, fence, saga_id=None):
     if saga_id is None:
-        saga_id = SagaStep.objects.filter(pk=step_id).values_list("saga_id", flat=True).first()
+        saga_id = _saga_of_step(step_id)
     if saga_id is None:
         return None
     with transaction.atomic():
@@ -865,7 +869,7 @@ def deliver_event(*, type, correlation_id, payload=None, actor=None, actor_label
 
 def on_deadline(step_id):
     """The sweeper found a waiting step past its deadline."""
-    saga_id = SagaStep.objects.filter(pk=step_id).values_list("saga_id", flat=True).first()
+    saga_id = _saga_of_step(step_id)
     if saga_id is None:
         return
     with locked_saga(saga_id, actor_label="sweeper") as tx:
@@ -979,7 +983,7 @@ def _compensation_failed(tx, step, error, trace=""):
 
 def expire_lease(step_id):
     """The sweeper found a claim past its lease: the worker died or the step overran."""
-    saga_id = SagaStep.objects.filter(pk=step_id).values_list("saga_id", flat=True).first()
+    saga_id = _saga_of_step(step_id)
     if saga_id is None:
         return
     with locked_saga(saga_id, actor_label="sweeper") as tx:
