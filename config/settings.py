@@ -289,6 +289,9 @@ SAGAS_SWEEP_INTERVAL = envfloat("SAGAS_SWEEP_INTERVAL", 0.25)
 # A queued step whose task never claimed it (a worker died after dequeuing) is
 # queued again after this long.
 SAGAS_REQUEUE_AFTER = envfloat("SAGAS_REQUEUE_AFTER", 30.0)
+# After its own run, a worker keeps taking queued engine runs straight from the
+# broker table for up to this long before it returns to django-q2 (0: never).
+SAGAS_TAKE_QUEUED_SECONDS = envfloat("SAGAS_TAKE_QUEUED_SECONDS", 5.0)
 
 # django-q2: ORM broker on the same database, so an enqueue commits or rolls
 # back with the state change that made it (DESIGN §6.2).

@@ -8,15 +8,18 @@ Actions run outside any transaction, under a lease with a fencing number.
 import json
 import logging
 import random
+import time
 import traceback
-from contextlib import contextmanager, nullcontext
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import psycopg
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import JSONField
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -239,13 +242,32 @@ class Transition:
 _statements = {}
 
 
+def _preparers(model, names):
+    """(attname, prepare) per field: prepare is None where psycopg takes the value as it is."""
+    key = ("prep", model, tuple(names), connection.vendor)
+    if key not in _statements:
+        fields = [model._meta.get_field(name) for name in names]
+        # psycopg adapts everything but JSON itself; SQLite needs Django's help.
+        everything = connection.vendor != "postgresql"
+        _statements[key] = [
+            (f.attname, f.get_db_prep_save if everything or isinstance(f, JSONField) else None)
+            for f in fields
+        ]
+    return _statements[key]
+
+
 def _rows(model, names, objects, *, with_pk):
-    fields = [model._meta.get_field(name) for name in names]
-    return [
-        [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
-        + ([model._meta.pk.get_db_prep_value(obj.pk, connection)] if with_pk else [])
-        for obj in objects
-    ]
+    preparers = _preparers(model, names)
+    rows = []
+    for obj in objects:
+        row = [
+            getattr(obj, attname) if prepare is None else prepare(getattr(obj, attname), connection)
+            for attname, prepare in preparers
+        ]
+        if with_pk:
+            row.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
+        rows.append(row)
+    return rows
 
 
 def _update_sql(model, names):
@@ -273,6 +295,51 @@ def _insert_sql(model, names):
     return _statements[key]
 
 
+class _Loader:
+    """Reads whole rows of a model with a hand-written SELECT (see _lock)."""
+
+    def __init__(self, model, where):
+        quote = connection.ops.quote_name
+        fields = model._meta.concrete_fields
+        self.model = model
+        self.names = [f.attname for f in fields]
+        self.converters = [
+            (i, f.from_db_value) for i, f in enumerate(fields) if hasattr(f, "from_db_value")
+        ]
+        self.sql = (
+            f"SELECT {', '.join(quote(f.column) for f in fields)} "
+            f"FROM {quote(model._meta.db_table)} {where}"
+        )
+
+    def load(self, row):
+        row = list(row)
+        for i, convert in self.converters:
+            row[i] = convert(row[i], None, connection)
+        return self.model.from_db(connection.alias, self.names, row)
+
+
+_loaders = {}
+
+
+def _loader(name):
+    if name not in _loaders:
+        _loaders["saga"] = _Loader(Saga, "WHERE id = %s FOR UPDATE")
+        _loaders["steps"] = _Loader(SagaStep, 'WHERE saga_id = %s ORDER BY "index"')
+    return _loaders[name]
+
+
+def _cursor():
+    """A cursor for the engine's own statements on PostgreSQL, in Django's transaction.
+
+    Django's cursors bind parameters on the client, so every statement reaches
+    PostgreSQL as new text to parse and plan; this one sends them apart, and
+    psycopg prepares a statement once it has run a few times. Errors still
+    come out as Django's (connection.wrap_database_errors at the call sites).
+    """
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
 EVENT_FIELDS = ["saga", "step", "kind", "actor", "actor_label", "at", "details"]
 
 
@@ -284,60 +351,77 @@ def _write(tx):
     spends running it. On PostgreSQL they go out in one pipeline, a single
     round trip; none of them needs an answer before the next.
     """
-    steps = list(tx.changed.values())
-    with connection.cursor() as cursor:
-        pipeline = (
-            cursor.connection.pipeline() if connection.vendor == "postgresql" else nullcontext()
-        )
-        with pipeline:
-            if steps:
-                cursor.executemany(
-                    _update_sql(SagaStep, STEP_FIELDS),
-                    _rows(SagaStep, STEP_FIELDS, steps, with_pk=True),
-                )
-            cursor.execute(
-                _update_sql(Saga, SAGA_FIELDS), _rows(Saga, SAGA_FIELDS, [tx.saga], with_pk=True)[0]
-            )
-            if tx.events:
-                cursor.executemany(
-                    _insert_sql(SagaEvent, EVENT_FIELDS),
-                    _rows(SagaEvent, EVENT_FIELDS, tx.events, with_pk=False),
-                )
-            counts.add(tx.counted, cursor=cursor)
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            _write_statements(tx, cursor)
+        return
+    with connection.wrap_database_errors:
+        cursor = _cursor()
+        lock_cursors = []
+        with connection.connection.pipeline():
+            _write_statements(tx, cursor)
             for step_id in tx.unlock_steps:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [step_id])
-            lock_cursors = []
             for step_id in tx.lock_steps:
-                lock_cursor = connection.cursor()
+                lock_cursor = _cursor()
                 lock_cursor.execute("SELECT pg_try_advisory_lock(%s)", [step_id])
                 lock_cursors.append((step_id, lock_cursor))
         for step_id, lock_cursor in lock_cursors:
             tx.locked[step_id] = bool(lock_cursor.fetchone()[0])
             lock_cursor.close()
+        cursor.close()
+
+
+def _write_statements(tx, cursor):
+    steps = list(tx.changed.values())
+    if steps:
+        cursor.executemany(
+            _update_sql(SagaStep, STEP_FIELDS), _rows(SagaStep, STEP_FIELDS, steps, with_pk=True)
+        )
+    cursor.execute(
+        _update_sql(Saga, SAGA_FIELDS), _rows(Saga, SAGA_FIELDS, [tx.saga], with_pk=True)[0]
+    )
+    if tx.events:
+        cursor.executemany(
+            _insert_sql(SagaEvent, EVENT_FIELDS),
+            _rows(SagaEvent, EVENT_FIELDS, tx.events, with_pk=False),
+        )
+    counts.add(tx.counted, cursor=cursor)
 
 
 def _saga_of_step(step_id):
     return SagaStep.objects.filter(pk=step_id).values_list("saga_id", flat=True).first()
 
 
-def _pipelined():
-    if connection.vendor != "postgresql":
-        return nullcontext()
-    connection.ensure_connection()
-    return connection.connection.pipeline()
-
-
 def _lock(saga_id, *, actor=None, actor_label="engine", known=None):
     """Lock the saga row; `known` is this worker's previous transition of the same saga."""
     try:
-        with _pipelined():  # psycopg sends its BEGIN with the SELECT: one round trip
-            saga = Saga.objects.select_for_update().get(pk=saga_id)
-    except (Saga.DoesNotExist, ValidationError, ValueError, TypeError):
+        saga_id = saga_id if isinstance(saga_id, uuid.UUID) else uuid.UUID(str(saga_id))
+    except (ValueError, TypeError, AttributeError):
         raise NotFound(f"no saga {saga_id}") from None
-    if known is not None and known.saga.updated_at == saga.updated_at:
-        steps = known.steps  # nobody has changed the saga since our last commit
+    if connection.vendor != "postgresql":
+        saga = Saga.objects.select_for_update().filter(pk=saga_id).first()
+        if saga is None:
+            raise NotFound(f"no saga {saga_id}")
+        if known is not None and known.saga.updated_at == saga.updated_at:
+            steps = known.steps
+        else:
+            steps = list(SagaStep.objects.filter(saga_id=saga.pk).order_by("index"))
     else:
-        steps = list(SagaStep.objects.filter(saga_id=saga.pk).order_by("index"))
+        with connection.wrap_database_errors:
+            cursor = _cursor()
+            with connection.connection.pipeline():  # BEGIN goes with the SELECT: one round trip
+                cursor.execute(_loader("saga").sql, [saga_id], prepare=True)
+            row = cursor.fetchone()
+            if row is None:
+                raise NotFound(f"no saga {saga_id}")
+            saga = _loader("saga").load(row)
+            if known is not None and known.saga.updated_at == saga.updated_at:
+                steps = known.steps  # nobody has changed the saga since our last commit
+            else:
+                cursor.execute(_loader("steps").sql, [saga_id], prepare=True)
+                steps = [_loader("steps").load(r) for r in cursor.fetchall()]
+            cursor.close()
     actor = actor if getattr(actor, "is_authenticated", False) else None
     return Transition(saga, steps, timezone.now(), actor, actor_label)
 
@@ -637,6 +721,8 @@ def _release(claim):
 def run_step(step_id, fence, saga_id=None):
     """The worker's task: claim the queued step, run it and every automatic step after it.
 
+    Then, for up to SAGAS_TAKE_QUEUED_SECONDS, the worker takes the next
+    queued engine run itself (queue.take) instead of returning to django-q2.
     Each step runs in a log context (saga id, step, attempt, correlation id).
     A worker that is stopping (sagas/shutdown.py) finishes the step in hand and
     hands back the rest; a task it takes after that is queued again for another.
@@ -644,7 +730,20 @@ def run_step(step_id, fence, saga_id=None):
     if shutdown.requested():
         queue.enqueue(RUN_STEP_TASK, step_id, fence, saga_id)
         return
+    until = time.monotonic() + settings.SAGAS_TAKE_QUEUED_SECONDS
     claim = claim_queued(step_id, fence, saga_id)
+    while True:
+        if not _run_claims(claim):
+            return
+        if shutdown.requested() or time.monotonic() >= until:
+            return
+        took, claim = take_queued()
+        if not took:
+            return
+
+
+def _run_claims(claim):
+    """Run the claim and the automatic steps after it; False if the worker is stopping."""
     while claim is not None:
         with step_context(claim), shutdown.step_in_hand(claim), exclusive_execution(claim) as ours:
             outcome = execute(claim) if ours else Outcome(ok=False, error=SUPERSEDED)
@@ -661,7 +760,8 @@ def run_step(step_id, fence, saga_id=None):
         claim = next_claim
         if claim is not None and shutdown.requested():
             hand_back(claim)
-            return
+            return False
+    return True
 
 
 def hand_back(claim, *, reason="worker stopping"):
@@ -697,32 +797,53 @@ def hand_back(claim, *, reason="worker stopping"):
 
 
 def claim_queued(step_id, fence, saga_id=None):
-    if saga_id is None:
-        saga_id = _saga_of_step(step_id)
-    if saga_id is None:
-        return None
     with transaction.atomic():
-        tx = _lock(saga_id)
-        step = tx.step(pk=step_id)
-        if step.fence != fence:
-            return None  # a duplicate or stale task: someone else has it
-        claim = None
-        if tx.saga.state == SagaState.PENDING and step.status == StepStatus.PENDING:
-            claim = _claim(tx, step, compensating=False)
-        elif (
-            tx.saga.state == SagaState.COMPENSATING
-            and step.status == StepStatus.COMPENSATING
-            and step.lease_expires_at is None
-            and step.next_attempt_at is not None
-        ):
-            claim = _claim(tx, step, compensating=True)
-        elif step.next_attempt_at is not None:
-            step.next_attempt_at = None  # nothing to run any more: stop re-queueing it
-            tx.touch(step)
-        tx.save()
+        claim, tx = _claim_queued(step_id, fence, saga_id)
     if claim is not None:
         claim.exclusive = tx.locked.get(claim.step_id)
     return claim
+
+
+def take_queued():
+    """Take the oldest queued engine run off the broker and claim it, in one transaction.
+
+    Returns (took, claim): took is False when nothing was queued; the claim is
+    None when the queued run was stale.
+    """
+    with transaction.atomic():
+        args = queue.take(RUN_STEP_TASK)
+        if args is None:
+            return False, None
+        claim, tx = _claim_queued(*args)
+    if claim is not None:
+        claim.exclusive = tx.locked.get(claim.step_id)
+    return True, claim
+
+
+def _claim_queued(step_id, fence, saga_id=None):
+    if saga_id is None:
+        saga_id = _saga_of_step(step_id)
+    if saga_id is None:
+        return None, None
+    tx = _lock(saga_id)
+    step = tx.step(pk=step_id)
+    if step.fence != fence:
+        return None, tx  # a duplicate or stale task: someone else has it
+    claim = None
+    if tx.saga.state == SagaState.PENDING and step.status == StepStatus.PENDING:
+        claim = _claim(tx, step, compensating=False)
+    elif (
+        tx.saga.state == SagaState.COMPENSATING
+        and step.status == StepStatus.COMPENSATING
+        and step.lease_expires_at is None
+        and step.next_attempt_at is not None
+    ):
+        claim = _claim(tx, step, compensating=True)
+    elif step.next_attempt_at is not None:
+        step.next_attempt_at = None  # nothing to run any more: stop re-queueing it
+        tx.touch(step)
+    tx.save()
+    return claim, tx
 
 
 def record(claim, outcome):

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from django.db import connections
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
@@ -52,6 +53,34 @@ def enqueue_many(func, arg_tuples):
     OrmQ.objects.using(Conf.ORM).bulk_create(
         [OrmQ(key=_key(), payload=_package(func, args), lock=now) for args in arg_tuples]
     )
+
+
+def take(func, *, scan=8):
+    """Delete the oldest due queued call of `func` in the current transaction; its args, or None.
+
+    A worker that has finished a run takes the next engine run straight from
+    the broker table, so the row goes away in the same transaction as the claim
+    it leads to; going back through django-q2's pusher, worker queue and
+    monitor costs more CPU than running a step. Rows the pusher has already
+    handed out have their `lock` in the future and are not seen; rows another
+    worker is taking are skipped. PostgreSQL only (SKIP LOCKED).
+    """
+    db = connections[Conf.ORM]
+    if db.vendor != "postgresql":
+        return None
+    table = db.ops.quote_name(OrmQ._meta.db_table)
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, payload FROM {table} WHERE key = %s AND lock <= %s "
+            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            [_key(), timezone.now(), scan],
+        )
+        for row_id, payload in cursor.fetchall():
+            task = SignedPackage.loads(payload)
+            if task.get("func") == func:
+                cursor.execute(f"DELETE FROM {table} WHERE id = %s", [row_id])
+                return tuple(task["args"])
+    return None
 
 
 def queued_tasks():
