@@ -266,6 +266,8 @@ SAGAS_WEBHOOK_MAX_ATTEMPTS = envint("SAGAS_WEBHOOK_MAX_ATTEMPTS", 8)
 SAGAS_WEBHOOK_BACKOFF = envfloat("SAGAS_WEBHOOK_BACKOFF", 5.0)
 SAGAS_WEBHOOK_MAX_BACKOFF = envfloat("SAGAS_WEBHOOK_MAX_BACKOFF", 3600.0)
 SAGAS_WEBHOOK_TIMEOUT = envfloat("SAGAS_WEBHOOK_TIMEOUT", 10.0)
+# A worker that found no active subscription does not look again for this long.
+SAGAS_WEBHOOK_NONE_CACHE = envfloat("SAGAS_WEBHOOK_NONE_CACHE", 2.0)
 
 # --- The saga engine -------------------------------------------------------
 

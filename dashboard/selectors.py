@@ -129,13 +129,17 @@ class SagaPage:
     next_cursor: str | None
 
 
-def saga_page(queryset, *, cursor=None, size=50):
+def saga_page(queryset, *, cursor=None, size=50, held=None):
     """One page of sagas after `cursor`, newest first.
 
     `created_at <= c` bounds the index range scan, so a deep page reads about
-    one page of index entries instead of every row before it.
+    one page of index entries instead of every row before it. `held` names a
+    column the filter holds to one value ("workflow" or "state"): it leads the
+    ORDER BY, which changes nothing in the order but matches the (column,
+    created_at, id) index, so PostgreSQL reads that index instead of walking
+    every saga by time and throwing away those of other workflows.
     """
-    sagas = queryset.order_by("-created_at", "-id")
+    sagas = queryset.order_by(*([held] if held else []), "-created_at", "-id")
     if cursor:
         created_at, pk = decode_cursor(cursor)
         sagas = sagas.filter(

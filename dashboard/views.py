@@ -130,10 +130,13 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
         page = selectors.SagaPage([], None)
     else:
         try:
+            chosen = getattr(filters.form, "cleaned_data", {})
+            held = next((f for f in ("workflow", "state") if chosen.get(f)), None)
             page = selectors.saga_page(
                 filters.qs,
                 cursor=request.GET.get("after") or None,
                 size=settings.DASHBOARD_PAGE_SIZE,
+                held=held,
             )
         except selectors.BadCursor as exc:
             return problem(request, str(exc), status=400)

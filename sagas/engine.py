@@ -357,19 +357,27 @@ def _write(tx):
         return
     with connection.wrap_database_errors:
         cursor = _cursor()
-        lock_cursors = []
         with connection.connection.pipeline():
             _write_statements(tx, cursor)
-            for step_id in tx.unlock_steps:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [step_id])
-            for step_id in tx.lock_steps:
-                lock_cursor = _cursor()
-                lock_cursor.execute("SELECT pg_try_advisory_lock(%s)", [step_id])
-                lock_cursors.append((step_id, lock_cursor))
-        for step_id, lock_cursor in lock_cursors:
-            tx.locked[step_id] = bool(lock_cursor.fetchone()[0])
-            lock_cursor.close()
+            # The execution locks given back and taken, in one statement.
+            calls = [f"pg_advisory_unlock({int(step_id)})" for step_id in tx.unlock_steps]
+            calls += [f"pg_try_advisory_lock({int(step_id)})" for step_id in tx.lock_steps]
+            if calls:
+                cursor.execute(f"SELECT {', '.join(calls)}")
+        if calls:
+            answers = cursor.fetchone()[len(tx.unlock_steps) :]
+            tx.locked.update(zip(tx.lock_steps, map(bool, answers), strict=True))
         cursor.close()
+
+
+def _insert_many_sql(model, names, n):
+    """INSERT of n rows in one statement (one statement costs PostgreSQL less than n)."""
+    key = ("insert", model, n)
+    if key not in _statements:
+        one = f"({', '.join(['%s'] * len(names))})"
+        head = _insert_sql(model, names).rsplit(" VALUES ", 1)[0]
+        _statements[key] = f"{head} VALUES {', '.join([one] * n)}"
+    return _statements[key]
 
 
 def _write_statements(tx, cursor):
@@ -382,9 +390,10 @@ def _write_statements(tx, cursor):
         _update_sql(Saga, SAGA_FIELDS), _rows(Saga, SAGA_FIELDS, [tx.saga], with_pk=True)[0]
     )
     if tx.events:
-        cursor.executemany(
-            _insert_sql(SagaEvent, EVENT_FIELDS),
-            _rows(SagaEvent, EVENT_FIELDS, tx.events, with_pk=False),
+        rows = _rows(SagaEvent, EVENT_FIELDS, tx.events, with_pk=False)
+        cursor.execute(
+            _insert_many_sql(SagaEvent, EVENT_FIELDS, len(rows)),
+            [value for row in rows for value in row],
         )
     counts.add(tx.counted, cursor=cursor)
 

@@ -130,8 +130,11 @@ class Saga(models.Model):
             models.Index(
                 fields=["workflow", "-created_at", "-id"], name="saga_workflow_created_idx"
             ),
+            # On the id, not updated_at: an index on a column that every
+            # transition changes would stop PostgreSQL's in-place (HOT) updates
+            # of the saga row. The few sagas needing attention are sorted after.
             models.Index(
-                fields=["-updated_at"],
+                fields=["id"],
                 condition=Q(needs_attention=True),
                 name="saga_attention_idx",
             ),
@@ -165,7 +168,8 @@ class Saga(models.Model):
 
 
 class SagaStep(models.Model):
-    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="steps")
+    # No index of its own: step_saga_index_unique (saga, index) serves every lookup by saga.
+    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="steps", db_index=False)
     index = models.PositiveIntegerField()
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=30)
@@ -245,13 +249,19 @@ class SagaEventQuerySet(models.QuerySet):
 
 
 class SagaEvent(models.Model):
-    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="events")
+    # Indexed by event_saga_idx (saga, id); every index here costs each transition.
+    saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="events", db_index=False)
     step = models.CharField(max_length=100, blank=True)
     kind = models.CharField(max_length=50)
     # PROTECT: the history names who acted, and PostgreSQL refuses to update
     # it (sagas.0005), so a user who acted is deactivated, not deleted.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,  # event_actor_idx: only the events a person made
     )
     # Who acted when no user did: "engine", "sweeper", "api:<service>".
     actor_label = models.CharField(max_length=100, default="engine")
@@ -262,7 +272,12 @@ class SagaEvent(models.Model):
 
     class Meta:
         ordering = ["saga", "id"]
-        indexes = [models.Index(fields=["saga", "id"], name="event_saga_idx")]
+        indexes = [
+            models.Index(fields=["saga", "id"], name="event_saga_idx"),
+            models.Index(
+                fields=["actor"], condition=Q(actor__isnull=False), name="event_actor_idx"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.kind} {self.step}".strip()

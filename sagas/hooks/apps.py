@@ -10,10 +10,15 @@ class HooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from django.db.models.signals import post_delete, post_save
+
         from sagas.engine import transition_saved
         from sagas.sweeper import register_sweep
 
         from . import services
+        from .models import Subscription
 
         transition_saved.connect(services.on_transition, dispatch_uid="hooks.on_transition")
+        for signal in (post_save, post_delete):
+            signal.connect(services.forget_subscriptions, sender=Subscription)
         register_sweep(services.sweep_due_deliveries)

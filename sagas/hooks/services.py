@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import random
+import time
 from datetime import timedelta
 from urllib.parse import urlparse
 
@@ -81,12 +82,34 @@ def _saga_data(saga):
     }
 
 
+# When the last look found no active subscription, and when that was (monotonic
+# seconds): a deployment without webhooks then pays no query per finished saga.
+# Saving or deleting a subscription in this process forgets it at once; other
+# processes see a new subscription within SAGAS_WEBHOOK_NONE_CACHE seconds.
+_none_seen_at = None
+
+
+def forget_subscriptions(**kwargs):
+    global _none_seen_at
+    _none_seen_at = None
+
+
+def _active_subscriptions():
+    global _none_seen_at
+    ttl = settings.SAGAS_WEBHOOK_NONE_CACHE
+    if _none_seen_at is not None and time.monotonic() - _none_seen_at < ttl:
+        return []
+    subscriptions = list(Subscription.objects.filter(active=True))
+    _none_seen_at = None if subscriptions else time.monotonic()
+    return subscriptions
+
+
 def on_transition(sender, saga, events, **kwargs):
     """engine.transition_saved: queue a delivery per subscriber of each announced event."""
     announced = [(e, _event_types[e.kind]) for e in events if e.kind in _event_types]
     if not announced:
         return
-    subscriptions = list(Subscription.objects.filter(active=True))
+    subscriptions = _active_subscriptions()
     if not subscriptions:
         return
     saga_data = _saga_data(saga)

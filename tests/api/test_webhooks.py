@@ -107,6 +107,23 @@ def test_a_completed_saga_is_announced_signed(publish, subscribe, receiver, sett
     assert receiver.verified(secret="wrong") == []
 
 
+def test_a_new_subscription_is_seen_right_after_a_look_that_found_none(
+    publish, subscribe, receiver, settle
+):
+    """Workers remember "no subscriptions" for a moment; saving one forgets that at once."""
+    publish(ONLY_WAIT)
+    start_saga(workflow="pickup", input={}, correlation_id="before")
+    deliver_event(type="shipment.picked_up", correlation_id="before", payload={})
+    settle()  # completes, finds no subscriber and remembers that
+    assert not Delivery.objects.exists()
+    subscribe("saga.completed")
+    start_saga(workflow="pickup", input={}, correlation_id="after")
+    deliver_event(type="shipment.picked_up", correlation_id="after", payload={})
+    settle()
+    [body] = receiver.verified()
+    assert body["data"]["saga"]["correlation_id"] == "after"
+
+
 def test_a_delivery_is_queued_only_if_the_event_commits(publish, subscribe, settle):
     subscribe("saga.completed")
     publish(ONLY_WAIT)

@@ -52,6 +52,62 @@ def test_consecutive_steps_run_in_one_task(demo_workflows):
     assert Saga.objects.get().state == SagaState.COMPLETED
 
 
+def run_first_queued_task():
+    """What one django-q2 worker does with the oldest queued row, and nothing more."""
+    from django_q.models import OrmQ
+
+    from sagas import queue
+    from sagas.engine import RUN_STEP_TASK, run_step
+
+    row_id, func, args = queue.queued_tasks()[0]
+    assert func == RUN_STEP_TASK
+    OrmQ.objects.filter(pk=row_id).delete()  # django-q2 acknowledges it
+    run_step(*args)
+
+
+def test_a_worker_takes_the_next_queued_sagas_itself(demo_workflows):
+    """After its own saga the task takes the queued runs off the broker table (queue.take)."""
+    from sagas import queue
+    from sagas.engine import RUN_STEP_TASK
+
+    for n in range(3):
+        start(**{**ORDER, "order_id": f"take-{n}"})
+    queue.enqueue("sagas.tasks.keep_sweeper_alive")  # not an engine run: left for django-q2
+    run_first_queued_task()
+    assert set(Saga.objects.values_list("state", flat=True)) == {SagaState.COMPLETED}
+    left = queue.queued_tasks()
+    assert [func for _, func, _ in left] == ["sagas.tasks.keep_sweeper_alive"]
+    assert RUN_STEP_TASK not in {func for _, func, _ in left}
+
+
+def test_a_worker_returns_to_django_q2_when_taking_is_off(demo_workflows, settings):
+    settings.SAGAS_TAKE_QUEUED_SECONDS = 0
+    for n in range(3):
+        start(**{**ORDER, "order_id": f"own-{n}"})
+    run_first_queued_task()
+    assert list(Saga.objects.order_by("created_at").values_list("state", flat=True)) == [
+        SagaState.COMPLETED,
+        SagaState.PENDING,
+        SagaState.PENDING,
+    ]
+
+
+def test_a_stale_queued_run_is_taken_and_dropped(demo_workflows):
+    """A duplicate trigger taken off the table finds its step moved on and does nothing."""
+    from sagas import queue
+    from sagas.engine import RUN_STEP_TASK, _release, take_queued
+
+    saga = start()
+    step = saga.steps.get(index=0)
+    queue.enqueue(RUN_STEP_TASK, step.pk, step.fence - 1, str(saga.pk))  # an old fence
+    took, claim = take_queued()  # the real trigger, oldest first
+    assert took and claim is not None and claim.step_id == step.pk
+    _release(claim)
+    took, stale = take_queued()
+    assert took and stale is None
+    assert take_queued() == (False, None)
+
+
 STEPS = ["reserve_inventory", "process_payment", "create_shipment", "send_confirmation"]
 UNDO = {
     "reserve_inventory": "reserve_inventory",

@@ -8,6 +8,7 @@ configured database is not touched.
 import json
 import os
 import platform
+import secrets
 import signal
 import statistics
 import subprocess
@@ -405,7 +406,13 @@ class Command(BaseCommand):
         }
 
     def start_cluster(self):
-        env = {**os.environ, "Q_WORKERS": str(self.workers)}
+        # Workers as deployed: DEBUG off (Django would keep every query it ran).
+        env = {
+            **os.environ,
+            "Q_WORKERS": str(self.workers),
+            "DEBUG": "0",
+            "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
+        }
         return subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
