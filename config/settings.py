@@ -45,6 +45,17 @@ def database_from_url(url):
         raise ImproperlyConfigured(
             f"DATABASE_URL must start with postgres:// (got {parsed.scheme or 'nothing'}://)"
         )
+    options = dict(parse_qsl(parsed.query, keep_blank_values=True))
+    # The engine's own statements (sagas/engine.py, sagas/queue.py) are prepared
+    # once per connection; Django's cursors bind on the client and are never
+    # prepared. Behind a transaction-pooling PgBouncer older than 1.21, turn it
+    # off with ?prepare_threshold= (empty).
+    threshold = options.pop("prepare_threshold", "5").strip()
+    if threshold and not threshold.isdigit():
+        raise ImproperlyConfigured(
+            f"DATABASE_URL: prepare_threshold must be a whole number or empty (got {threshold!r})"
+        )
+    options["prepare_threshold"] = int(threshold) if threshold else None
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parsed.path.lstrip("/")) or "postgres",
@@ -55,7 +66,7 @@ def database_from_url(url):
         # Persistent connections, checked before reuse; no pool (DESIGN §6.9).
         "CONN_MAX_AGE": envint("DB_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": dict(parse_qsl(parsed.query)),
+        "OPTIONS": options,
     }
 
 

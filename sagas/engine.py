@@ -360,10 +360,12 @@ def _write(tx):
         with connection.connection.pipeline():
             _write_statements(tx, cursor)
             # The execution locks given back and taken, in one statement.
-            calls = [f"pg_advisory_unlock({int(step_id)})" for step_id in tx.unlock_steps]
-            calls += [f"pg_try_advisory_lock({int(step_id)})" for step_id in tx.lock_steps]
+            calls = ["pg_advisory_unlock(%s)"] * len(tx.unlock_steps)
+            calls += ["pg_try_advisory_lock(%s)"] * len(tx.lock_steps)
             if calls:
-                cursor.execute(f"SELECT {', '.join(calls)}")
+                cursor.execute(
+                    f"SELECT {', '.join(calls)}", [*tx.unlock_steps, *tx.lock_steps], prepare=True
+                )
         if calls:
             answers = cursor.fetchone()[len(tx.unlock_steps) :]
             tx.locked.update(zip(tx.lock_steps, map(bool, answers), strict=True))
@@ -386,14 +388,19 @@ def _write_statements(tx, cursor):
         cursor.executemany(
             _update_sql(SagaStep, STEP_FIELDS), _rows(SagaStep, STEP_FIELDS, steps, with_pk=True)
         )
+    # prepare: parsed and planned once per connection (a no-op for SQLite's cursor).
+    prepared = {"prepare": True} if isinstance(cursor, psycopg.Cursor) else {}
     cursor.execute(
-        _update_sql(Saga, SAGA_FIELDS), _rows(Saga, SAGA_FIELDS, [tx.saga], with_pk=True)[0]
+        _update_sql(Saga, SAGA_FIELDS),
+        _rows(Saga, SAGA_FIELDS, [tx.saga], with_pk=True)[0],
+        **prepared,
     )
     if tx.events:
         rows = _rows(SagaEvent, EVENT_FIELDS, tx.events, with_pk=False)
         cursor.execute(
             _insert_many_sql(SagaEvent, EVENT_FIELDS, len(rows)),
             [value for row in rows for value in row],
+            **prepared,
         )
     counts.add(tx.counted, cursor=cursor)
 

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import psycopg
 from django.db import connections
 from django.utils import timezone
 from django_q.brokers import get_broker
@@ -55,30 +56,41 @@ def enqueue_many(func, arg_tuples):
     )
 
 
-def take(func, *, scan=8):
+def take(func, *, scan=32):
     """Delete the oldest due queued call of `func` in the current transaction; its args, or None.
 
     A worker that has finished a run takes the next engine run straight from
     the broker table, so the row goes away in the same transaction as the claim
     it leads to; going back through django-q2's pusher, worker queue and
     monitor costs more CPU than running a step. Rows the pusher has already
-    handed out have their `lock` in the future and are not seen; rows another
-    worker is taking are skipped. PostgreSQL only (SKIP LOCKED).
+    handed out have their `lock` in the future and are passed over; rows
+    another worker is taking are skipped. PostgreSQL only (SKIP LOCKED).
+
+    The query has no WHERE on purpose: the broker table churns faster than its
+    statistics, and with a filter PostgreSQL sorted the whole backlog (3.7 ms
+    at 2,000 queued rows); by id alone it reads the first rows of the primary
+    key (0.15 ms). The rows are filtered here.
     """
     db = connections[Conf.ORM]
     if db.vendor != "postgresql":
         return None
     table = db.ops.quote_name(OrmQ._meta.db_table)
-    with db.cursor() as cursor:
+    key, now = _key(), timezone.now()
+    db.ensure_connection()
+    # A server-bound, prepared statement, as in the engine's hot path (engine._cursor).
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         cursor.execute(
-            f"SELECT id, payload FROM {table} WHERE key = %s AND lock <= %s "
-            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-            [_key(), timezone.now(), scan],
+            f"SELECT id, key, lock, payload FROM {table} ORDER BY id LIMIT %s "
+            "FOR UPDATE SKIP LOCKED",
+            [scan],
+            prepare=True,
         )
-        for row_id, payload in cursor.fetchall():
+        for row_id, row_key, lock, payload in cursor.fetchall():
+            if row_key != key or (lock is not None and lock > now):
+                continue
             task = SignedPackage.loads(payload)
             if task.get("func") == func:
-                cursor.execute(f"DELETE FROM {table} WHERE id = %s", [row_id])
+                cursor.execute(f"DELETE FROM {table} WHERE id = %s", [row_id], prepare=True)
                 return tuple(task["args"])
     return None
 
