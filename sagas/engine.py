@@ -176,6 +176,9 @@ class Transition:
     lock_steps: list = field(default_factory=list)
     unlock_steps: list = field(default_factory=list)
     locked: dict = field(default_factory=dict)
+    # Set when the saga was not read: save() writes only if the row is still at
+    # this revision (updated_at), and raises _Changed otherwise (see record).
+    expect: datetime | None = None
 
     def step(self, *, pk=None, name=None):
         for step in self.steps:
@@ -270,8 +273,8 @@ def _rows(model, names, objects, *, with_pk):
     return rows
 
 
-def _update_sql(model, names):
-    key = ("update", model)
+def _update_sql(model, names, *, expect=False):
+    key = ("update", model, expect)
     if key not in _statements:
         quote = connection.ops.quote_name
         columns = [model._meta.get_field(name).column for name in names]
@@ -279,6 +282,7 @@ def _update_sql(model, names):
             f"UPDATE {quote(model._meta.db_table)} SET "
             + ", ".join(f"{quote(c)} = %s" for c in columns)
             + f" WHERE {quote(model._meta.pk.column)} = %s"
+            + (' AND "updated_at" = %s' if expect else "")
         )
     return _statements[key]
 
@@ -357,8 +361,9 @@ def _write(tx):
         return
     with connection.wrap_database_errors:
         cursor = _cursor()
+        saga_cursor = _cursor() if tx.expect is not None else cursor
         with connection.connection.pipeline():
-            _write_statements(tx, cursor)
+            _write_statements(tx, cursor, saga_cursor)
             # The execution locks given back and taken, in one statement.
             calls = ["pg_advisory_unlock(%s)"] * len(tx.unlock_steps)
             calls += ["pg_try_advisory_lock(%s)"] * len(tx.lock_steps)
@@ -369,6 +374,15 @@ def _write(tx):
         if calls:
             answers = cursor.fetchone()[len(tx.unlock_steps) :]
             tx.locked.update(zip(tx.lock_steps, map(bool, answers), strict=True))
+        if tx.expect is not None and saga_cursor.rowcount != 1:
+            # Someone changed the saga since our copy: the caller rolls back.
+            # Advisory locks are not transactional: give back the ones just taken.
+            taken = [step_id for step_id in tx.lock_steps if tx.locked.get(step_id)]
+            if taken:
+                cursor.execute(
+                    "SELECT " + ", ".join(["pg_advisory_unlock(%s)"] * len(taken)), taken
+                )
+            raise _Changed
         cursor.close()
 
 
@@ -382,19 +396,21 @@ def _insert_many_sql(model, names, n):
     return _statements[key]
 
 
-def _write_statements(tx, cursor):
+def _write_statements(tx, cursor, saga_cursor=None):
+    # prepare: parsed and planned once per connection (a no-op for SQLite's cursor).
+    prepared = {"prepare": True} if isinstance(cursor, psycopg.Cursor) else {}
+    # The saga first: with `expect`, this UPDATE is what locks the saga row.
+    row = _rows(Saga, SAGA_FIELDS, [tx.saga], with_pk=True)[0]
+    if tx.expect is not None:
+        row.append(tx.expect)
+    (saga_cursor or cursor).execute(
+        _update_sql(Saga, SAGA_FIELDS, expect=tx.expect is not None), row, **prepared
+    )
     steps = list(tx.changed.values())
     if steps:
         cursor.executemany(
             _update_sql(SagaStep, STEP_FIELDS), _rows(SagaStep, STEP_FIELDS, steps, with_pk=True)
         )
-    # prepare: parsed and planned once per connection (a no-op for SQLite's cursor).
-    prepared = {"prepare": True} if isinstance(cursor, psycopg.Cursor) else {}
-    cursor.execute(
-        _update_sql(Saga, SAGA_FIELDS),
-        _rows(Saga, SAGA_FIELDS, [tx.saga], with_pk=True)[0],
-        **prepared,
-    )
     if tx.events:
         rows = _rows(SagaEvent, EVENT_FIELDS, tx.events, with_pk=False)
         cursor.execute(
@@ -862,10 +878,37 @@ def _claim_queued(step_id, fence, saga_id=None):
     return claim, tx
 
 
+class _Changed(Exception):
+    """The saga is no longer at the revision a transition was computed on."""
+
+
 def record(claim, outcome):
-    """Record what a claimed run produced; returns the next claim to run inline, if any."""
+    """Record what a claimed run produced; returns the next claim to run inline, if any.
+
+    Usually nobody has touched the saga since this worker's own last commit, so
+    the transition is computed on the worker's copy without reading the saga,
+    and its UPDATE applies only if the saga is still at that revision (the
+    conditional UPDATE takes the row lock, as SELECT … FOR UPDATE would). If
+    somebody did change it (an operator, a cancel, the sweeper), that attempt
+    rolls back and the transition runs again on the locked, re-read saga.
+    """
+    if claim.tx is not None and connection.vendor == "postgresql":
+        try:
+            return _record(claim, outcome, resume=True)
+        except _Changed:
+            claim.tx = None  # its rows were changed in memory: read them again
+            claim.exclusive = None  # the attempt gave back the execution lock already
+    return _record(claim, outcome, resume=False)
+
+
+def _resume(known):
+    """A transition on this worker's copy of the saga, nothing read; save() checks it."""
+    return Transition(known.saga, known.steps, timezone.now(), expect=known.saga.updated_at)
+
+
+def _record(claim, outcome, *, resume):
     with transaction.atomic():
-        tx = _lock(claim.saga_id, known=claim.tx)
+        tx = _resume(claim.tx) if resume else _lock(claim.saga_id, known=claim.tx)
         if claim.exclusive:
             tx.unlock_steps.append(claim.step_id)  # the execution is over
         step = tx.step(pk=claim.step_id)

@@ -201,3 +201,51 @@ def test_cancel_while_a_step_runs_compensates_it_after_it_finishes(publish, alic
     assert saga.state == SagaState.FAILED
     assert saga.steps.get(name="a").status == StepStatus.COMPENSATED
     assert saga.steps.get(name="b").status == StepStatus.PENDING
+    # The worker's first try on its own copy found the saga changed by the cancel
+    # and was rolled back; the execution locks it took were all given back.
+    assert advisory_locks_held(saga) == 0
+
+
+def advisory_locks_held(saga):
+    """Execution locks (sagas.engine.exclusive_execution) this session holds on the saga's steps."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+            "AND objid = ANY(%s)",
+            [list(saga.steps.values_list("pk", flat=True))],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_a_worker_writes_on_its_own_copy_only_while_the_saga_is_unchanged(publish, alice):
+    """record() on the worker's copy: applied when nobody wrote since, redone when somebody did."""
+    publish(
+        {
+            "name": "three",
+            "steps": [
+                {"name": n, "type": "action", "action": "test.ok", "compensation": "test.undo"}
+                for n in "abc"
+            ],
+        }
+    )
+    saga, _ = start_saga(workflow="three", input={})
+    first = saga.steps.get(name="a")
+    claim = engine.claim_queued(first.pk, first.fence)
+    second = engine.record(claim, engine.execute(claim))  # unchanged: applied as computed
+    assert second.context.step == "b" and second.tx is not None
+    # Somebody writes to the saga between the worker's commits: its copy is stale.
+    with engine.locked_saga(saga.pk, actor=alice) as tx:
+        tx.saga.data = {"note": "looked at by an operator"}
+        tx.event("operator_note")
+    third = engine.record(second, engine.execute(second))  # redone on the re-read saga
+    assert third.context.step == "c"
+    assert engine.record(third, engine.execute(third)) is None
+    saga.refresh_from_db()
+    assert saga.state == SagaState.COMPLETED
+    assert saga.data == {"note": "looked at by an operator"}  # not overwritten by the stale copy
+    assert set(saga.steps.values_list("status", flat=True)) == {StepStatus.COMPLETED}
+    kinds = list(SagaEvent.objects.filter(saga=saga).values_list("kind", flat=True))
+    assert kinds.count("step_completed") == 3 and kinds.count("step_started") == 3
+    assert advisory_locks_held(saga) == 0
