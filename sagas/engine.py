@@ -43,9 +43,9 @@ log = logging.getLogger("sagas.engine")
 saga_finished = Signal()
 # Sent after the commit that flagged a saga as needing a person. Arguments: saga, reason.
 saga_needs_attention = Signal()
-# Sent inside the transaction of every transition, after its events are saved:
-# for hooks that must commit or roll back with the change (outbound webhooks).
-# Arguments: saga, events (the SagaEvents this transition appended).
+# Sent inside the transaction of every transition, just before its rows are
+# written: for hooks that must commit or roll back with the change (outbound
+# webhooks). Arguments: saga, events (the SagaEvents this transition appends).
 transition_saved = Signal()
 
 RUN_STEP_TASK = "sagas.tasks.run_step"
@@ -234,12 +234,18 @@ class Transition:
         self.touch(step)
         queue.enqueue(RUN_STEP_TASK, step.pk, step.fence, str(self.saga.pk))
 
-    def save(self):
+    def save(self, *, commit=False):
+        """Write the transition; `commit`: also commit, in the same round trip.
+
+        Only a caller whose atomic block is the outermost and ends right after
+        save() may ask for `commit` (record and the claims do); elsewhere it is
+        ignored and Django commits as usual.
+        """
         # updated_at only ever grows for a saga, so it doubles as a revision:
         # a worker that still sees its own value knows its copy of the steps is current.
         self.saga.updated_at = max(self.now, self.saga.updated_at + timedelta(microseconds=1))
-        _write(self)
         transition_saved.send(Saga, saga=self.saga, events=self.events)
+        _write(self, commit=commit and len(connection.atomic_blocks) == 1)
 
 
 _statements = {}
@@ -282,8 +288,12 @@ def _update_sql(model, names, *, expect=False):
             f"UPDATE {quote(model._meta.db_table)} SET "
             + ", ".join(f"{quote(c)} = %s" for c in columns)
             + f" WHERE {quote(model._meta.pk.column)} = %s"
-            + (' AND "updated_at" = %s' if expect else "")
         )
+        if expect:  # aborts the transaction unless the row is still at that revision
+            _statements[key] = (
+                f'WITH changed AS ({_statements[key]} AND "updated_at" = %s RETURNING 1) '
+                "SELECT sagaflow_expect_one(count(*)) FROM changed"
+            )
     return _statements[key]
 
 
@@ -347,13 +357,15 @@ def _cursor():
 EVENT_FIELDS = ["saga", "step", "kind", "actor", "actor_label", "at", "details"]
 
 
-def _write(tx):
-    """The transition's writes: changed steps, the saga, its events, the counters.
+def _write(tx, *, commit=False):
+    """The transition's writes: the saga, changed steps, its events, the counters.
 
     Hand-written statements because this is the engine's hottest path: Django's
     save() and bulk_update() spend more time building SQL than PostgreSQL
     spends running it. On PostgreSQL they go out in one pipeline, a single
-    round trip; none of them needs an answer before the next.
+    round trip, with the COMMIT when `commit`; none needs an answer before the
+    next. A saga UPDATE with `tx.expect` fails the pipeline (SF409) when the
+    saga is no longer at that revision, so nothing after it runs: _Changed.
     """
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
@@ -361,29 +373,33 @@ def _write(tx):
         return
     with connection.wrap_database_errors:
         cursor = _cursor()
-        saga_cursor = _cursor() if tx.expect is not None else cursor
-        with connection.connection.pipeline():
-            _write_statements(tx, cursor, saga_cursor)
-            # The execution locks given back and taken, in one statement.
-            calls = ["pg_advisory_unlock(%s)"] * len(tx.unlock_steps)
-            calls += ["pg_try_advisory_lock(%s)"] * len(tx.lock_steps)
-            if calls:
-                cursor.execute(
-                    f"SELECT {', '.join(calls)}", [*tx.unlock_steps, *tx.lock_steps], prepare=True
-                )
+        try:
+            with connection.connection.pipeline():
+                _write_statements(tx, cursor)
+                # The execution locks given back and taken, in one statement.
+                calls = ["pg_advisory_unlock(%s)"] * len(tx.unlock_steps)
+                calls += ["pg_try_advisory_lock(%s)"] * len(tx.lock_steps)
+                if calls:
+                    locks = _cursor()
+                    locks.execute(
+                        f"SELECT {', '.join(calls)}",
+                        [*tx.unlock_steps, *tx.lock_steps],
+                        prepare=True,
+                    )
+                if commit:
+                    cursor.execute("COMMIT", prepare=False)
+        except psycopg.Error as exc:
+            if exc.sqlstate == CHANGED_SQLSTATE:
+                raise _Changed from None
+            raise
         if calls:
-            answers = cursor.fetchone()[len(tx.unlock_steps) :]
+            answers = locks.fetchone()[len(tx.unlock_steps) :]
             tx.locked.update(zip(tx.lock_steps, map(bool, answers), strict=True))
-        if tx.expect is not None and saga_cursor.rowcount != 1:
-            # Someone changed the saga since our copy: the caller rolls back.
-            # Advisory locks are not transactional: give back the ones just taken.
-            taken = [step_id for step_id in tx.lock_steps if tx.locked.get(step_id)]
-            if taken:
-                cursor.execute(
-                    "SELECT " + ", ".join(["pg_advisory_unlock(%s)"] * len(taken)), taken
-                )
-            raise _Changed
+            locks.close()
         cursor.close()
+
+
+CHANGED_SQLSTATE = "SF409"  # raised by sagaflow_expect_one (sagas/migrations/0011)
 
 
 def _insert_many_sql(model, names, n):
@@ -396,16 +412,14 @@ def _insert_many_sql(model, names, n):
     return _statements[key]
 
 
-def _write_statements(tx, cursor, saga_cursor=None):
+def _write_statements(tx, cursor):
     # prepare: parsed and planned once per connection (a no-op for SQLite's cursor).
     prepared = {"prepare": True} if isinstance(cursor, psycopg.Cursor) else {}
     # The saga first: with `expect`, this UPDATE is what locks the saga row.
     row = _rows(Saga, SAGA_FIELDS, [tx.saga], with_pk=True)[0]
     if tx.expect is not None:
         row.append(tx.expect)
-    (saga_cursor or cursor).execute(
-        _update_sql(Saga, SAGA_FIELDS, expect=tx.expect is not None), row, **prepared
-    )
+    cursor.execute(_update_sql(Saga, SAGA_FIELDS, expect=tx.expect is not None), row, **prepared)
     steps = list(tx.changed.values())
     if steps:
         cursor.executemany(
@@ -874,7 +888,7 @@ def _claim_queued(step_id, fence, saga_id=None):
     elif step.next_attempt_at is not None:
         step.next_attempt_at = None  # nothing to run any more: stop re-queueing it
         tx.touch(step)
-    tx.save()
+    tx.save(commit=True)
     return claim, tx
 
 
@@ -897,7 +911,6 @@ def record(claim, outcome):
             return _record(claim, outcome, resume=True)
         except _Changed:
             claim.tx = None  # its rows were changed in memory: read them again
-            claim.exclusive = None  # the attempt gave back the execution lock already
     return _record(claim, outcome, resume=False)
 
 
@@ -937,7 +950,7 @@ def _record(claim, outcome, *, resume):
             next_claim = _record_compensation(tx, step, outcome)
         else:
             next_claim = _record_forward(tx, step, outcome)
-        tx.save()
+        tx.save(commit=True)
     claim.exclusive = None
     if next_claim is not None:
         next_claim.exclusive = tx.locked.get(next_claim.step_id)
