@@ -1,5 +1,6 @@
 """Putting engine work on django-q2's ORM queue, inside the caller's transaction."""
 
+import pickle
 from datetime import timedelta
 
 import psycopg
@@ -9,7 +10,7 @@ from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.humanhash import uuid
 from django_q.models import OrmQ
-from django_q.signing import SignedPackage
+from django_q.signing import BadSignature, SignedPackage
 
 _list_key = None
 
@@ -88,7 +89,10 @@ def take(func, *, scan=32):
         for row_id, row_key, lock, payload in cursor.fetchall():
             if row_key != key or (lock is not None and lock > now):
                 continue
-            task = SignedPackage.loads(payload)
+            try:
+                task = SignedPackage.loads(payload)
+            except (BadSignature, pickle.UnpicklingError, ValueError, TypeError):
+                continue  # not ours to judge: django-q2's pusher fails and logs it
             if task.get("func") == func:
                 cursor.execute(f"DELETE FROM {table} WHERE id = %s", [row_id], prepare=True)
                 return tuple(task["args"])

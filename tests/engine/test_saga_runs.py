@@ -80,6 +80,21 @@ def test_a_worker_takes_the_next_queued_sagas_itself(demo_workflows):
     assert RUN_STEP_TASK not in {func for _, func, _ in left}
 
 
+def test_a_queued_row_that_does_not_verify_is_left_to_django_q2(demo_workflows):
+    from django.utils import timezone
+    from django_q.models import OrmQ
+
+    from sagas import queue
+    from sagas.engine import _release, take_queued
+
+    forged = OrmQ.objects.create(key=queue._key(), payload="not:signed:by:us", lock=timezone.now())
+    start()
+    took, claim = take_queued()
+    assert took and claim is not None and claim.context.step == STEPS[0]
+    _release(claim)
+    assert OrmQ.objects.filter(pk=forged.pk).exists()
+
+
 def test_a_worker_returns_to_django_q2_when_taking_is_off(demo_workflows, settings):
     settings.SAGAS_TAKE_QUEUED_SECONDS = 0
     for n in range(3):

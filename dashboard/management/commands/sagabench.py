@@ -8,7 +8,6 @@ configured database is not touched.
 import json
 import os
 import platform
-import secrets
 import signal
 import statistics
 import subprocess
@@ -96,7 +95,14 @@ class Command(BaseCommand):
         with connection.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{bench_name}"')
             cursor.execute(f'CREATE DATABASE "{bench_name}"')
-        env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "Q_LOG_LEVEL": "ERROR"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "LOG_LEVEL": "WARNING",
+            "Q_LOG_LEVEL": "ERROR",
+            # One key for this process and the qclusters it starts: tasks are signed.
+            "SECRET_KEY": settings.SECRET_KEY,
+        }
         try:
             subprocess.run(
                 [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
@@ -411,7 +417,6 @@ class Command(BaseCommand):
             **os.environ,
             "Q_WORKERS": str(self.workers),
             "DEBUG": "0",
-            "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
         }
         return subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
