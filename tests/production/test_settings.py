@@ -68,3 +68,23 @@ def test_production_turns_on_https_cookies_hsts_and_compressed_static_files():
         "static": "whitenoise.storage.CompressedManifestStaticFilesStorage",
         "mail": "django.core.mail.backends.smtp.EmailBackend",
     }
+
+
+def test_the_engine_prepares_its_statements_unless_the_database_url_says_not_to():
+    from config.settings import database_from_url
+
+    assert database_from_url("postgres://u@h/db")["OPTIONS"]["prepare_threshold"] == 5
+    options = database_from_url("postgres://u@h/db?prepare_threshold=&sslmode=require")["OPTIONS"]
+    assert options == {"prepare_threshold": None, "sslmode": "require"}
+    assert database_from_url("postgres://u@h/db?prepare_threshold=2")["OPTIONS"] == {
+        "prepare_threshold": 2
+    }
+
+
+def test_a_bad_prepare_threshold_is_refused_with_its_name():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.settings import database_from_url
+
+    with pytest.raises(ImproperlyConfigured, match="prepare_threshold must be a whole number"):
+        database_from_url("postgres://u@h/db?prepare_threshold=lots")
