@@ -130,6 +130,20 @@ def generate(n_sagas, n_approvals, progress):
 
     counts.recount()
     with connection.cursor() as cursor:
+        # What the transitions would have counted for the chart (sagas.counts.add_minute).
+        cursor.execute(
+            """
+            INSERT INTO sagas_sagaminutecount (minute, kind, shard, n)
+            SELECT date_trunc('minute', created_at), 'started', 0, count(*) FROM sagas_saga
+            WHERE created_at >= now() - interval '2 hours' GROUP BY 1
+            UNION ALL
+            SELECT date_trunc('minute', finished_at), state, 0, count(*) FROM sagas_saga
+            WHERE finished_at >= now() - interval '2 hours' AND state IN ('completed', 'failed')
+            GROUP BY 1, 2
+            ON CONFLICT (minute, kind, shard) DO UPDATE SET n = sagas_sagaminutecount.n + EXCLUDED.n
+            """
+        )
+    with connection.cursor() as cursor:
         for table in (
             "sagas_saga",
             "sagas_sagastep",

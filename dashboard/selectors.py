@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Count, Q
-from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest
@@ -76,26 +75,10 @@ def activity_per_minute(*, now=None, minutes=60):
     buckets = {
         first + timedelta(minutes=i): Minute(first + timedelta(minutes=i)) for i in range(minutes)
     }
-    started = (
-        Saga.objects.filter(created_at__gte=first)
-        .annotate(minute=TruncMinute("created_at"))
-        .order_by()
-        .values_list("minute")
-        .annotate(n=Count("pk"))
-    )
-    for minute, n in started:
-        if minute in buckets:
-            buckets[minute].started = n
-    finished = (
-        Saga.objects.filter(finished_at__gte=first)
-        .annotate(minute=TruncMinute("finished_at"))
-        .order_by()
-        .values_list("minute", "state")
-        .annotate(n=Count("pk"))
-    )
-    for minute, state, n in finished:
-        if minute in buckets and state in (SagaState.COMPLETED, SagaState.FAILED):
-            setattr(buckets[minute], state, n)
+    # Kept by the transitions (sagas/counts.py): no grouping of the hour's sagas.
+    for (minute, kind), n in state_counts.per_minute(first).items():
+        if minute in buckets and kind in ("started", SagaState.COMPLETED, SagaState.FAILED):
+            setattr(buckets[minute], kind, n)
     return list(buckets.values())
 
 

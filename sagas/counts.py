@@ -6,7 +6,7 @@ from collections import Counter
 from django.db import connection
 from django.db.models import Sum
 
-from .models import SagaStateCount
+from .models import SagaMinuteCount, SagaStateCount
 from .states import SagaState
 
 SHARDS = 16
@@ -32,6 +32,40 @@ def add(deltas, *, cursor=None):
         return
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def add_minute(kinds, at, *, cursor=None):
+    """Add {kind: n} ("started", "completed", "failed") to the minute of `at` (one statement)."""
+    kinds = {kind: n for kind, n in kinds.items() if n}
+    if not kinds:
+        return
+    minute = at.replace(second=0, microsecond=0)
+    shard = random.randrange(SHARDS)
+    table = SagaMinuteCount._meta.db_table
+    values = ", ".join(["(%s, %s, %s, %s)"] * len(kinds))
+    params = []
+    for kind, n in sorted(kinds.items()):
+        params += [minute, kind, shard, n]
+    sql = (
+        f"INSERT INTO {table} (minute, kind, shard, n) VALUES {values} "
+        f"ON CONFLICT (minute, kind, shard) DO UPDATE SET n = {table}.n + EXCLUDED.n"
+    )
+    if cursor is not None:
+        cursor.execute(sql, params)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def per_minute(first):
+    """{(minute, kind): n} from `first` on."""
+    rows = (
+        SagaMinuteCount.objects.filter(minute__gte=first)
+        .values_list("minute", "kind")
+        .annotate(total=Sum("n"))
+        .order_by()
+    )
+    return {(minute, kind): n for minute, kind, n in rows}
 
 
 def by_state():

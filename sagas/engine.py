@@ -171,6 +171,8 @@ class Transition:
     changed: dict = field(default_factory=dict)
     # Changes to the per-state saga counters (sagas/counts.py).
     counted: dict = field(default_factory=dict)
+    # Sagas started / completed / failed by this transition, for the per-minute counters.
+    per_minute: dict = field(default_factory=dict)
     # Execution locks (see exclusive_execution) to take for claims made here,
     # and to give back for executions recorded here; `locked` holds the answers.
     lock_steps: list = field(default_factory=list)
@@ -205,6 +207,8 @@ class Transition:
         self.saga.state = state
         self.counted[before] = self.counted.get(before, 0) - 1
         self.counted[state] = self.counted.get(state, 0) + 1
+        if state in (SagaState.COMPLETED, SagaState.FAILED):
+            self.per_minute[state] = self.per_minute.get(state, 0) + 1
         self.event(kind, before=before, after=state, **details)
 
     def step_to(self, step, status, kind, **details):
@@ -433,6 +437,7 @@ def _write_statements(tx, cursor):
             **prepared,
         )
     counts.add(tx.counted, cursor=cursor)
+    counts.add_minute(tx.per_minute, tx.now, cursor=cursor)
 
 
 def _saga_of_step(step_id):
@@ -576,6 +581,7 @@ def start_saga(
         )
         tx = Transition(saga, steps, timezone.now(), started_by, actor_label)
         tx.counted[SagaState.STARTED] = 1
+        tx.per_minute["started"] = 1
         tx.event(
             "saga_started",
             workflow=definition.name,

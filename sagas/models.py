@@ -320,3 +320,24 @@ class SweeperHeartbeat(models.Model):
     last_swept_at = models.DateTimeField(null=True, blank=True)
     # How late the last deadlines it fired were, in seconds (for health and metrics).
     last_lateness = models.FloatField(default=0.0)
+
+
+class SagaMinuteCount(models.Model):
+    """How many sagas started, completed and failed in each minute, kept by the transitions.
+
+    The overview's chart of the last hour reads these few rows instead of
+    grouping that hour's sagas (100,000 of them took 80 ms). Sharded as
+    SagaStateCount; rows older than a day are pruned (sagas/retention.py).
+    """
+
+    minute = models.DateTimeField()
+    kind = models.CharField(max_length=15)  # started, completed, failed
+    shard = models.PositiveSmallIntegerField()
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "kind", "shard"], name="saga_minute_count_unique"
+            )
+        ]

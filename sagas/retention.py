@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_q.models import Task
 
 from . import counts as state_counts
-from .models import Saga, SagaEvent, SagaStep
+from .models import Saga, SagaEvent, SagaMinuteCount, SagaStep
 from .states import FINISHED_SAGA_STATES
 
 BATCH = 500
@@ -85,6 +85,8 @@ def prune_sagas(*, finished_before, dry_run=False, export_to=None, batch=BATCH):
         counts["steps"] = SagaStep.objects.filter(saga_id__in=ids).count()
         counts["events"] = SagaEvent.objects.filter(saga_id__in=ids).count()
         return counts
+    # The per-minute counters only feed the overview's chart of the last hour.
+    SagaMinuteCount.objects.filter(minute__lt=timezone.now() - timedelta(days=1)).delete()
     while True:
         with transaction.atomic():
             # Locked and re-checked in the transaction: a finished saga does not

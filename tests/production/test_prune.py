@@ -89,6 +89,19 @@ def test_it_removes_finished_sagas_with_their_steps_and_events_and_keeps_running
     assert running.steps.get().status == "waiting"
 
 
+def test_the_chart_counters_of_more_than_a_day_ago_go_and_the_last_hour_stays(history, settle):
+    from sagas.models import SagaMinuteCount
+
+    long_ago = SagaMinuteCount.objects.filter(minute__lt=timezone.now() - timedelta(days=90))
+    assert long_ago.filter(kind="started").exists()  # the history's sagas were counted
+    started("quick", 0, settle)
+    hour_ago = timezone.now() - timedelta(hours=1)
+    recent = set(SagaMinuteCount.objects.filter(minute__gte=hour_ago).values_list("pk", flat=True))
+    assert recent
+    prune("--finished-before", "90d")
+    assert set(SagaMinuteCount.objects.values_list("pk", flat=True)) == recent
+
+
 def test_a_saga_that_is_still_running_is_never_removed_however_old(history):
     prune("--finished-before", "1m")
     assert list(Saga.objects.values_list("pk", flat=True)) == [history["old_running"].pk]
