@@ -12,49 +12,44 @@ from .states import SagaState
 SHARDS = 16
 
 
-def add(deltas, *, cursor=None):
-    """Apply {state: delta} in the current transaction (one statement)."""
-    deltas = {state: n for state, n in deltas.items() if n}
+def _add(model, keys, deltas, *, cursor=None):
+    """Add {key tuple: n} to a sharded counter table, in the current transaction (one statement).
+
+    `keys` names the columns of each key; the shard is chosen at random and
+    completes the unique key, so concurrent writers rarely meet on a row.
+    """
+    deltas = {key: n for key, n in deltas.items() if n}
     if not deltas:
         return
     shard = random.randrange(SHARDS)
-    table = SagaStateCount._meta.db_table
-    values = ", ".join(["(%s, %s, %s)"] * len(deltas))
+    table = model._meta.db_table
+    columns = [*keys, "shard", "n"]
+    values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * len(deltas))
     params = []
-    for state, n in sorted(deltas.items()):  # a fixed order: no deadlock between two writers
-        params += [str(state), shard, n]
+    for key, n in sorted(deltas.items()):  # a fixed order: no deadlock between two writers
+        params += [*key, shard, n]
+    conflict = ", ".join([*keys, "shard"])
     sql = (
-        f"INSERT INTO {table} (state, shard, n) VALUES {values} "
-        f"ON CONFLICT (state, shard) DO UPDATE SET n = {table}.n + EXCLUDED.n"
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
+        f"ON CONFLICT ({conflict}) DO UPDATE SET n = {table}.n + EXCLUDED.n"
     )
     if cursor is not None:
         cursor.execute(sql, params)
         return
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def add(deltas, *, cursor=None):
+    """Apply {state: delta} to the counts by state."""
+    _add(SagaStateCount, ["state"], {(str(s),): n for s, n in deltas.items()}, cursor=cursor)
 
 
 def add_minute(kinds, at, *, cursor=None):
-    """Add {kind: n} ("started", "completed", "failed") to the minute of `at` (one statement)."""
-    kinds = {kind: n for kind, n in kinds.items() if n}
-    if not kinds:
-        return
+    """Add {kind: n} ("started", "completed", "failed") to the minute of `at`."""
     minute = at.replace(second=0, microsecond=0)
-    shard = random.randrange(SHARDS)
-    table = SagaMinuteCount._meta.db_table
-    values = ", ".join(["(%s, %s, %s, %s)"] * len(kinds))
-    params = []
-    for kind, n in sorted(kinds.items()):
-        params += [minute, kind, shard, n]
-    sql = (
-        f"INSERT INTO {table} (minute, kind, shard, n) VALUES {values} "
-        f"ON CONFLICT (minute, kind, shard) DO UPDATE SET n = {table}.n + EXCLUDED.n"
-    )
-    if cursor is not None:
-        cursor.execute(sql, params)
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    deltas = {(minute, str(kind)): n for kind, n in kinds.items()}
+    _add(SagaMinuteCount, ["minute", "kind"], deltas, cursor=cursor)
 
 
 def per_minute(first):
