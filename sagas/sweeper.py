@@ -65,23 +65,47 @@ def sweep():
     for pk, at in SagaStep.objects.filter(lease_expires_at__lte=now).values_list(
         "pk", "lease_expires_at"
     )[:BATCH]:
-        engine.expire_lease(pk)
-        lateness.append((now - at).total_seconds())
-        done += 1
+        if _each(engine.expire_lease, pk, "expiring the lease of step"):
+            lateness.append((now - at).total_seconds())
+            done += 1
 
     for pk, at in SagaStep.objects.filter(status=StepStatus.WAITING, deadline__lte=now).values_list(
         "pk", "deadline"
     )[:BATCH]:
-        engine.on_deadline(pk)
-        lateness.append((now - at).total_seconds())
-        done += 1
+        if _each(engine.on_deadline, pk, "the deadline of step"):
+            lateness.append((now - at).total_seconds())
+            done += 1
 
     for extra in _extra_sweeps:
-        done += extra(now) or 0
+        try:
+            done += extra(now) or 0
+        except Exception:
+            log.exception("sweep: %s failed; the next tick tries again", extra.__qualname__)
 
     if lateness:
         SweeperHeartbeat.objects.filter(pk=1).update(last_lateness=max(lateness))
+    took = (timezone.now() - now).total_seconds()
+    if took > 1.0:
+        # Deadlines must fire within a second: say so when a sweep alone takes longer.
+        log.warning(
+            "sweep took %.2fs for %d items (the latest was %.2fs late)",
+            took,
+            done,
+            max(lateness, default=0.0),
+        )
     return done
+
+
+def _each(func, arg, what):
+    """One item of a sweep, in its own transaction: an item that fails is logged
+    and tried again next tick, and the items after it still fire on time (one
+    bad saga must not make every other deadline a tick later)."""
+    try:
+        func(arg)
+    except Exception:
+        log.exception("sweep: %s %s failed; the next tick tries again", what, arg)
+        return False
+    return True
 
 
 def sweeper_tick(chain):

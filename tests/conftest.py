@@ -119,6 +119,10 @@ class QCluster:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
+        # Printed during teardown, pytest shows it only when the test failed:
+        # the cluster's own account of what went wrong, also in CI.
+        lines = Path(self.log.name).read_text(errors="replace").splitlines()
+        print(f"--- last lines of {self.log.name}:", *lines[-60:], sep="\n")
 
 
 @pytest.fixture

@@ -109,6 +109,39 @@ def test_a_wait_that_times_out_compensates(demo_workflows, settle):
     assert saga.steps.get(name="await_pickup").status == StepStatus.FAILED
 
 
+def test_a_deadline_that_fails_to_fire_does_not_hold_up_the_others(publish, monkeypatch, caplog):
+    from sagas import engine
+    from sagas.runner import run_queued
+    from sagas.sweeper import sweep
+
+    publish(
+        {"name": "waits", "steps": [{"name": "w", "type": "wait", "event": "e", "timeout": "2s"}]}
+    )
+    sagas = [start_saga(workflow="waits", input={}, correlation_id=f"w-{i}")[0] for i in range(3)]
+    run_queued()
+    broken = sagas[0].steps.get().pk
+    fire = engine.on_deadline
+
+    def on_deadline(step_id):
+        if step_id == broken:
+            raise RuntimeError("this saga's transition fails")
+        fire(step_id)
+
+    monkeypatch.setattr(engine, "on_deadline", on_deadline)
+    with time_machine.travel(timezone.now() + timezone.timedelta(seconds=3)):
+        assert sweep() == 2  # the other two fired in the same sweep
+        states = {s.correlation_id: s.state for s in Saga.objects.all()}
+        assert states == {
+            "w-0": SagaState.PENDING,
+            "w-1": SagaState.FAILED,
+            "w-2": SagaState.FAILED,
+        }
+        assert f"the deadline of step {broken} failed" in caplog.text
+        monkeypatch.setattr(engine, "on_deadline", fire)
+        assert sweep() == 1  # and the failed one is tried again on the next tick
+    assert Saga.objects.get(correlation_id="w-0").state == SagaState.FAILED
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
