@@ -181,6 +181,9 @@ class Transition:
     # Set when the saga was not read: save() writes only if the row is still at
     # this revision (updated_at), and raises _Changed otherwise (see record).
     expect: datetime | None = None
+    # The broker row this transition's claim came from (queue.take): deleted
+    # with the writes, so the run leaves the queue exactly when it is claimed.
+    taken_row: int | None = None
 
     def step(self, *, pk=None, name=None):
         for step in self.steps:
@@ -380,6 +383,8 @@ def _write(tx, *, commit=False):
         try:
             with connection.connection.pipeline():
                 _write_statements(tx, cursor)
+                if tx.taken_row is not None:
+                    cursor.execute(queue.delete_sql(), [tx.taken_row], prepare=True)
                 # The execution locks given back and taken, in one statement.
                 calls = ["pg_advisory_unlock(%s)"] * len(tx.unlock_steps)
                 calls += ["pg_try_advisory_lock(%s)"] * len(tx.lock_steps)
@@ -461,13 +466,22 @@ def _lock(saga_id, *, actor=None, actor_label="engine", known=None):
     else:
         with connection.wrap_database_errors:
             cursor = _cursor()
-            with connection.connection.pipeline():  # BEGIN goes with the SELECT: one round trip
+            # BEGIN goes with the SELECT: one round trip. Without a copy of
+            # the steps to reuse, their SELECT goes too (it runs once the saga
+            # row is locked: a pipeline's statements run in order).
+            steps_cursor = None if known is not None else _cursor()
+            with connection.connection.pipeline():
                 cursor.execute(_loader("saga").sql, [saga_id], prepare=True)
+                if steps_cursor is not None:
+                    steps_cursor.execute(_loader("steps").sql, [saga_id], prepare=True)
             row = cursor.fetchone()
             if row is None:
                 raise NotFound(f"no saga {saga_id}")
             saga = _loader("saga").load(row)
-            if known is not None and known.saga.updated_at == saga.updated_at:
+            if steps_cursor is not None:
+                steps = [_loader("steps").load(r) for r in steps_cursor.fetchall()]
+                steps_cursor.close()
+            elif known.saga.updated_at == saga.updated_at:
                 steps = known.steps  # nobody has changed the saga since our last commit
             else:
                 cursor.execute(_loader("steps").sql, [saga_id], prepare=True)
@@ -863,23 +877,34 @@ def take_queued():
     None when the queued run was stale.
     """
     with transaction.atomic():
-        args = queue.take(RUN_STEP_TASK)
-        if args is None:
+        taken = queue.take(RUN_STEP_TASK)
+        if taken is None:
             return False, None
-        claim, tx = _claim_queued(*args)
+        row_id, args = taken
+        claim, tx = _claim_queued(*args, taken_row=row_id)
     if claim is not None:
         claim.exclusive = tx.locked.get(claim.step_id)
     return True, claim
 
 
-def _claim_queued(step_id, fence, saga_id=None):
+def _claim_queued(step_id, fence, saga_id=None, *, taken_row=None):
+    """Claim a queued run; `taken_row`: the broker row it came from (take_queued)."""
     if saga_id is None:
         saga_id = _saga_of_step(step_id)
     if saga_id is None:
+        _drop_taken(taken_row)
         return None, None
-    tx = _lock(saga_id)
+    try:
+        tx = _lock(saga_id)
+    except NotFound:
+        if taken_row is None:
+            raise
+        _drop_taken(taken_row)  # a run of a saga since deleted
+        return None, None
+    tx.taken_row = taken_row
     step = tx.step(pk=step_id)
     if step.fence != fence:
+        _drop_taken(taken_row)
         return None, tx  # a duplicate or stale task: someone else has it
     claim = None
     if tx.saga.state == SagaState.PENDING and step.status == StepStatus.PENDING:
@@ -894,8 +919,15 @@ def _claim_queued(step_id, fence, saga_id=None):
     elif step.next_attempt_at is not None:
         step.next_attempt_at = None  # nothing to run any more: stop re-queueing it
         tx.touch(step)
-    tx.save(commit=True)
+    tx.save(commit=True)  # deletes the taken row with the claim's writes
     return claim, tx
+
+
+def _drop_taken(row_id):
+    """Delete a taken broker row whose run turned out to have nothing to do."""
+    if row_id is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(queue.delete_sql(), [row_id])
 
 
 class _Changed(Exception):

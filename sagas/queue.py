@@ -58,14 +58,15 @@ def enqueue_many(func, arg_tuples):
 
 
 def take(func, *, scan=32):
-    """Delete the oldest due queued call of `func` in the current transaction; its args, or None.
+    """The oldest due queued call of `func`, locked in the current transaction: (row id, args).
 
     A worker that has finished a run takes the next engine run straight from
-    the broker table, so the row goes away in the same transaction as the claim
-    it leads to; going back through django-q2's pusher, worker queue and
-    monitor costs more CPU than running a step. Rows the pusher has already
-    handed out have their `lock` in the future and are passed over; rows
-    another worker is taking are skipped. PostgreSQL only (SKIP LOCKED).
+    the broker table; going back through django-q2's pusher, worker queue and
+    monitor costs more CPU than running a step. The row stays locked (other
+    workers skip it) and the caller deletes it with the writes of the claim it
+    leads to (`delete_sql`), so it goes away in that same transaction. Rows the
+    pusher has already handed out have their `lock` in the future and are
+    passed over. PostgreSQL only (SKIP LOCKED); None when nothing is queued.
 
     The query has no WHERE on purpose: the broker table churns faster than its
     statistics, and with a filter PostgreSQL sorted the whole backlog (3.7 ms
@@ -80,12 +81,13 @@ def take(func, *, scan=32):
     db.ensure_connection()
     # A server-bound, prepared statement, as in the engine's hot path (engine._cursor).
     with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
-        cursor.execute(
-            f"SELECT id, key, lock, payload FROM {table} ORDER BY id LIMIT %s "
-            "FOR UPDATE SKIP LOCKED",
-            [scan],
-            prepare=True,
-        )
+        with db.connection.pipeline():  # the transaction's BEGIN goes with it: one round trip
+            cursor.execute(
+                f"SELECT id, key, lock, payload FROM {table} ORDER BY id LIMIT %s "
+                "FOR UPDATE SKIP LOCKED",
+                [scan],
+                prepare=True,
+            )
         for row_id, row_key, lock, payload in cursor.fetchall():
             if row_key != key or (lock is not None and lock > now):
                 continue
@@ -94,9 +96,13 @@ def take(func, *, scan=32):
             except (BadSignature, pickle.UnpicklingError, ValueError, TypeError):
                 continue  # not ours to judge: django-q2's pusher fails and logs it
             if task.get("func") == func:
-                cursor.execute(f"DELETE FROM {table} WHERE id = %s", [row_id], prepare=True)
-                return tuple(task["args"])
+                return row_id, tuple(task["args"])
     return None
+
+
+def delete_sql():
+    """The DELETE of a row `take` returned (one parameter: its id)."""
+    return f"DELETE FROM {connections[Conf.ORM].ops.quote_name(OrmQ._meta.db_table)} WHERE id = %s"
 
 
 def queued_tasks():

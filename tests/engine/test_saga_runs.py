@@ -123,6 +123,20 @@ def test_a_stale_queued_run_is_taken_and_dropped(demo_workflows):
     assert take_queued() == (False, None)
 
 
+def test_a_queued_run_of_a_deleted_saga_is_taken_and_dropped(demo_workflows):
+    import uuid
+
+    from sagas import queue
+    from sagas.engine import RUN_STEP_TASK, take_queued
+
+    queue.enqueue(RUN_STEP_TASK, 10**9, 1, str(uuid.uuid4()))  # its saga was pruned
+    queue.enqueue(RUN_STEP_TASK, 10**9 + 1, 1)  # and one without a saga id, as of old
+    assert take_queued() == (True, None)
+    assert take_queued() == (True, None)
+    assert take_queued() == (False, None)
+    assert queue.queued_tasks() == []
+
+
 STEPS = ["reserve_inventory", "process_payment", "create_shipment", "send_confirmation"]
 UNDO = {
     "reserve_inventory": "reserve_inventory",
