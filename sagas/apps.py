@@ -42,7 +42,7 @@ def _start_sweeper(sender, proc_name, **kwargs):
 
     close_old_connections()
     try:
-        keep_sweeper_alive()
+        keep_sweeper_alive(recheck=True)
     except Exception:  # the schedule will try again within a minute
         import logging
 

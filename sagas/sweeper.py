@@ -24,6 +24,7 @@ from .states import StepStatus
 log = logging.getLogger("sagas.sweeper")
 
 TICK_TASK = "sagas.tasks.sweeper_tick"
+KEEP_ALIVE_TASK = "sagas.tasks.keep_sweeper_alive"
 BATCH = 500
 _extra_sweeps = []
 
@@ -129,14 +130,23 @@ def stale_after():
     return max(5.0, settings.SAGAS_SWEEP_INTERVAL * 20)
 
 
-def keep_sweeper_alive():
-    """Start a new chain unless a live one swept recently (schedule and worker start)."""
+def keep_sweeper_alive(*, recheck=False):
+    """Start a new chain unless a live one swept recently (schedule and worker start).
+
+    `recheck` (a worker starting): if the chain looks alive, look again once it
+    would be stale. A cluster killed a moment ago leaves a chain that swept
+    just now but whose next tick its dead pusher had already leased (for
+    Q_RETRY); without a second look, only the schedule (every minute, checked
+    every 30 s) would start a new one, and deadlines would wait that long.
+    """
     with transaction.atomic():
         heartbeat, _ = SweeperHeartbeat.objects.select_for_update().get_or_create(pk=1)
         now = timezone.now()
         if heartbeat.last_swept_at and heartbeat.last_swept_at > now - timedelta(
             seconds=stale_after()
         ):
+            if recheck:
+                queue.enqueue(KEEP_ALIVE_TASK, delay=stale_after() + 0.5)
             return "alive"
         heartbeat.chain = uuid.uuid4()
         # Counts as a sweep so that a second caller right now does not start a third chain.
