@@ -193,14 +193,17 @@ class ApprovalDecideView(APIView):
     @extend_schema(
         summary="Approve or reject (a rejection needs a comment)",
         description=(
-            "403 when the caller is not an approver of this request or four-eyes bars them "
-            "(they started the saga, or retried, skipped or reassigned in it); 409 when they "
-            "already decided or the request is closed. Nothing changes on a refusal."
+            "404 when the caller cannot see the request (as for its detail); 403 when they "
+            "see it but are not an approver of it or four-eyes bars them (they started the "
+            "saga, or retried, skipped or reassigned in it); 409 when they already decided or "
+            "the request is closed. Nothing changes on a refusal."
         ),
         request=DecideSerializer,
         responses={200: ApprovalSerializer, **errors(400, 401, 403, 404, 409)},
     )
     def post(self, request, approval_id):
+        # Invisible is 404, as for the detail: a refusal must not tell an outsider it exists.
+        _visible_request(request, approval_id)
         data = DecideSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.decide(

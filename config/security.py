@@ -5,6 +5,7 @@ import logging
 from axes.backends import AxesStandaloneBackend
 
 log = logging.getLogger("sagaflow.security")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
 class LoginAttemptsBackend(AxesStandaloneBackend):
@@ -22,14 +23,20 @@ class LoginAttemptsBackend(AxesStandaloneBackend):
 
 
 class DeniedRequestLogMiddleware:
-    """Logs every refused request (401, 403, and axes' 429 lockout) with who asked for what."""
+    """Logs every refused request with who asked for what.
+
+    Refused: 401, 403, axes' 429 lockout, and a 404 answering a write (the API
+    answers 404 for what the caller may not see, so that a refusal does not
+    tell them it exists; as an attempt to change something it is still logged).
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         response = self.get_response(request)
-        if response.status_code in (401, 403, 429):
+        status = response.status_code
+        if status in (401, 403, 429) or (status == 404 and request.method not in SAFE_METHODS):
             user = getattr(request, "user", None)
             who = user.get_username() if getattr(user, "is_authenticated", False) else "anonymous"
             log.warning(

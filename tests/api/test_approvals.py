@@ -92,8 +92,8 @@ def test_an_approval_has_the_documented_fields(api, carol, pending_approval):
     "role,expected",
     [
         ("anonymous", 401),
-        ("bob", 403),  # not an approver
-        ("alice", 403),  # an operator, but not named
+        ("bob", 404),  # not an approver: cannot even see it
+        ("alice", 403),  # an operator (sees every request), but not named
         ("root", 403),
         ("carol", 200),  # an eligible manager
     ],
@@ -302,9 +302,9 @@ def foreign_approval(publish, alice, settle):
 @pytest.mark.parametrize(
     "role,sees,decide",
     [
-        ("bob", False, 403),
-        ("carol", False, 403),
-        ("initiator", False, 403),
+        ("bob", False, 404),
+        ("carol", False, 404),
+        ("initiator", False, 404),
         ("alice", True, 403),
         ("root", True, 403),
     ],

@@ -116,8 +116,13 @@ def expected(name, role, whose):
             return 200
         return 403 if name == "approval_page" else 404
     if name in ("decide_form", "api_decide"):
-        # only those asked; the initiator never (four-eyes); "403 not eligible" (README)
-        return 200 if role == "approver" else 403
+        # only those asked; the initiator never (four-eyes); "403 not eligible" (README),
+        # and in the API 404 for those who cannot see the request (as for its detail)
+        if role == "approver":
+            return 200
+        if name == "api_decide" and expected("api_approval", role, whose) == 404:
+            return 404
+        return 403
     raise AssertionError(f"no rule for {name}, per object: {per_object}")
 
 
