@@ -166,11 +166,10 @@ class ApprovalListView(generics.GenericAPIView):
         )
 
 
-def _visible_request(request, approval_id):
-    found = _with_details(visible_requests(request.user)).filter(pk=approval_id).first()
-    if found is None:
+def _ensure_visible(request, approval_id):
+    """404 unless the caller may see the request (the response loads it with its details)."""
+    if not visible_requests(request.user).filter(pk=approval_id).exists():
         raise exceptions.NotFound(f"no approval request {approval_id}")
-    return found
 
 
 def _approval_response(request, approval_id):
@@ -185,7 +184,7 @@ class ApprovalDetailView(APIView):
         responses={200: ApprovalSerializer, **errors(401, 404)},
     )
     def get(self, request, approval_id):
-        _visible_request(request, approval_id)
+        _ensure_visible(request, approval_id)
         return _approval_response(request, approval_id)
 
 
@@ -203,7 +202,7 @@ class ApprovalDecideView(APIView):
     )
     def post(self, request, approval_id):
         # Invisible is 404, as for the detail: a refusal must not tell an outsider it exists.
-        _visible_request(request, approval_id)
+        _ensure_visible(request, approval_id)
         data = DecideSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.decide(
