@@ -2,9 +2,10 @@
 
 import pytest
 
-from . import scenarios
+from dashboard.chaos import scenarios
+from dashboard.chaos.own_postgres import OwnPostgres
+
 from .conftest import report
-from .own_postgres import OwnPostgres
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,7 @@
 """Generated workflow documents, valid and broken: refused with a path, or accepted and round-tripped."""
 
-from . import scenarios
+from dashboard.chaos import scenarios
+
 from .conftest import report
 
 EXAMPLES = 1500  # `sagachaos --large` runs 10,000

@@ -2,7 +2,8 @@
 
 import pytest
 
-from . import scenarios
+from dashboard.chaos import scenarios
+
 from .conftest import report
 
 pytestmark = pytest.mark.django_db(transaction=True)

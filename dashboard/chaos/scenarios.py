@@ -24,8 +24,10 @@ from sagas.states import FINISHED_SAGA_STATES, SagaState
 from sagas.sweeper import sweep
 
 from . import actions as ledger
+from .cluster import processes_in_group
 
-ACTION_MODULES = "tests.actions,tests.reliability.actions"
+# What the battery's qclusters load (SAGAS_ACTION_MODULES): the `chaos.*` actions.
+ACTION_MODULES = "dashboard.chaos.actions"
 
 
 def _wait(predicate, timeout, message):
@@ -35,21 +37,6 @@ def _wait(predicate, timeout, message):
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-
-
-def processes_in_group(pgid):
-    """Pids of the processes in a process group (a qcluster: sentinel, monitor, workers)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:
-                pids.append(int(entry))
-    return pids
 
 
 def _working(cluster, timeout):
@@ -304,7 +291,7 @@ def downtime(start, *, sagas=20, due=2.0):
 def concurrent_starts(*, starts=200, threads=20, key="same-key"):
     """`starts` start_saga calls with one idempotency key from `threads` threads at once."""
     publish_workflow(
-        {"name": "chaos_once", "steps": [{"name": "only", "type": "action", "action": "test.ok"}]}
+        {"name": "chaos_once", "steps": [{"name": "only", "type": "action", "action": "chaos.ok"}]}
     )
     barrier = threading.Barrier(threads)
     outcomes = Counter()
@@ -404,7 +391,7 @@ def retry_races(*, rounds=30, operator=None):
                 {
                     "name": "flaky",
                     "type": "action",
-                    "action": "test.flaky",
+                    "action": "chaos.flaky",
                     "retry": {"max_attempts": 1},
                     "on_failure": "pause",
                 }
@@ -428,15 +415,45 @@ def retry_races(*, rounds=30, operator=None):
     return dict(figures)
 
 
+def race(request_id, users, decisions):
+    """Each thread decides for one user; all start together. Returns [(user, result)]."""
+    from approvals.services import decide
+
+    barrier = threading.Barrier(len(users))
+    results = [None] * len(users)
+
+    def decide_as(i, user, decision):
+        try:
+            barrier.wait(10)
+            comment = "no" if decision == "reject" else ""
+            decide(request=request_id, user=user, decision=decision, comment=comment)
+            results[i] = "ok"
+        except engine.Conflict as exc:
+            results[i] = exc.code
+        except Exception as exc:  # anything else is a defect the test must show
+            results[i] = repr(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=decide_as, args=(i, user, decisions[i]))
+        for i, user in enumerate(users)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return list(zip(users, results, strict=True))
+
+
 def approval_races(*, rounds=30, seed=20261126):
     """Rounds of 2–10 approvers (with double-clicks) deciding one request at the same instant.
 
-    Uses the approvals suite's `race` (threads released by a barrier) and
+    Uses `race` (threads released by a barrier, as the approvals suite does) and
     checks per round: one decision per user, one `approval_decided` event per
     decision, one transition, and every loser told `already_decided`/`closed`.
     """
     from approvals.models import ApprovalRequest, Decision
-    from tests.approvals.test_concurrent_decisions import race
 
     User = get_user_model()
     rng = random.Random(seed)
@@ -457,7 +474,7 @@ def approval_races(*, rounds=30, seed=20261126):
                         "approvers": {"groups": ["chaos_racers"]},
                         "policy": policy,
                     },
-                    {"name": "after", "type": "action", "action": "test.ok"},
+                    {"name": "after", "type": "action", "action": "chaos.ok"},
                 ],
             }
         )
@@ -501,7 +518,7 @@ def approval_races(*, rounds=30, seed=20261126):
 
 SEED = """
 from sagas import engine
-from tests.reliability import actions, scenarios
+from dashboard.chaos import actions, scenarios
 actions.create_ledger()
 scenarios.chaos_workflow("chaos_outage", steps={steps}, timeout="5s")
 for i in range({sagas}):
@@ -520,14 +537,13 @@ def outage(own, start, *, sagas=100, steps=5, duration=20.0, every=3.0, down=3.0
     import sys
 
     import httpx
-
-    from tests.conftest import ROOT
+    from django.conf import settings
 
     env = {**os.environ, "DATABASE_URL": own.url, "SAGAS_ACTION_MODULES": ACTION_MODULES}
     manage = [sys.executable, "manage.py"]
     subprocess.run(
         [*manage, "migrate", "--noinput"],
-        cwd=ROOT,
+        cwd=settings.BASE_DIR,
         env=env,
         check=True,
         capture_output=True,
@@ -536,7 +552,7 @@ def outage(own, start, *, sagas=100, steps=5, duration=20.0, every=3.0, down=3.0
     seed = SEED.format(sagas=sagas, steps=steps, work=0.05)
     subprocess.run(
         [*manage, "shell", "-c", seed],
-        cwd=ROOT,
+        cwd=settings.BASE_DIR,
         env=env,
         check=True,
         capture_output=True,
@@ -544,7 +560,7 @@ def outage(own, start, *, sagas=100, steps=5, duration=20.0, every=3.0, down=3.0
     )
     web = subprocess.Popen(
         [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
-        cwd=ROOT,
+        cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -1,7 +1,7 @@
 """manage.py sagachaos [--large] [--only NAME ...]: the reliability battery's scenarios, with figures.
 
-Runs the scenarios of tests/reliability (a checkout of the repository is
-needed: they live with the tests) on a throwaway database created next to
+Runs the scenarios of dashboard/chaos (the ones tests/reliability asserts on)
+on a throwaway database created next to
 the configured one (`<name>_sagachaos`, dropped at the end), with real qcluster
 subprocesses. Without --large the sizes are those of the CI battery; with
 it, the sizes of the README's figures. The database outage scenario starts
@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
@@ -44,15 +45,14 @@ class Command(BaseCommand):
     def handle(self, *args, large=False, only=None, json=None, **options):
         if connection.vendor != "postgresql":
             raise CommandError("sagachaos needs PostgreSQL (DATABASE_URL=postgres://…)")
-        try:
-            import tests.actions  # noqa: F401
-            from tests.reliability import actions as ledger
-            from tests.reliability import scenarios
-        except ImportError as exc:
-            raise CommandError(f"run it from a checkout with the tests: {exc}") from None
-        from tests.conftest import ROOT, QCluster
+        # Imported here, not at the top: the battery's actions are registered
+        # only when it runs, never by `manage.py help` or a deployment.
+        from dashboard.chaos import actions as ledger
+        from dashboard.chaos import scenarios
+        from dashboard.chaos.cluster import QCluster
 
-        (ROOT / ".pytest_cache").mkdir(exist_ok=True)
+        log_dir = Path(settings.BASE_DIR) / ".pytest_cache"
+        log_dir.mkdir(exist_ok=True)
         names = only or list(SIZES)
         old_name = connection.settings_dict["NAME"]
         # Its own name, so it never collides with the test suite's test_<name>.
@@ -69,7 +69,7 @@ class Command(BaseCommand):
 
                 def start(workers=2, extra_env=None, clusters=clusters):
                     env = {"SAGAS_ACTION_MODULES": scenarios.ACTION_MODULES, **(extra_env or {})}
-                    cluster = QCluster(workers=workers, extra_env=env)
+                    cluster = QCluster(log_dir=log_dir, workers=workers, extra_env=env)
                     clusters.append(cluster)
                     return cluster
 
@@ -101,7 +101,7 @@ class Command(BaseCommand):
         if name == "downtime":
             return scenarios.downtime(start, **sizes)
         if name == "outage":
-            from tests.reliability.own_postgres import OwnPostgres
+            from dashboard.chaos.own_postgres import OwnPostgres
 
             own = OwnPostgres(port=55432)
             try:

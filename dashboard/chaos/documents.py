@@ -7,8 +7,10 @@ from hypothesis import strategies as st
 from sagas.authoring import dump_document
 from sagas.definitions import DefinitionError, load_document, validate
 
+from . import actions  # noqa: F401  (registers the chaos.* actions the documents name)
+
 CONTEXT = {"users": {"ann", "bob"}, "groups": {"managers", "directors"}}
-ACTIONS = ["test.ok", "test.undo", "test.flaky", "test.sleep", "test.count"]
+ACTIONS = ["chaos.work", "chaos.undo", "chaos.ok", "chaos.flaky"]
 
 names = st.from_regex(r"\A[A-Za-z][A-Za-z0-9_.-]{0,20}\Z")
 # Unicode everywhere text is free: descriptions, event types, titles.
