@@ -18,6 +18,9 @@ from django.db import connection
 
 from sagas.actions import action
 
+# What the battery's qclusters load (SAGAS_ACTION_MODULES): the `chaos.*` actions.
+ACTION_MODULES = "dashboard.chaos.actions"
+
 LEDGER = """
 CREATE TABLE IF NOT EXISTS chaos_execution (
     id bigserial PRIMARY KEY, key text NOT NULL, attempt int NOT NULL, compensating bool NOT NULL,

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 
 from approvals.models import ApprovalRequest, Decision
 from approvals.services import policy_outcome
-from dashboard.chaos.scenarios import race  # threads released by a barrier, shared with the battery
+from dashboard.chaos.races import race  # threads released by a barrier, shared with the battery
 from sagas.engine import start_saga
 from sagas.models import SagaEvent
 from sagas.services import publish_workflow

@@ -3,7 +3,7 @@
 import pytest
 
 from dashboard.chaos import actions as ledger
-from dashboard.chaos.scenarios import ACTION_MODULES
+from dashboard.chaos.actions import ACTION_MODULES
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """manage.py sagachaos [--large] [--only NAME ...]: the reliability battery's scenarios, with figures.
 
-Runs the scenarios of dashboard/chaos (the ones tests/reliability asserts on)
-on a throwaway database created next to
-the configured one (`<name>_sagachaos`, dropped at the end), with real qcluster
+Runs the scenarios of dashboard/chaos (faults, races, fuzz: the ones
+tests/reliability asserts on) on a throwaway database created next to the
+configured one (`<name>_sagachaos`, dropped at the end), with real qcluster
 subprocesses. Without --large the sizes are those of the CI battery; with
 it, the sizes of the README's figures. The database outage scenario starts
 its own PostgreSQL 15 server on port 55432 (needs root, for `runuser -u
@@ -48,7 +48,6 @@ class Command(BaseCommand):
         # Imported here, not at the top: the battery's actions are registered
         # only when it runs, never by `manage.py help` or a deployment.
         from dashboard.chaos import actions as ledger
-        from dashboard.chaos import scenarios
         from dashboard.chaos.cluster import QCluster
 
         log_dir = Path(settings.BASE_DIR) / ".pytest_cache"
@@ -68,7 +67,7 @@ class Command(BaseCommand):
                 clusters = []
 
                 def start(workers=2, extra_env=None, clusters=clusters):
-                    env = {"SAGAS_ACTION_MODULES": scenarios.ACTION_MODULES, **(extra_env or {})}
+                    env = {"SAGAS_ACTION_MODULES": ledger.ACTION_MODULES, **(extra_env or {})}
                     cluster = QCluster(log_dir=log_dir, workers=workers, extra_env=env)
                     clusters.append(cluster)
                     return cluster
@@ -76,7 +75,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"\n== {name} {sizes}")
                 began = time.monotonic()
                 try:
-                    figures = self._run(name, scenarios, start, sizes)
+                    figures = self._run(name, start, sizes)
                 finally:
                     for cluster in clusters:
                         cluster.stop()
@@ -91,36 +90,44 @@ class Command(BaseCommand):
             Path(json).write_text(_dumps(results))
         self.stdout.write(self.style.SUCCESS("\ndone"))
 
-    def _run(self, name, scenarios, start, sizes):
+    def _run(self, name, start, sizes):
+        from dashboard.chaos import faults, races
+
         if name == "kills":
-            return scenarios.kills(start, **sizes)
+            return faults.kills(start, **sizes)
         if name == "overrun":
-            return scenarios.overrun(start, **sizes)
+            return faults.overrun(start, **sizes)
         if name == "three_clusters":
-            return scenarios.three_clusters(start, **sizes)
+            return faults.three_clusters(start, **sizes)
         if name == "downtime":
-            return scenarios.downtime(start, **sizes)
+            return faults.downtime(start, **sizes)
         if name == "outage":
             from dashboard.chaos.own_postgres import OwnPostgres
 
             own = OwnPostgres(port=55432)
             try:
-                return scenarios.outage(own, start, **sizes)
+                return faults.outage(own, start, **sizes)
             finally:
                 own.remove()
         if name == "approval_races":
-            return scenarios.approval_races(**sizes)
+            return races.approval_races(**sizes)
         if name == "concurrent_starts":
-            return scenarios.concurrent_starts(**sizes)
+            return races.concurrent_starts(**sizes)
         if name == "retry_races":
             from django.contrib.auth import get_user_model
             from django.contrib.auth.models import Group
 
             operator = get_user_model().objects.create_user("chaos_operator")
             operator.groups.add(Group.objects.get_or_create(name="operators")[0])
-            return scenarios.retry_races(operator=operator, **sizes)
+            return races.retry_races(operator=operator, **sizes)
         if name == "documents":
-            return scenarios.documents(**sizes)
+            try:
+                from dashboard.chaos import fuzz
+            except ImportError as exc:
+                raise CommandError(
+                    f"the documents scenario needs Hypothesis, a dev dependency (make install): {exc}"
+                ) from None
+            return fuzz.documents(**sizes)
         raise CommandError(f"unknown scenario {name}")
 
 
