@@ -1,8 +1,9 @@
-"""Dashboard pages; HTMX requests get the page's fragment (`page.html#fragment`).
+"""Dashboard pages (long: every page in one module until its access helpers move to get_visible_*).
 
-Every view checks the user's role on the server. Writes go through the
-engine's services (sagas.engine) and the approvals services, which decide
-what is allowed; a view only translates their answers into pages.
+HTMX requests get the page's fragment (`page.html#fragment`). Every view
+checks the user's role on the server. Writes go through the engine's
+services (sagas.engine) and the approvals services, which decide what is
+allowed; a view only translates their answers into pages.
 """
 
 from datetime import timedelta
