@@ -20,6 +20,7 @@ FIND_PYTHON = for p in $$PYTHON python3.13 python3.12 python3 \
 help:
 	@echo "make run    install, migrate, load the demo, serve on http://127.0.0.1:8000 with a qcluster"
 	@echo "make test   install and run the whole suite on PostgreSQL"
+	@echo "make lint   ruff, the import contracts (import-linter) and the migrations check"
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@py="$$($(FIND_PYTHON))"; \
@@ -55,7 +56,11 @@ browser-deps:
 		elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get update && sudo apt-get install -y chromium; \
 		else echo "The browser tests need Chromium: run 'sudo apt-get install -y chromium' (Debian/Ubuntu)." >&2; fi; }
 
+# Style, the import contracts of pyproject.toml ([tool.importlinter]: imports go
+# one way, dashboard → approvals → sagas) and migrations that match the models.
+# Without DATABASE_URL the migrations check runs on the embedded SQLite default.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) manage.py makemigrations --check --dry-run

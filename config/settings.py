@@ -63,7 +63,8 @@ def database_from_url(url):
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": parsed.hostname or "",
         "PORT": str(parsed.port or ""),
-        # Persistent connections, checked before reuse; no pool (DESIGN §6.9).
+        # Persistent connections, checked before reuse; no pool: each web thread and
+        # each worker process holds one (README, "Deployment", counts them).
         "CONN_MAX_AGE": envint("DB_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": options,
@@ -307,7 +308,8 @@ SAGAS_REQUEUE_AFTER = envfloat("SAGAS_REQUEUE_AFTER", 30.0)
 SAGAS_TAKE_QUEUED_SECONDS = envfloat("SAGAS_TAKE_QUEUED_SECONDS", 5.0)
 
 # django-q2: ORM broker on the same database, so an enqueue commits or rolls
-# back with the state change that made it (DESIGN §6.2).
+# back with the state change that made it (README, "How it works": one
+# transaction per transition).
 Q_CLUSTER = {
     "name": "sagas",
     # The broker is a table in the default database: no extra server to run.

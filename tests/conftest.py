@@ -2,9 +2,6 @@
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +9,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group
+
+# The battery's cluster runner serves the suite too; database_url is used by
+# tests that start subprocesses of their own.
+from dashboard.chaos.cluster import QCluster, database_url  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_WORKFLOWS = ROOT / "sagas" / "demo" / "workflows"
@@ -77,62 +78,15 @@ def bob(django_user_model):
     return django_user_model.objects.create_user("bob", "bob@example.com", "pw-bob")
 
 
-def database_url():
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-class QCluster:
-    """A real `manage.py qcluster` subprocess on the test database."""
-
-    def __init__(self, workers=2, extra_env=None):
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "Q_WORKERS": str(workers),
-            "SAGAS_ACTION_MODULES": "tests.actions",
-            "PYTHONUNBUFFERED": "1",
-            **(extra_env or {}),
-        }
-        self.log = open(ROOT / ".pytest_cache" / f"qcluster-{os.getpid()}-{id(self)}.log", "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self):
-        """SIGKILL the whole cluster (sentinel and workers) at once."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.log.close()
-        # Printed during teardown, pytest shows it only when the test failed:
-        # the cluster's own account of what went wrong, also in CI.
-        lines = Path(self.log.name).read_text(errors="replace").splitlines()
-        print(f"--- last lines of {self.log.name}:", *lines[-60:], sep="\n")
-
-
 @pytest.fixture
 def qcluster(transactional_db):
     """Start real qclusters: qcluster() returns a started one; all stop at the end."""
     (ROOT / ".pytest_cache").mkdir(exist_ok=True)
     started = []
 
-    def _start(**kwargs):
-        cluster = QCluster(**kwargs)
+    def _start(workers=2, extra_env=None):
+        env = {"SAGAS_ACTION_MODULES": "tests.actions", **(extra_env or {})}
+        cluster = QCluster(log_dir=ROOT / ".pytest_cache", workers=workers, extra_env=env)
         started.append(cluster)
         return cluster
 

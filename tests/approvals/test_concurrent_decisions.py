@@ -1,51 +1,21 @@
 """Real threads deciding the same request at the same instant: one decision each, one transition."""
 
 import random
-import threading
 from collections import Counter
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connection
 
 from approvals.models import ApprovalRequest, Decision
-from approvals.services import decide, policy_outcome
-from sagas.engine import Conflict, start_saga
+from approvals.services import policy_outcome
+from dashboard.chaos.races import race  # threads released by a barrier, shared with the battery
+from sagas.engine import start_saga
 from sagas.models import SagaEvent
 from sagas.services import publish_workflow
 from sagas.states import StepStatus
 
 ROUNDS = 120
 TRANSITIONS = ("approval_approved", "approval_rejected")
-
-
-def race(request_id, users, decisions):
-    """Each thread decides for one user; all start together. Returns [(user, result)]."""
-    barrier = threading.Barrier(len(users))
-    results = [None] * len(users)
-
-    def decide_as(i, user, decision):
-        try:
-            barrier.wait(10)
-            comment = "no" if decision == "reject" else ""
-            decide(request=request_id, user=user, decision=decision, comment=comment)
-            results[i] = "ok"
-        except Conflict as exc:
-            results[i] = exc.code
-        except Exception as exc:  # anything else is a defect the test must show
-            results[i] = repr(exc)
-        finally:
-            connection.close()
-
-    threads = [
-        threading.Thread(target=decide_as, args=(i, user, decisions[i]))
-        for i, user in enumerate(users)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return list(zip(users, results, strict=True))
 
 
 @pytest.mark.slow

@@ -2,8 +2,8 @@
 
 import pytest
 
-from . import actions as ledger
-from .scenarios import ACTION_MODULES
+from dashboard.chaos import actions as ledger
+from dashboard.chaos.actions import ACTION_MODULES
 
 
 @pytest.fixture

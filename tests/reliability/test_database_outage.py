@@ -2,9 +2,10 @@
 
 import pytest
 
-from . import scenarios
+from dashboard.chaos import faults
+from dashboard.chaos.own_postgres import OwnPostgres
+
 from .conftest import report
-from .own_postgres import OwnPostgres
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +18,7 @@ def own_postgres():
 
 
 def test_workers_recover_by_themselves_and_health_reports_the_outage(own_postgres, chaos_cluster):
-    figures = scenarios.outage(own_postgres, chaos_cluster, sagas=100, duration=20.0)
+    figures = faults.outage(own_postgres, chaos_cluster, sagas=100, duration=20.0)
     report("database outage", figures)
     assert figures["restarts"] == 1 and figures["connections_terminated"] >= 5
     assert figures["sagas_created"] == 100

@@ -2,14 +2,15 @@
 
 import pytest
 
-from . import scenarios
+from dashboard.chaos import faults
+
 from .conftest import report
 
 pytestmark = pytest.mark.slow
 
 
 def test_overrunning_step_never_runs_twice_at_once(chaos_cluster):
-    figures = scenarios.overrun(chaos_cluster, sagas=3, lease=1.0, factor=3)
+    figures = faults.overrun(chaos_cluster, sagas=3, lease=1.0, factor=3)
     report("overrun", figures)
     assert figures["leases_expired"] >= 3  # the overrun really happened
     assert figures["executions"] >= 4  # and the step really was tried again
@@ -19,7 +20,7 @@ def test_overrunning_step_never_runs_twice_at_once(chaos_cluster):
 
 
 def test_workers_killed_at_random_moments_lose_nothing_and_repeat_no_effect(chaos_cluster):
-    figures = scenarios.kills(chaos_cluster, sagas=200, steps=5, kills=20, seed=8)
+    figures = faults.kills(chaos_cluster, sagas=200, steps=5, kills=20, seed=8)
     report("kills", figures)
     assert figures["sagas_created"] == 200
     assert figures["lost"] == 0
@@ -35,7 +36,7 @@ def test_workers_killed_at_random_moments_lose_nothing_and_repeat_no_effect(chao
 
 
 def test_three_clusters_share_the_work_and_run_no_step_twice(chaos_cluster):
-    figures = scenarios.three_clusters(chaos_cluster, sagas=60, steps=5)
+    figures = faults.three_clusters(chaos_cluster, sagas=60, steps=5)
     report("three clusters", figures)
     assert figures["completed"] == 60 and figures["lost"] == 0
     assert figures["executions"] == 300  # each step exactly once
@@ -47,7 +48,7 @@ def test_three_clusters_share_the_work_and_run_no_step_twice(chaos_cluster):
 
 
 def test_deadlines_missed_while_no_cluster_ran_fire_once_when_it_starts(chaos_cluster):
-    figures = scenarios.downtime(chaos_cluster, sagas=20, due=2.0)
+    figures = faults.downtime(chaos_cluster, sagas=20, due=2.0)
     report("downtime", figures)
     assert figures["deadlines_waiting"] == 20
     assert figures["deadlines_fired"] == 20

@@ -2,7 +2,8 @@
 
 import pytest
 
-from . import scenarios
+from dashboard.chaos import races
+
 from .conftest import report
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -10,7 +11,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_approvers_deciding_at_once_and_double_submits_record_one_decision_each():
     rounds = 60  # the approvals suite runs 120 more; `sagachaos --large` runs 1,000
-    figures = scenarios.approval_races(rounds=rounds)
+    figures = races.approval_races(rounds=rounds)
     report("approval races", figures)
     assert figures["rounds"] == rounds
     assert figures["unexpected_results"] == 0
@@ -26,7 +27,7 @@ def test_approvers_deciding_at_once_and_double_submits_record_one_decision_each(
 
 
 def test_concurrent_starts_with_one_key_make_one_saga_and_another_input_conflicts():
-    figures = scenarios.concurrent_starts(starts=200, threads=20)
+    figures = races.concurrent_starts(starts=200, threads=20)
     report("concurrent starts", figures)
     assert figures["outcomes"] == {"created": 1, "existing": 199}
     assert figures["distinct_sagas"] == 1
@@ -36,7 +37,7 @@ def test_concurrent_starts_with_one_key_make_one_saga_and_another_input_conflict
 
 def test_an_operator_retry_racing_the_sweeper_makes_one_attempt(alice):
     rounds = 25
-    figures = scenarios.retry_races(rounds=rounds, operator=alice)
+    figures = races.retry_races(rounds=rounds, operator=alice)
     report("retry races", figures)
     assert figures["rounds"] == rounds
     assert figures["operator_retries_accepted"] == rounds  # one of each double-click

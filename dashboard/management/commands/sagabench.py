@@ -396,10 +396,10 @@ class Command(BaseCommand):
 
     # 6. the dashboard at a million sagas
     def phase_dashboard(self, n):
-        from dashboard import scale
+        from dashboard.bench import pages_at_scale
 
         approvals = min(100_000, n // 10)
-        return scale.measure(n, approvals if self.has_approvals else 0, self.progress)
+        return pages_at_scale.measure(n, approvals if self.has_approvals else 0, self.progress)
 
     # --- helpers -------------------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""The battery's scenarios, sized by their arguments: CI runs them small, `sagachaos --large` big.
+"""Fault scenarios: qclusters killed, leases overrun, three clusters, downtime, a database outage.
 
-Each returns a dict of figures; the tests assert on them and the command
-prints them. Fault scenarios drive real qcluster subprocesses (`start` makes
-one and returns it; `.kill()` is SIGKILL of its process group).
+Sized by their arguments: CI runs them small, `sagachaos --large` big. Each
+returns a dict of figures; the tests assert on them and the command prints
+them. They drive real qcluster subprocesses (`start` makes one and returns
+it; `.kill()` is SIGKILL of its process group).
 """
 
 import os
@@ -14,18 +15,16 @@ from collections import Counter
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection
-from django.test.utils import override_settings
 
 from sagas import engine
 from sagas.models import Saga, SagaEvent, SagaStep
-from sagas.runner import run_queued, settle
+from sagas.runner import run_queued
 from sagas.services import publish_workflow
 from sagas.states import FINISHED_SAGA_STATES, SagaState
-from sagas.sweeper import sweep
 
 from . import actions as ledger
-
-ACTION_MODULES = "tests.actions,tests.reliability.actions"
+from .actions import ACTION_MODULES
+from .cluster import processes_in_group
 
 
 def _wait(predicate, timeout, message):
@@ -35,21 +34,6 @@ def _wait(predicate, timeout, message):
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-
-
-def processes_in_group(pgid):
-    """Pids of the processes in a process group (a qcluster: sentinel, monitor, workers)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:
-                pids.append(int(entry))
-    return pids
 
 
 def _working(cluster, timeout):
@@ -298,212 +282,13 @@ def downtime(start, *, sagas=20, due=2.0):
     }
 
 
-# --- races ----------------------------------------------------------------------------
-
-
-def concurrent_starts(*, starts=200, threads=20, key="same-key"):
-    """`starts` start_saga calls with one idempotency key from `threads` threads at once."""
-    publish_workflow(
-        {"name": "chaos_once", "steps": [{"name": "only", "type": "action", "action": "test.ok"}]}
-    )
-    barrier = threading.Barrier(threads)
-    outcomes = Counter()
-    ids = set()
-    lock = threading.Lock()
-
-    def run(share):
-        try:
-            barrier.wait(30)
-            for _ in range(share):
-                try:
-                    saga, created = engine.start_saga(
-                        workflow="chaos_once", input={"order": 1}, idempotency_key=key
-                    )
-                    with lock:
-                        outcomes["created" if created else "existing"] += 1
-                        ids.add(saga.pk)
-                except Exception as exc:  # any other outcome is a defect to report
-                    with lock:
-                        outcomes[type(exc).__name__] += 1
-        finally:
-            connection.close()
-
-    shares = [starts // threads + (1 if i < starts % threads else 0) for i in range(threads)]
-    workers = [threading.Thread(target=run, args=(share,)) for share in shares]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
-    try:
-        engine.start_saga(workflow="chaos_once", input={"order": 2}, idempotency_key=key)
-        other_input = "accepted"
-    except engine.Conflict as exc:
-        other_input = f"conflict ({exc.status})"
-    return {
-        "starts": starts,
-        "threads": threads,
-        "outcomes": dict(outcomes),
-        "distinct_sagas": len(ids),
-        "sagas_with_key": Saga.objects.filter(workflow="chaos_once", idempotency_key=key).count(),
-        "start_events": SagaEvent.objects.filter(
-            saga__workflow="chaos_once", kind="saga_started"
-        ).count(),
-        "different_input_same_key": other_input,
-    }
-
-
-def _retry_round(saga_id, operator):
-    """Two operator retries (a double-click) and two workers, one of them sweeping, at once."""
-    barrier = threading.Barrier(4)
-    results = []
-
-    def operator_retry():
-        try:
-            barrier.wait(10)
-            engine.retry_saga(saga_id, user=operator)
-            results.append("retried")
-        except engine.Conflict:
-            results.append("conflict")
-        finally:
-            connection.close()
-
-    def worker(sweeps):
-        try:
-            barrier.wait(10)
-            for _ in range(20):
-                # With no requeue delay the sweeper queues the step again as
-                # soon as the operator's retry queued it: duplicate tasks.
-                if sweeps:
-                    sweep()
-                run_queued()
-                time.sleep(0.002)
-        finally:
-            connection.close()
-
-    with override_settings(SAGAS_REQUEUE_AFTER=0.0):
-        racers = [
-            threading.Thread(target=operator_retry),
-            threading.Thread(target=operator_retry),
-            threading.Thread(target=worker, args=(True,)),
-            threading.Thread(target=worker, args=(False,)),
-        ]
-        for racer in racers:
-            racer.start()
-        for racer in racers:
-            racer.join(60)
-    return results
-
-
-def retry_races(*, rounds=30, operator=None):
-    """An operator's retry (double-clicked) racing the sweeper re-queueing the same step,
-    with two workers taking whatever is queued: the step gets exactly one new attempt."""
-    publish_workflow(
-        {
-            "name": "chaos_retry",
-            "steps": [
-                {
-                    "name": "flaky",
-                    "type": "action",
-                    "action": "test.flaky",
-                    "retry": {"max_attempts": 1},
-                    "on_failure": "pause",
-                }
-            ],
-        }
-    )
-    figures = Counter()
-    for _ in range(rounds):
-        saga, _ = engine.start_saga(workflow="chaos_retry", input={"errors": {"flaky": 1}})
-        settle()  # attempt 1 fails: the saga is paused, needing attention
-        results = _retry_round(saga.pk, operator)
-        settle()
-        step = SagaStep.objects.get(saga=saga)
-        events = Counter(SagaEvent.objects.filter(saga=saga).values_list("kind", flat=True))
-        figures["rounds"] += 1
-        figures["operator_retries_accepted"] += results.count("retried")
-        figures["operator_retries_conflict"] += results.count("conflict")
-        figures["rounds_with_one_new_attempt"] += step.attempt == 2 and events["step_started"] == 2
-        figures["rounds_completed"] += Saga.objects.get(pk=saga.pk).state == SagaState.COMPLETED
-        figures["rounds_retried_once"] += events["step_retried"] == 1
-    return dict(figures)
-
-
-def approval_races(*, rounds=30, seed=20261126):
-    """Rounds of 2–10 approvers (with double-clicks) deciding one request at the same instant.
-
-    Uses the approvals suite's `race` (threads released by a barrier) and
-    checks per round: one decision per user, one `approval_decided` event per
-    decision, one transition, and every loser told `already_decided`/`closed`.
-    """
-    from approvals.models import ApprovalRequest, Decision
-    from tests.approvals.test_concurrent_decisions import race
-
-    User = get_user_model()
-    rng = random.Random(seed)
-    group, _ = Group.objects.get_or_create(name="chaos_racers")
-    people = []
-    for i in range(10):
-        user, _ = User.objects.get_or_create(username=f"chaos_racer{i}")
-        user.groups.add(group)
-        people.append(user)
-    for policy in ("any", "quorum:2", "all"):
-        publish_workflow(
-            {
-                "name": f"chaos_race_{policy.replace(':', '')}",
-                "steps": [
-                    {
-                        "name": "approval",
-                        "type": "approval",
-                        "approvers": {"groups": ["chaos_racers"]},
-                        "policy": policy,
-                    },
-                    {"name": "after", "type": "action", "action": "test.ok"},
-                ],
-            }
-        )
-    figures = Counter()
-    for n in range(rounds):
-        threads = rng.randint(2, 10)
-        users = [rng.choice(people) for _ in range(threads)]
-        users[-1] = users[0]  # one approver always double-submits
-        policy = ("any", "quorum2", "all")[n % 3]
-        decisions = ["reject" if rng.random() < 0.15 else "approve" for _ in range(threads)]
-        saga, _ = engine.start_saga(workflow=f"chaos_race_{policy}", input={"round": n})
-        request = ApprovalRequest.objects.get(saga=saga)
-        outcome = race(request.pk, users, decisions)
-        results = Counter(result for _, result in outcome)
-        recorded = Counter(
-            Decision.objects.filter(request=request).values_list("user_id", flat=True)
-        )
-        events = Counter(SagaEvent.objects.filter(saga=saga).values_list("kind", flat=True))
-        transitions = events["approval_approved"] + events["approval_rejected"]
-        figures["rounds"] += 1
-        figures["decisions"] += sum(recorded.values())
-        figures["rounds_one_decision_per_user"] += all(c == 1 for c in recorded.values())
-        figures["rounds_events_match_decisions"] += events["approval_decided"] == sum(
-            recorded.values()
-        )
-        figures["rounds_at_most_one_transition"] += transitions <= 1
-        figures["rounds_transitioned"] += transitions == 1
-        figures["rounds_ok_count_matches"] += results["ok"] == sum(recorded.values())
-        figures["unexpected_results"] += sum(
-            v
-            for k, v in results.items()
-            if k not in {"ok", "already_decided", "closed", "already_rejected"}
-        )
-        figures["double_submits_told_already_decided"] += [
-            r for u, r in outcome if u.pk == users[0].pk
-        ].count("ok") <= 1
-    return dict(figures)
-
-
 # --- the database goes away -------------------------------------------------------------
 
 SEED = """
 from sagas import engine
-from tests.reliability import actions, scenarios
+from dashboard.chaos import actions, faults
 actions.create_ledger()
-scenarios.chaos_workflow("chaos_outage", steps={steps}, timeout="5s")
+faults.chaos_workflow("chaos_outage", steps={steps}, timeout="5s")
 for i in range({sagas}):
     engine.start_saga(workflow="chaos_outage", input={{"timing": {{"*": {{"work": {work}}}}}}},
                       idempotency_key=f"outage-{{i}}")
@@ -520,14 +305,13 @@ def outage(own, start, *, sagas=100, steps=5, duration=20.0, every=3.0, down=3.0
     import sys
 
     import httpx
-
-    from tests.conftest import ROOT
+    from django.conf import settings
 
     env = {**os.environ, "DATABASE_URL": own.url, "SAGAS_ACTION_MODULES": ACTION_MODULES}
     manage = [sys.executable, "manage.py"]
     subprocess.run(
         [*manage, "migrate", "--noinput"],
-        cwd=ROOT,
+        cwd=settings.BASE_DIR,
         env=env,
         check=True,
         capture_output=True,
@@ -536,7 +320,7 @@ def outage(own, start, *, sagas=100, steps=5, duration=20.0, every=3.0, down=3.0
     seed = SEED.format(sagas=sagas, steps=steps, work=0.05)
     subprocess.run(
         [*manage, "shell", "-c", seed],
-        cwd=ROOT,
+        cwd=settings.BASE_DIR,
         env=env,
         check=True,
         capture_output=True,
@@ -544,7 +328,7 @@ def outage(own, start, *, sagas=100, steps=5, duration=20.0, every=3.0, down=3.0
     )
     web = subprocess.Popen(
         [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
-        cwd=ROOT,
+        cwd=settings.BASE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -634,37 +418,4 @@ def outage(own, start, *, sagas=100, steps=5, duration=20.0, every=3.0, down=3.0
         "health_503_while_down": sum(1 for h in during if h[1] == 503),
         "health_unanswered_while_down": sum(1 for h in during if h[1] is None),
         "health_last": health[-1][1] if health else None,
-    }
-
-
-# --- generated workflow documents ------------------------------------------------------
-
-
-def documents(*, examples=1500):
-    """Hypothesis-generated workflow documents, valid and broken, through the validator."""
-    from hypothesis import HealthCheck, given
-    from hypothesis import settings as hypothesis_settings
-
-    from . import documents as generated
-
-    outcome = Counter()
-
-    @hypothesis_settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-    @given(generated.documents)
-    def run(document):
-        generated.check(document, outcome)
-
-    began = time.monotonic()
-    run()
-    return {
-        "documents": outcome["accepted"] + outcome["refused"],
-        "accepted_and_round_tripped": outcome["accepted"],
-        "refused_with_paths": outcome["refused"],
-        "other_exceptions": 0,  # any would have failed the run
-        "seconds": round(time.monotonic() - began, 1),
     }

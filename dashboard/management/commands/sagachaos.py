@@ -1,8 +1,8 @@
 """manage.py sagachaos [--large] [--only NAME ...]: the reliability battery's scenarios, with figures.
 
-Runs the scenarios of tests/reliability (a checkout of the repository is
-needed: they live with the tests) on a throwaway database created next to
-the configured one (`<name>_sagachaos`, dropped at the end), with real qcluster
+Runs the scenarios of dashboard/chaos (faults, races, fuzz: the ones
+tests/reliability asserts on) on a throwaway database created next to the
+configured one (`<name>_sagachaos`, dropped at the end), with real qcluster
 subprocesses. Without --large the sizes are those of the CI battery; with
 it, the sizes of the README's figures. The database outage scenario starts
 its own PostgreSQL 15 server on port 55432 (needs root, for `runuser -u
@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
@@ -44,15 +45,13 @@ class Command(BaseCommand):
     def handle(self, *args, large=False, only=None, json=None, **options):
         if connection.vendor != "postgresql":
             raise CommandError("sagachaos needs PostgreSQL (DATABASE_URL=postgres://…)")
-        try:
-            import tests.actions  # noqa: F401
-            from tests.reliability import actions as ledger
-            from tests.reliability import scenarios
-        except ImportError as exc:
-            raise CommandError(f"run it from a checkout with the tests: {exc}") from None
-        from tests.conftest import ROOT, QCluster
+        # Imported here, not at the top: the battery's actions are registered
+        # only when it runs, never by `manage.py help` or a deployment.
+        from dashboard.chaos import actions as ledger
+        from dashboard.chaos.cluster import QCluster
 
-        (ROOT / ".pytest_cache").mkdir(exist_ok=True)
+        log_dir = Path(settings.BASE_DIR) / ".pytest_cache"
+        log_dir.mkdir(exist_ok=True)
         names = only or list(SIZES)
         old_name = connection.settings_dict["NAME"]
         # Its own name, so it never collides with the test suite's test_<name>.
@@ -68,15 +67,15 @@ class Command(BaseCommand):
                 clusters = []
 
                 def start(workers=2, extra_env=None, clusters=clusters):
-                    env = {"SAGAS_ACTION_MODULES": scenarios.ACTION_MODULES, **(extra_env or {})}
-                    cluster = QCluster(workers=workers, extra_env=env)
+                    env = {"SAGAS_ACTION_MODULES": ledger.ACTION_MODULES, **(extra_env or {})}
+                    cluster = QCluster(log_dir=log_dir, workers=workers, extra_env=env)
                     clusters.append(cluster)
                     return cluster
 
                 self.stdout.write(f"\n== {name} {sizes}")
                 began = time.monotonic()
                 try:
-                    figures = self._run(name, scenarios, start, sizes)
+                    figures = self._run(name, start, sizes)
                 finally:
                     for cluster in clusters:
                         cluster.stop()
@@ -91,36 +90,44 @@ class Command(BaseCommand):
             Path(json).write_text(_dumps(results))
         self.stdout.write(self.style.SUCCESS("\ndone"))
 
-    def _run(self, name, scenarios, start, sizes):
+    def _run(self, name, start, sizes):
+        from dashboard.chaos import faults, races
+
         if name == "kills":
-            return scenarios.kills(start, **sizes)
+            return faults.kills(start, **sizes)
         if name == "overrun":
-            return scenarios.overrun(start, **sizes)
+            return faults.overrun(start, **sizes)
         if name == "three_clusters":
-            return scenarios.three_clusters(start, **sizes)
+            return faults.three_clusters(start, **sizes)
         if name == "downtime":
-            return scenarios.downtime(start, **sizes)
+            return faults.downtime(start, **sizes)
         if name == "outage":
-            from tests.reliability.own_postgres import OwnPostgres
+            from dashboard.chaos.own_postgres import OwnPostgres
 
             own = OwnPostgres(port=55432)
             try:
-                return scenarios.outage(own, start, **sizes)
+                return faults.outage(own, start, **sizes)
             finally:
                 own.remove()
         if name == "approval_races":
-            return scenarios.approval_races(**sizes)
+            return races.approval_races(**sizes)
         if name == "concurrent_starts":
-            return scenarios.concurrent_starts(**sizes)
+            return races.concurrent_starts(**sizes)
         if name == "retry_races":
             from django.contrib.auth import get_user_model
             from django.contrib.auth.models import Group
 
             operator = get_user_model().objects.create_user("chaos_operator")
             operator.groups.add(Group.objects.get_or_create(name="operators")[0])
-            return scenarios.retry_races(operator=operator, **sizes)
+            return races.retry_races(operator=operator, **sizes)
         if name == "documents":
-            return scenarios.documents(**sizes)
+            try:
+                from dashboard.chaos import fuzz
+            except ImportError as exc:
+                raise CommandError(
+                    f"the documents scenario needs Hypothesis, a dev dependency (make install): {exc}"
+                ) from None
+            return fuzz.documents(**sizes)
         raise CommandError(f"unknown scenario {name}")
 
 

@@ -1,6 +1,8 @@
 """Actions of the reliability battery: every execution and every effect goes to a ledger.
 
-Loaded in the test process and in the battery's qclusters (SAGAS_ACTION_MODULES).
+Registered only where the battery runs: in the process that imports a
+scenario (`sagachaos`, tests/reliability) and in the battery's qclusters
+(SAGAS_ACTION_MODULES), never in a normal deployment.
 The ledger tables are plain SQL tables outside Django's models, created by
 `create_ledger()`: `chaos_execution` has one row per execution (start and
 end times, worker pid) so overlaps can be counted; `chaos_effect` is the
@@ -15,6 +17,9 @@ import time
 from django.db import connection
 
 from sagas.actions import action
+
+# What the battery's qclusters load (SAGAS_ACTION_MODULES): the `chaos.*` actions.
+ACTION_MODULES = "dashboard.chaos.actions"
 
 LEDGER = """
 CREATE TABLE IF NOT EXISTS chaos_execution (
@@ -81,6 +86,21 @@ def work(ctx):
 def undo(ctx):
     """Takes the effect back once, recording every execution."""
     return _run(ctx, "undo")
+
+
+@action("chaos.ok")
+def ok(ctx):
+    """Succeeds: the step of the race scenarios, which test the engine and approvals, not it."""
+    return {"step": ctx.step, "attempt": ctx.attempt}
+
+
+@action("chaos.flaky")
+def flaky(ctx):
+    """Raises a retryable error on the first `errors[step]` attempts."""
+    errors = int((ctx.input.get("errors") or {}).get(ctx.step, 0))
+    if ctx.attempt <= errors:
+        raise ConnectionError(f"{ctx.step}: flaky service (attempt {ctx.attempt})")
+    return {"attempt": ctx.attempt}
 
 
 def overlapping_executions():

@@ -1,0 +1,1 @@
+"""Helpers of `manage.py sagabench` (dashboard/management/commands/sagabench.py), README "Performance"."""
