@@ -1,31 +1,122 @@
-"""The saga pages: the list with its filters and bulk actions, one saga, and operator actions."""
+"""Dashboard pages (long: every page in one module until its access helpers move to get_visible_*).
+
+HTMX requests get the page's fragment (`page.html#fragment`). Every view
+checks the user's role on the server. Writes go through the engine's
+services (sagas.engine) and the approvals services, which decide what is
+allowed; a view only translates their answers into pages.
+"""
 
 from datetime import timedelta
+from functools import wraps
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponse, QueryDict
-from django.shortcuts import redirect, render
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect, render, resolve_url
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.middleware import HtmxDetails
 
 from approvals import services as approvals
+from approvals.models import ApprovalRequest
 from sagas import engine
 from sagas.filters import SagaFilter, is_operator, visible_sagas
 from sagas.models import Saga, WorkflowDefinition
 from sagas.states import SagaState, StepStatus
 
-from .. import selectors
-from ..forms import BulkActionForm, ReasonForm
-from .common import (
-    HtmxHttpRequest,
-    operators_only,
-    poll_seconds,
-    problem,
-    signed_in,
-    wants_fragment,
-)
+from . import selectors
+from .forms import BulkActionForm, DecisionForm, ReasonForm, StartSagaForm
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request that went through django-htmx's middleware."""
+
+    htmx: HtmxDetails
+
+
+TITLES = {400: "Not accepted", 403: "Not allowed", 404: "Not found", 409: "Not possible now"}
+
+
+def problem(request: HtmxHttpRequest, message: str, *, status: int) -> HttpResponse:
+    """Say why a request was refused; an HTMX request gets it in the page's problem area."""
+    context = {"message": message, "status": status, "title": TITLES.get(status, "Error")}
+    if request.htmx:
+        response = render(request, "dashboard/problem.html#problem", context, status=status)
+        response["HX-Retarget"] = "#problems"
+        response["HX-Reswap"] = "innerHTML"
+        return response
+    return render(request, "dashboard/problem.html", context, status=status)
+
+
+def wants_fragment(request: HtmxHttpRequest) -> bool:
+    """An htmx swap wants the page's fragment; a history restore (Back button) wants the page."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def signed_in(view):
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            if request.htmx:
+                # htmx would swap the login page into a fragment: send the browser there.
+                login = f"{resolve_url(settings.LOGIN_URL)}?{urlencode({'next': request.htmx.current_url_abs_path or '/'})}"
+                return HttpResponse(status=204, headers={"HX-Redirect": login})
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def operators_only(view):
+    @signed_in
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not is_operator(request.user):
+            return problem(
+                request,
+                f"This is for operators. You are signed in as {request.user.get_username()}, "
+                "who is not in the operators group; nothing was changed.",
+                status=403,
+            )
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _poll():
+    return settings.DASHBOARD_POLL_SECONDS
+
+
+# --- overview ------------------------------------------------------------------
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+@signed_in
+def overview(request: HtmxHttpRequest) -> HttpResponse:
+    operator = is_operator(request.user)
+    context = {"poll_seconds": _poll(), "operator": operator}
+    if operator:
+        context.update(
+            counts=selectors.saga_counts(),
+            attention=selectors.sagas_needing_attention(),
+            failures=selectors.recent_failures(),
+            minutes=selectors.activity_per_minute(),
+        )
+    context.update(_my_approvals(request.user))
+    template = (
+        "dashboard/overview.html#live" if wants_fragment(request) else "dashboard/overview.html"
+    )
+    return render(request, template, context)
+
+
+def _my_approvals(user):
+    waiting = list(selectors.with_overdue(approvals.approvals_for(user)[:10]))
+    return {"approvals": waiting}
+
 
 # --- the saga list ---------------------------------------------------------------
 
@@ -67,7 +158,7 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
         "is_first_page": not request.GET.get("after"),
         "operator": is_operator(request.user),
         "ranges": _ranges(query),
-        "poll_seconds": poll_seconds(),
+        "poll_seconds": _poll(),
         "workflow_names": WorkflowDefinition.objects.order_by("name")
         .values_list("name", flat=True)
         .distinct(),
@@ -194,7 +285,7 @@ def _detail_context(request, saga, **extra):
         "progress": selectors.progress(saga, steps),
         "operator": operator,
         "can_cancel": operator and saga.state in (SagaState.STARTED, SagaState.PENDING),
-        "poll_seconds": poll_seconds(),
+        "poll_seconds": _poll(),
         "live": not saga.is_finished,
         "approvals": saga.approval_requests,
         **extra,
@@ -342,3 +433,171 @@ def _do(action, saga, step, reason, user):
     engine.skip_step(saga.pk, step.name, user=user, reason=reason)
     what = "Compensation of " if action == "skip-compensation" else "Step "
     return f"{what}{step.name} skipped."
+
+
+# --- workflows -------------------------------------------------------------------
+
+
+@require_GET
+@signed_in
+def workflow_list(request: HtmxHttpRequest) -> HttpResponse:
+    context = {
+        "workflows": selectors.workflows_with_counts(),
+        "operator": is_operator(request.user),
+    }
+    return render(request, "dashboard/workflows.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@operators_only
+def workflow_start(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    try:
+        definition = engine.published_definition(name)
+    except engine.SagaError as exc:
+        return problem(request, exc.message, status=exc.status)
+    schema = definition.spec.get("input_schema")
+    form = StartSagaForm(request.POST or None, schema=schema)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                saga, created = engine.start_saga(
+                    workflow=definition.name,
+                    input=form.cleaned_data["input"],
+                    idempotency_key=form.cleaned_data["idempotency_key"] or None,
+                    correlation_id=form.cleaned_data["correlation_id"],
+                    user=request.user,
+                    actor_label="dashboard",
+                )
+            except engine.InvalidInput as exc:
+                form.add_input_errors(exc.fields or {"input": [exc.message]})
+            except engine.SagaError as exc:
+                form.add_error(None, exc.message)
+                status = exc.status
+            else:
+                if created:
+                    messages.success(
+                        request, f"Saga started: {definition.name} v{definition.version}."
+                    )
+                else:
+                    messages.info(
+                        request, "A saga with this idempotency key exists already; here it is."
+                    )
+                return redirect("saga_detail", saga_id=saga.pk)
+    context = {"definition": definition, "form": form, "schema": schema}
+    return render(request, "dashboard/workflow_start.html", context, status=status)
+
+
+# --- approvals -------------------------------------------------------------------
+
+TABS = {"waiting": "Waiting for me", "decided": "Decided by me", "all": "All"}
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+@signed_in
+def inbox(request: HtmxHttpRequest) -> HttpResponse:
+    operator = is_operator(request.user)
+    tab = request.GET.get("tab", "waiting")
+    if tab not in TABS or (tab == "all" and not operator):
+        return problem(
+            request,
+            "Only operators see all approvals; your own are under the other tabs.",
+            status=403,
+        )
+    context = {
+        "tab": tab,
+        "tabs": [(k, v) for k, v in TABS.items() if k != "all" or operator],
+        "operator": operator,
+        "poll_seconds": _poll(),
+    }
+    if tab == "decided":
+        context["decisions"] = list(approvals.decisions_by(request.user)[:100])
+    else:
+        mine = approvals.approvals_for(request.user)
+        # A page an approver works through, not every request at once: rendering
+        # a decision form per row is what costs time, not finding the rows.
+        size = settings.DASHBOARD_INBOX_SIZE
+        if tab == "waiting":
+            items = selectors.approval_items(mine, limit=size + 1)
+            decidable = {item.pk for item in items}
+        else:
+            items = selectors.approval_items(
+                ApprovalRequest.objects.all(), limit=size + 1, newest_first=True
+            )
+            decidable = set(
+                mine.filter(pk__in=[item.pk for item in items]).values_list("pk", flat=True)
+            )
+        context["more"] = len(items) > size
+        items = items[:size]
+        for item in items:
+            item.decidable = item.pk in decidable
+        context["items"] = items
+    template = "dashboard/inbox.html#list" if wants_fragment(request) else "dashboard/inbox.html"
+    return render(request, template, context)
+
+
+def _approval_or_problem(request, approval_id):
+    item = selectors.approval_item(approval_id)
+    if item is None:
+        return None, problem(request, f"There is no approval request {approval_id}.", status=404)
+    if not approvals.can_view(item, request.user):
+        return None, problem(
+            request,
+            "You are not an approver of this request, so you may not see or decide it.",
+            status=403,
+        )
+    return item, None
+
+
+@require_http_methods(["GET", "POST"])
+@signed_in
+def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
+    """The decision page (linked from the e-mail); POST records a decision, also from the inbox."""
+    item, refused = _approval_or_problem(request, approval_id)
+    if refused:
+        return refused
+    form = DecisionForm(request.POST or None)
+    error, status = "", 200
+    if request.method == "POST":
+        if not form.is_valid():
+            error, status = "Choose approve or reject.", 400
+        else:
+            try:
+                approvals.decide(
+                    request=item.pk,
+                    user=request.user,
+                    decision=form.cleaned_data["decision"],
+                    comment=form.cleaned_data["comment"],
+                )
+            except engine.SagaError as exc:
+                error, status = exc.message, exc.status
+                for field, messages_ in (exc.fields or {}).items():
+                    if field in form.fields:
+                        form.add_error(field, messages_)
+            else:
+                verb = "approved" if form.cleaned_data["decision"] == "approve" else "rejected"
+                if not request.htmx:
+                    messages.success(request, f"You {verb} “{item.title}”.")
+                    return redirect("approval", approval_id=item.pk)
+                item = selectors.approval_item(item.pk)
+                form = DecisionForm()
+                error = ""
+                item.just_decided = verb
+    item.decidable = item.is_open and approvals.is_eligible(item, request.user)
+    item.refusal = (
+        "" if item.decidable or not item.is_open else approvals.refusal(item, request.user)
+    )
+    context = {
+        "item": item,
+        "form": form,
+        "error": error,
+        "full": not request.htmx or request.POST.get("full") == "1",
+    }
+    if request.htmx:
+        response = render(request, "dashboard/approval.html#item", context, status=status)
+        if status == 200:
+            response["HX-Trigger"] = "approvals-changed"
+        return response
+    return render(request, "dashboard/approval.html", context, status=status)
