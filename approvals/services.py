@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 
 from sagas import engine, queue
 from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
+from sagas.models import SagaEvent
 from sagas.states import SagaState, StepStatus
 
 from .kind import due_dates, texts
@@ -32,6 +33,8 @@ from .selectors import (  # noqa: F401  (the reads are part of this module's int
 log = logging.getLogger("approvals")
 
 NOTIFY_TASK = "approvals.tasks.notify"
+# The code of a needs_attention event for a request whose approvers were all deleted.
+NO_APPROVERS = "no_approvers"
 MAX_COMMENT = 5000
 MAX_REASON = 2000
 
@@ -303,14 +306,28 @@ def reassign(*, request, to_users=(), to_groups=(), by, reason):
             before=before,
             after=_people(request),
         )
-        if tx.saga.needs_attention and tx.saga.attention_reason.startswith(
-            f"approval {step.name} has no approvers"
-        ):
+        if tx.saga.needs_attention and _flagged_for_no_approvers(tx.saga, step, before):
             tx.clear_attention()
         # The event above bars `by` from deciding: barred_users sees it once saved,
         # so leave them out of the e-mail explicitly.
         _notify(request, "reassigned", [pk for pk in undecided_approvers(request) if pk != by.pk])
     return request
+
+
+def _flagged_for_no_approvers(saga, step, before):
+    """Is the saga's attention this request's lack of approvers (a recorded fact, not its text)?"""
+    flagged = (
+        SagaEvent.objects.filter(saga=saga, kind="needs_attention")
+        .order_by("-id")
+        .values("step", "details")
+        .first()
+    )
+    if flagged is None:
+        return False
+    code = (flagged["details"] or {}).get("code")
+    if code is None:  # flagged before the code was recorded: the request had nobody
+        return not before["users"] and not before["groups"]
+    return code == NO_APPROVERS and flagged["step"] == step.name
 
 
 def _people(request):
@@ -360,7 +377,9 @@ def open_request(tx, step, spec):
         # Everyone it named was deleted since the workflow was published.
         tx.flag_attention(
             f"approval {step.name} has no approvers left (its users and groups were deleted): "
-            "reassign it"
+            "reassign it",
+            code=NO_APPROVERS,
+            step=step,
         )
     else:
         _notify(request, "requested", undecided_approvers(request))

@@ -224,10 +224,11 @@ class Transition:
     def touch(self, step):
         self.changed[step.pk] = step
 
-    def flag_attention(self, reason):
+    def flag_attention(self, reason, *, code, step=None):
+        """Ask for a person; `code` (and `step`) say why as facts rules can read, not text."""
         self.saga.needs_attention = True
         self.saga.attention_reason = reason
-        self.event("needs_attention", reason=reason)
+        self.event("needs_attention", step, reason=reason, code=code)
         saga = self.saga
         transaction.on_commit(lambda: saga_needs_attention.send(Saga, saga=saga, reason=reason))
 
@@ -684,7 +685,10 @@ def _advance(tx, from_index, *, inline):
             continue
         spec = step_spec(tx.saga, step)
         if "when" in spec and not condition_holds(spec["when"], _scope(tx)):
-            tx.step_to(step, StepStatus.SKIPPED, "step_skipped", reason=f"when: {spec['when']}")
+            # Its own kind of event: the engine's skip, never a person's (four-eyes reads it).
+            tx.step_to(
+                step, StepStatus.SKIPPED, "step_skipped_by_condition", condition=spec["when"]
+            )
             continue
         kind = kind_of(step)
         tx.saga.current_step = step.name
@@ -1040,7 +1044,9 @@ def _fail_for_good(tx, step, error, *, reason, inline):
     tx.step_to(step, StepStatus.FAILED, "step_failed", attempt=step.attempt, error=error)
     if step_spec(tx.saga, step).get("on_failure") == "pause":
         tx.flag_attention(
-            f"step {step.name} failed: {error} — retry it, skip it with a reason, or cancel the saga"
+            f"step {step.name} failed: {error} — retry it, skip it with a reason, or cancel the saga",
+            code="step_failed",
+            step=step,
         )
         return None
     return start_compensation(
@@ -1205,7 +1211,9 @@ def _compensation_failed(tx, step, error, trace=""):
     tx.event("compensation_failed", step, attempt=step.compensation_attempt, error=error)
     tx.flag_attention(
         f"compensation of {step.name} failed {made} time{'s' if made != 1 else ''}: {error} — "
-        "fix the cause and retry the compensation, or skip it with a reason"
+        "fix the cause and retry the compensation, or skip it with a reason",
+        code="compensation_failed",
+        step=step,
     )
 
 

@@ -93,7 +93,17 @@ def event_label(kind):
     return str(kind).replace("_", " ")
 
 
-DETAIL_KEYS = ("reason", "comment", "error", "decision", "attempt", "retry_at", "deadline", "event")
+DETAIL_KEYS = (
+    "reason",
+    "condition",
+    "comment",
+    "error",
+    "decision",
+    "attempt",
+    "retry_at",
+    "deadline",
+    "event",
+)
 
 
 @register.filter
