@@ -292,6 +292,12 @@ SAGAS_HTTP_FORBIDDEN_NETWORKS = envlist(
     "SAGAS_HTTP_FORBIDDEN_NETWORKS",
     ["169.254.0.0/16", "0.0.0.0/8", "224.0.0.0/4", "::/128", "fe80::/10", "ff00::/8"],
 )
+# Every document and JSON value the product parses (workflow documents from the
+# admin, the API, import and loadworkflows; saga inputs; event payloads) is at
+# most this large and this deeply nested (sagas/documents.py); YAML anchors
+# and aliases are refused. A file of several documents may be 4× the size.
+SAGAS_DOCUMENT_MAX_BYTES = envint("SAGAS_DOCUMENT_MAX_BYTES", 256 * 1024)
+SAGAS_DOCUMENT_MAX_DEPTH = envint("SAGAS_DOCUMENT_MAX_DEPTH", 32)
 # Modules that register actions (`@action`) or step kinds, imported at start-up
 # in web and worker processes alike.
 SAGAS_ACTION_MODULES = envlist("SAGAS_ACTION_MODULES", [])

@@ -23,7 +23,7 @@ from django.db.models import JSONField
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import counts, kinds, queue, shutdown
+from . import counts, documents, kinds, queue, shutdown
 from .actions import ActionContext, StepFailed
 from .definitions import (
     DefinitionError,
@@ -510,6 +510,14 @@ def _same_json(a, b):
     )
 
 
+def _check_depth(value, root):
+    """Inputs and payloads are capped in depth like documents (sagas/documents.py)."""
+    try:
+        documents.check_depth(value, root=root)
+    except documents.DocumentLimit as exc:
+        raise InvalidInput(f"{exc.where}: {exc.message}", {exc.where: [exc.message]}) from None
+
+
 def published_definition(workflow, version=None):
     qs = WorkflowDefinition.objects.filter(name=workflow)
     if version is not None:
@@ -543,6 +551,7 @@ def start_saga(
     with another input it is a Conflict.
     """
     definition = published_definition(workflow, version)
+    _check_depth(input, "input")
     try:
         validate_input(definition.spec, input)
     except DefinitionError as exc:
@@ -1087,6 +1096,7 @@ def deliver_event(*, type, correlation_id, payload=None, actor=None, actor_label
         raise InvalidInput(
             "correlation_id must be the saga's correlation id", {"correlation_id": ["required"]}
         )
+    _check_depth(payload, "payload")
     try:
         payload = json.loads(json.dumps(payload))
     except (TypeError, ValueError) as exc:
