@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "sagas",
     "sagas.demo",
     "sagas.hooks",
+    "sagas.secrets",
     "approvals",
     "dashboard",
 ]
@@ -363,6 +364,10 @@ LOGGING = {
         "django-q": {"level": env("Q_LOG_LEVEL", "WARNING")},
         # django-axes says INFO on every sign-in; lockouts come at WARNING.
         "axes": {"level": env("AXES_LOG_LEVEL", "WARNING")},
+        # httpx says every request's whole URL at INFO, and a URL may carry a
+        # secret in its query: outgoing calls are logged by the engine instead.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }
 

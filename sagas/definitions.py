@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import jsonschema
 import yaml
 
-from . import documents
+from . import documents, secrets
 from . import kinds as kind_registry
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
@@ -113,6 +113,9 @@ def check_when(expression, path, errors):
     if not isinstance(expression, str) or not WHEN_RE.match(expression):
         errors.add(path, "must read like 'input.amount > 1000' (a path, an operator, a JSON value)")
         return
+    if WHEN_RE.match(expression).group(1).split(".")[0] == "secrets":
+        errors.add(path, "a condition cannot read secrets")
+        return
     literal = WHEN_RE.match(expression).group(3)
     try:
         _literal(literal)
@@ -176,6 +179,8 @@ def validate(document, *, context=None):
                 jsonschema.Draft202012Validator.check_schema(schema)
             except jsonschema.SchemaError as exc:
                 errors.add("input_schema", f"not a valid JSON Schema: {exc.message}")
+    for key in ("name", "description", "input_schema"):
+        secrets.check_references(document.get(key), key, errors, allowed=False)
     steps = document.get("steps")
     if not isinstance(steps, list) or not steps:
         errors.add("steps", "required: a list of at least one step")
@@ -201,6 +206,14 @@ def validate(document, *, context=None):
             errors.add(f"{path}.type", f"unknown step type {step.get('type')!r} (known: {known})")
             continue
         check_keys(step, COMMON_STEP_KEYS | kind.keys, path, errors)
+        for key, value in step.items():
+            secrets.check_references(
+                value,
+                f"{path}.{key}",
+                errors,
+                allowed=key in kind.secret_keys,
+                known=context.get("secrets"),
+            )
         if "timeout" in step:
             check_duration(step["timeout"], f"{path}.timeout", errors)
         if "retry" in step:
@@ -277,10 +290,11 @@ def render(template, scope):
     whole = TEMPLATE_RE.fullmatch(template.strip())
     if whole:
         return lookup(scope, whole.group(1))
-    return TEMPLATE_RE.sub(lambda m: _text(lookup(scope, m.group(1))), template)
+    return TEMPLATE_RE.sub(lambda m: as_text(lookup(scope, m.group(1))), template)
 
 
-def _text(value):
+def as_text(value):
+    """A value as it reads inside text: None is empty, a list or mapping is JSON."""
     if value is None:
         return ""
     if isinstance(value, (dict, list)):

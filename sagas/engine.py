@@ -747,9 +747,12 @@ def execute(claim):
         value = json.loads(json.dumps(value, cls=DjangoJSONEncoder))
         return Outcome(ok=True, result=value)
     except StepFailed as exc:
-        return Outcome(ok=False, error=str(exc) or "StepFailed", business=True)
+        detail = getattr(exc, "detail", "")  # for operators only (the step's traceback)
+        return Outcome(ok=False, error=str(exc) or "StepFailed", traceback=detail, business=True)
     except Exception as exc:
         summary = "".join(traceback.format_exception(exc, limit=-8))[-4000:]
+        if getattr(exc, "detail", ""):
+            summary = f"{summary}\n{exc.detail}"
         log.warning(
             "step %s of saga %s raised %s", claim.context.step, claim.saga_id, type(exc).__name__
         )

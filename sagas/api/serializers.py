@@ -202,12 +202,21 @@ class WorkflowSerializer(serializers.ModelSerializer):
 
 
 class WorkflowDetailSerializer(WorkflowSerializer):
-    spec = serializers.JSONField(help_text="The validated document of this version.")
+    spec = serializers.SerializerMethodField(
+        help_text="The validated document of this version; null unless the caller is an "
+        "operator or an admin (others see the name, description and steps)."
+    )
     versions = serializers.SerializerMethodField()
 
     class Meta(WorkflowSerializer.Meta):
         fields = WorkflowSerializer.Meta.fields + ["spec", "versions"]
         read_only_fields = fields
+
+    @extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
+    def get_spec(self, definition):
+        # A document may hold what only operators and admins should read (its
+        # requests' URLs and headers); secrets themselves never are in it.
+        return definition.spec if self.context.get("show_document") else None
 
     @extend_schema_field(WorkflowVersionSerializer(many=True))
     def get_versions(self, definition):

@@ -374,7 +374,7 @@ class WorkflowListView(APIView):
             )
         definition, created = services.publish_workflow(document, user=request.user)
         return Response(
-            s.WorkflowDetailSerializer(definition).data,
+            s.WorkflowDetailSerializer(definition, context={"show_document": True}).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
@@ -397,7 +397,8 @@ class WorkflowDetailView(APIView):
         current = next(
             (v for v in versions if v.status == WorkflowDefinition.Status.PUBLISHED), versions[0]
         )
-        return Response(s.WorkflowDetailSerializer(current, context={"versions": versions}).data)
+        context = {"versions": versions, "show_document": is_operator(request.user)}
+        return Response(s.WorkflowDetailSerializer(current, context=context).data)
 
 
 # --- health -----------------------------------------------------------------------------------
