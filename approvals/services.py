@@ -152,13 +152,15 @@ def _clean_comment(comment, *, required):
     return comment
 
 
-@transaction.atomic
 def decide(*, request, user, decision, comment=""):
     """Record `user`'s approve or reject; when the policy is met the saga moves on or compensates.
 
     Refusals (Forbidden) and conflicts change nothing. Concurrent decisions
     on one request are serialized by the saga lock; the unique constraint on
-    (request, user) is the last guard.
+    (request, user) is the last guard. A decision after the due date fires it
+    first (engine.fire_passed_deadlines): an expiry refuses the decision
+    (Expired, kept with what it fired); an escalation leaves the request open,
+    and the decision is judged on the escalated request.
     """
     if decision not in Decision.Choice.values:
         raise InvalidInput(
@@ -181,9 +183,16 @@ def decide(*, request, user, decision, comment=""):
                 f"{earlier.at:%Y-%m-%d %H:%M:%S} UTC",
                 "already_decided",
             )
+        late = engine.fire_passed_deadlines(tx, act="decision", step=step)
+        request = ApprovalRequest.objects.get(pk=request_id)  # as the deadline left it
+        request.saga = tx.saga
+        # Eligibility after the deadline fired (an escalation makes new approvers);
+        # a Forbidden still undoes everything, what was fired included.
         reason = refusal(request, user)
         if reason:
             raise Forbidden(reason)
+        if late is not None:
+            raise late
         _check_open(tx, request, step)
         try:
             with transaction.atomic():
@@ -260,7 +269,6 @@ def _resolve(items, model, field, label):
     return found, errors
 
 
-@transaction.atomic
 def reassign(*, request, to_users=(), to_groups=(), by, reason):
     """An operator hands an open request to other approvers (replacing them), with a reason.
 
@@ -294,6 +302,10 @@ def reassign(*, request, to_users=(), to_groups=(), by, reason):
         request = ApprovalRequest.objects.get(pk=request_id)
         request.saga = tx.saga
         step = tx.step(pk=request.step_id)
+        if late := engine.fire_passed_deadlines(tx, act="reassign", step=step):
+            raise late
+        request = ApprovalRequest.objects.get(pk=request_id)  # as a fired escalation left it
+        request.saga = tx.saga
         _check_open(tx, request, step)
         before = _people(request)
         request.users.set(users)

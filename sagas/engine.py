@@ -113,6 +113,12 @@ class InvalidInput(SagaError):
     status = 400
 
 
+class Expired(Conflict):
+    """The act came after its step's deadline: the deadline was fired instead (README, Approvals)."""
+
+    code = "expired"
+
+
 # --- definitions -------------------------------------------------------------
 
 _specs = {}
@@ -494,11 +500,21 @@ def _lock(saga_id, *, actor=None, actor_label="engine", known=None):
 
 @contextmanager
 def locked_saga(saga_id, *, actor=None, actor_label="engine"):
-    """One transition: lock the saga, let the caller change it, save and commit."""
+    """One transition: lock the saga, let the caller change it, save and commit.
+
+    An Expired raised inside (see fire_passed_deadlines) is raised after the
+    commit: the deadlines it fired and the refusal it recorded are kept.
+    """
+    late = None
     with transaction.atomic():
         tx = _lock(saga_id, actor=actor, actor_label=actor_label)
-        yield tx
+        try:
+            yield tx
+        except Expired as exc:
+            late = exc
         tx.save()
+    if late is not None:
+        raise late
 
 
 # --- starting ----------------------------------------------------------------
@@ -1107,13 +1123,21 @@ def deliver_event(*, type, correlation_id, payload=None, actor=None, actor_label
     waiting = SagaStep.objects.filter(
         status=StepStatus.WAITING, awaiting=type, saga__correlation_id=correlation_id
     ).values_list("pk", "saga_id")
-    matched = 0
+    matched, late = 0, None
     for step_id, saga_id in list(waiting):
-        with locked_saga(saga_id, actor=actor, actor_label=actor_label) as tx:
-            step = tx.step(pk=step_id)
-            if step.status == StepStatus.WAITING and step.awaiting == type:
-                complete_waiting_step(tx, step, payload, kind="event_received", event=type)
-                matched += 1
+        try:
+            with locked_saga(saga_id, actor=actor, actor_label=actor_label) as tx:
+                step = tx.step(pk=step_id)
+                expired = fire_passed_deadlines(tx, act="event", step=step)
+                if expired is not None:
+                    raise expired
+                if step.status == StepStatus.WAITING and step.awaiting == type:
+                    complete_waiting_step(tx, step, payload, kind="event_received", event=type)
+                    matched += 1
+        except Expired as exc:
+            late = exc  # recorded in that saga; the others still get the event
+    if late is not None and not matched:
+        raise late
     return matched
 
 
@@ -1126,13 +1150,56 @@ def on_deadline(step_id):
         step = tx.step(pk=step_id)
         if step.status != StepStatus.WAITING or step.deadline is None or step.deadline > tx.now:
             return
-        tx.event(
-            "deadline_passed",
-            step,
-            deadline=step.deadline.isoformat(),
-            late_seconds=round((tx.now - step.deadline).total_seconds(), 3),
-        )
-        kind_of(step).on_deadline(tx, step, step_spec(tx.saga, step))
+        _fire_deadline(tx, step)
+
+
+def _fire_deadline(tx, step, **details):
+    tx.event(
+        "deadline_passed",
+        step,
+        deadline=step.deadline.isoformat(),
+        late_seconds=round((tx.now - step.deadline).total_seconds(), 3),
+        **details,
+    )
+    kind_of(step).on_deadline(tx, step, step_spec(tx.saga, step))
+
+
+# --- deadlines hold at the act -----------------------------------------------------
+
+
+def fire_passed_deadlines(tx, *, act, step=None):
+    """Fire every passed deadline of the saga, as the sweeper would, before a person's act.
+
+    Called first in the transaction of a decision, an event delivery or an
+    operator's act: whether a worker swept in time must not decide the
+    outcome. Each deadline is fired exactly as the sweeper fires it
+    (deadline_passed, then the kind's on_deadline: expire, escalate, time out),
+    recorded as the engine's doing, not the person's. Returns an Expired for
+    the caller to raise when the act came too late — the deadline closed its
+    step (or, for an act on the whole saga, any step) — after recording a
+    `late_act_refused` event with the actor; locked_saga commits what was
+    fired and raises it after. None when the act may go on: nothing was due,
+    or the deadline only escalated (the request is still open).
+    """
+    fired = []
+    for candidate in tx.steps:
+        deadline = candidate.deadline
+        if candidate.status == StepStatus.WAITING and deadline is not None and deadline <= tx.now:
+            actor, label = tx.actor, tx.actor_label
+            tx.actor, tx.actor_label = None, "engine"
+            try:
+                _fire_deadline(tx, candidate, fired_at_act=act)
+            finally:
+                tx.actor, tx.actor_label = actor, label
+            fired.append((candidate, deadline))
+    for candidate, deadline in fired:
+        if candidate.status != StepStatus.WAITING and (step is None or candidate.pk == step.pk):
+            tx.event("late_act_refused", candidate, act=act, deadline=deadline.isoformat())
+            return Expired(
+                f"too late: step {candidate.name} was due at {deadline:%Y-%m-%d %H:%M:%S} UTC "
+                f"and has expired (the saga is now {tx.saga.state}); this {act} was not recorded"
+            )
+    return None
 
 
 # --- compensation ------------------------------------------------------------
@@ -1286,6 +1353,8 @@ def cancel_saga(saga_id, *, user=None, reason, actor_label="operator"):
     """Stop a started or pending saga and compensate what it did."""
     reason = _require_reason(reason)
     with locked_saga(saga_id, actor=user, actor_label=actor_label) as tx:
+        if late := fire_passed_deadlines(tx, act="cancel"):
+            raise late
         if tx.saga.state not in (SagaState.STARTED, SagaState.PENDING):
             raise Conflict(
                 f"the saga is {tx.saga.state}; only a started or pending saga can be cancelled"
@@ -1310,6 +1379,8 @@ def _stuck_compensation(tx):
 def retry_saga(saga_id, *, user=None, step_name=None, actor_label="operator"):
     """Retry what holds the saga: a failed step of a paused saga, or a stuck compensation."""
     with locked_saga(saga_id, actor=user, actor_label=actor_label) as tx:
+        if late := fire_passed_deadlines(tx, act="retry"):
+            raise late
         step = tx.step(name=step_name) if step_name else None
         if tx.saga.state == SagaState.PENDING:
             step = step or next((s for s in tx.steps if s.status == StepStatus.FAILED), None)
@@ -1339,6 +1410,8 @@ def skip_step(saga_id, step_name, *, user=None, reason, actor_label="operator"):
     reason = _require_reason(reason)
     with locked_saga(saga_id, actor=user, actor_label=actor_label) as tx:
         step = tx.step(name=step_name)
+        if late := fire_passed_deadlines(tx, act="skip", step=step):
+            raise late
         if tx.saga.state == SagaState.PENDING and step.status in (
             StepStatus.FAILED,
             StepStatus.WAITING,

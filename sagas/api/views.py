@@ -245,10 +245,12 @@ class EventDeliveryView(APIView):
         summary="Deliver an event: completes the `wait` steps waiting for it",
         description=(
             "Matches waiting steps by event type and the saga's correlation id. "
-            "202 with how many matched (0 is not an error: nothing was waiting)."
+            "202 with how many matched (0 is not an error: nothing was waiting). "
+            "409 `expired` when every matching wait had passed its deadline: the "
+            "deadline was fired instead (the wait timed out) and the event was not taken."
         ),
         request=s.EventDeliverySerializer,
-        responses={202: s.MatchedSerializer, **errors(400, 401, 403)},
+        responses={202: s.MatchedSerializer, **errors(400, 401, 403, 409)},
     )
     def post(self, request):
         data = s.EventDeliverySerializer(data=request.data)
