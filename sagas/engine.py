@@ -113,6 +113,14 @@ class InvalidInput(SagaError):
     status = 400
 
 
+class IdempotencyConflict(Conflict):
+    """The key started another saga with another input; `saga_id` names it, for callers who may see it."""
+
+    def __init__(self, message, *, saga_id):
+        super().__init__(message)
+        self.saga_id = saga_id
+
+
 class Expired(Conflict):
     """The act came after its step's deadline: the deadline was fired instead (README, Approvals)."""
 
@@ -606,9 +614,10 @@ def start_saga(
                     workflow=definition.name, idempotency_key=idempotency_key
                 )
                 if not _same_json(existing.input, input):
-                    raise Conflict(
+                    raise IdempotencyConflict(
                         f"idempotency key {idempotency_key!r} was used for saga {existing.pk} "
-                        "with a different input"
+                        "with a different input",
+                        saga_id=existing.pk,
                     ) from None
                 return existing, False
         else:

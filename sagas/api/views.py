@@ -102,7 +102,9 @@ class SagaListView(generics.GenericAPIView):
         summary="Start a saga",
         description=(
             "201 with the new saga. With an `idempotency_key`, repeating the request with "
-            "the same input returns the same saga with 200; another input is a 409."
+            "the same input returns the same saga with 200; another input is a 409. A caller "
+            "who may not see the saga the key started gets one neutral 409 for any reuse of "
+            "the key, whatever the input."
         ),
         request=s.SagaStartSerializer,
         responses={
@@ -116,21 +118,34 @@ class SagaListView(generics.GenericAPIView):
             raise exceptions.PermissionDenied("only operators may start sagas")
         data = s.SagaStartSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        saga, created = engine.start_saga(
-            workflow=data.validated_data["workflow"],
-            version=data.validated_data.get("version"),
-            input=data.validated_data["input"],
-            idempotency_key=data.validated_data.get("idempotency_key"),
-            correlation_id=data.validated_data["correlation_id"],
-            user=request.user,
-            actor_label=_actor_label(request),
-        )
+        try:
+            saga, created = engine.start_saga(
+                workflow=data.validated_data["workflow"],
+                version=data.validated_data.get("version"),
+                input=data.validated_data["input"],
+                idempotency_key=data.validated_data.get("idempotency_key"),
+                correlation_id=data.validated_data["correlation_id"],
+                user=request.user,
+                actor_label=_actor_label(request),
+            )
+        except engine.IdempotencyConflict as exc:
+            if not visible_sagas(request.user).filter(pk=exc.saga_id).exists():
+                raise _key_taken() from None
+            raise
         if not created and not visible_sagas(request.user).filter(pk=saga.pk).exists():
-            # Someone else's saga: say the key is taken without showing it.
-            raise engine.Conflict("this idempotency key is already used by another caller")
+            raise _key_taken()
         return _saga_response(
             request, saga.pk, status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
+
+
+def _key_taken():
+    """Any reuse of a key whose saga the caller may not see, whatever the input: one answer,
+    naming no saga, so that it tells neither the saga nor whether a guess of its input was right."""
+    return engine.Conflict(
+        "this idempotency key is already in use: choose another",
+        {"idempotency_key": ["already in use"]},
+    )
 
 
 class SagaDetailView(APIView):
