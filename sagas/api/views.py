@@ -71,7 +71,7 @@ def check_operator_on(request, saga_id):
 
 def _saga_response(request, saga_id, code=status.HTTP_200_OK):
     saga = _saga_queryset(request.user).get(pk=saga_id)
-    return Response(s.SagaSerializer(saga).data, status=code)
+    return Response(s.SagaSerializer(saga, context={"request": request}).data, status=code)
 
 
 def _actor_label(request):
@@ -153,7 +153,8 @@ class SagaDetailView(APIView):
         summary="A saga with its steps", responses={200: s.SagaSerializer, **errors(401, 404)}
     )
     def get(self, request, saga_id):
-        return Response(s.SagaSerializer(get_visible_saga(request, saga_id)).data)
+        saga = get_visible_saga(request, saga_id)
+        return Response(s.SagaSerializer(saga, context={"request": request}).data)
 
 
 class EventPagination(CursorPagination):
