@@ -4,7 +4,7 @@ import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import JSONField, Q, Value
 from django.utils import timezone
 
 EVENT_TYPES = [
@@ -66,7 +66,8 @@ class Subscription(models.Model):
     event_types = models.JSONField(default=list)
     # Extra request headers, e.g. {"Authorization": "Bearer {{ secrets.HOOK_TOKEN }}"}:
     # the secret is resolved at each send, never stored here (README, Secrets).
-    headers = models.JSONField(default=dict, blank=True)
+    # db_default: workers of the previous release insert subscriptions without it.
+    headers = models.JSONField(default=dict, db_default=Value({}, JSONField()), blank=True)
     description = models.CharField(max_length=200, blank=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
