@@ -195,7 +195,9 @@ class ApprovalDecideView(APIView):
             "404 when the caller cannot see the request (as for its detail); 403 when they "
             "see it but are not an approver of it or four-eyes bars them (they started the "
             "saga, or retried, skipped or reassigned in it); 409 when they already decided or "
-            "the request is closed. Nothing changes on a refusal."
+            "the request is closed. Nothing changes on a refusal — except that a decision "
+            "after the due date fires the deadline first, as the sweeper would, and is "
+            "refused with 409 `expired` (after an escalation the request is still open)."
         ),
         request=DecideSerializer,
         responses={200: ApprovalSerializer, **errors(400, 401, 403, 404, 409)},

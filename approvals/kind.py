@@ -108,13 +108,18 @@ def due_dates(now, spec):
     return due_at, remind_at
 
 
+def scope_of(saga, steps):
+    """What the title and description templates may read."""
+    return {
+        "input": saga.input,
+        "steps": {s.name: {"result": s.result} for s in steps if s.result is not None},
+        "saga": {"id": str(saga.pk), "correlation_id": saga.correlation_id},
+    }
+
+
 def texts(tx, step, spec):
     """The request's title and description, rendered from the step's templates."""
-    scope = {
-        "input": tx.saga.input,
-        "steps": {s.name: {"result": s.result} for s in tx.steps if s.result is not None},
-        "saga": {"id": str(tx.saga.pk), "correlation_id": tx.saga.correlation_id},
-    }
+    scope = scope_of(tx.saga, tx.steps)
     title = _text(render(spec.get("title") or step.name.replace("_", " ").capitalize(), scope))
     description = _text(render(spec.get("description", ""), scope))
     return (title.strip() or step.name)[:300], description

@@ -19,9 +19,13 @@ FOUR_EYES_EVENTS = (
     "compensation_skipped",
     "approval_reassigned",
 )
-# A `when:` condition that passes a step over is the engine's act, recorded
-# with whoever happened to move the saga; it bars nobody.
-WHEN_SKIP = {"kind": "step_skipped", "details__reason__startswith": "when: "}
+# A `when:` condition that passes a step over is the engine's act, recorded as
+# its own kind of event (step_skipped_by_condition) with whoever happened to
+# move the saga; it bars nobody. Histories written before that kind existed
+# hold it as a step_skipped of a *pending* step, which no person can skip
+# (engine.skip_step takes only a failed or waiting step): the step's status
+# before, recorded by the engine, tells the two apart — never the reason's text.
+LEGACY_CONDITION_SKIP = {"kind": "step_skipped", "details__before": "pending"}
 
 
 def _signed_in(user):
@@ -32,7 +36,7 @@ def operator_acts(user):
     """The user's operator acts that count for four-eyes (SagaEvents)."""
     return (
         SagaEvent.objects.filter(actor=user, kind__in=FOUR_EYES_EVENTS)
-        .exclude(**WHEN_SKIP)
+        .exclude(**LEGACY_CONDITION_SKIP)
         .values("saga_id")
     )
 
@@ -149,7 +153,7 @@ def barred_users(request):
     """Ids of the users four-eyes bars from deciding `request`."""
     barred = set(
         SagaEvent.objects.filter(saga_id=request.saga_id, kind__in=FOUR_EYES_EVENTS)
-        .exclude(**WHEN_SKIP)
+        .exclude(**LEGACY_CONDITION_SKIP)
         .exclude(actor=None)
         .values_list("actor_id", flat=True)
     )

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 
 from sagas import engine, queue
 from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
+from sagas.models import SagaEvent
 from sagas.states import SagaState, StepStatus
 
 from .kind import due_dates, texts
@@ -32,6 +33,8 @@ from .selectors import (  # noqa: F401  (the reads are part of this module's int
 log = logging.getLogger("approvals")
 
 NOTIFY_TASK = "approvals.tasks.notify"
+# The code of a needs_attention event for a request whose approvers were all deleted.
+NO_APPROVERS = "no_approvers"
 MAX_COMMENT = 5000
 MAX_REASON = 2000
 
@@ -149,13 +152,15 @@ def _clean_comment(comment, *, required):
     return comment
 
 
-@transaction.atomic
 def decide(*, request, user, decision, comment=""):
     """Record `user`'s approve or reject; when the policy is met the saga moves on or compensates.
 
     Refusals (Forbidden) and conflicts change nothing. Concurrent decisions
     on one request are serialized by the saga lock; the unique constraint on
-    (request, user) is the last guard.
+    (request, user) is the last guard. A decision after the due date fires it
+    first (engine.fire_passed_deadlines): an expiry refuses the decision
+    (Expired, kept with what it fired); an escalation leaves the request open,
+    and the decision is judged on the escalated request.
     """
     if decision not in Decision.Choice.values:
         raise InvalidInput(
@@ -178,9 +183,16 @@ def decide(*, request, user, decision, comment=""):
                 f"{earlier.at:%Y-%m-%d %H:%M:%S} UTC",
                 "already_decided",
             )
+        late = engine.fire_passed_deadlines(tx, act="decision", step=step)
+        request = ApprovalRequest.objects.get(pk=request_id)  # as the deadline left it
+        request.saga = tx.saga
+        # Eligibility after the deadline fired (an escalation makes new approvers);
+        # a Forbidden still undoes everything, what was fired included.
         reason = refusal(request, user)
         if reason:
             raise Forbidden(reason)
+        if late is not None:
+            raise late
         _check_open(tx, request, step)
         try:
             with transaction.atomic():
@@ -257,7 +269,6 @@ def _resolve(items, model, field, label):
     return found, errors
 
 
-@transaction.atomic
 def reassign(*, request, to_users=(), to_groups=(), by, reason):
     """An operator hands an open request to other approvers (replacing them), with a reason.
 
@@ -291,6 +302,10 @@ def reassign(*, request, to_users=(), to_groups=(), by, reason):
         request = ApprovalRequest.objects.get(pk=request_id)
         request.saga = tx.saga
         step = tx.step(pk=request.step_id)
+        if late := engine.fire_passed_deadlines(tx, act="reassign", step=step):
+            raise late
+        request = ApprovalRequest.objects.get(pk=request_id)  # as a fired escalation left it
+        request.saga = tx.saga
         _check_open(tx, request, step)
         before = _people(request)
         request.users.set(users)
@@ -303,14 +318,28 @@ def reassign(*, request, to_users=(), to_groups=(), by, reason):
             before=before,
             after=_people(request),
         )
-        if tx.saga.needs_attention and tx.saga.attention_reason.startswith(
-            f"approval {step.name} has no approvers"
-        ):
+        if tx.saga.needs_attention and _flagged_for_no_approvers(tx.saga, step, before):
             tx.clear_attention()
         # The event above bars `by` from deciding: barred_users sees it once saved,
         # so leave them out of the e-mail explicitly.
         _notify(request, "reassigned", [pk for pk in undecided_approvers(request) if pk != by.pk])
     return request
+
+
+def _flagged_for_no_approvers(saga, step, before):
+    """Is the saga's attention this request's lack of approvers (a recorded fact, not its text)?"""
+    flagged = (
+        SagaEvent.objects.filter(saga=saga, kind="needs_attention")
+        .order_by("-id")
+        .values("step", "details")
+        .first()
+    )
+    if flagged is None:
+        return False
+    code = (flagged["details"] or {}).get("code")
+    if code is None:  # flagged before the code was recorded: the request had nobody
+        return not before["users"] and not before["groups"]
+    return code == NO_APPROVERS and flagged["step"] == step.name
 
 
 def _people(request):
@@ -360,7 +389,9 @@ def open_request(tx, step, spec):
         # Everyone it named was deleted since the workflow was published.
         tx.flag_attention(
             f"approval {step.name} has no approvers left (its users and groups were deleted): "
-            "reassign it"
+            "reassign it",
+            code=NO_APPROVERS,
+            step=step,
         )
     else:
         _notify(request, "requested", undecided_approvers(request))

@@ -13,6 +13,7 @@ from django.utils import timezone
 from sagas import queue
 from sagas.models import SagaEvent
 
+from .mailtext import email_texts
 from .models import ApprovalRequest
 
 log = logging.getLogger("approvals.mail")
@@ -26,8 +27,11 @@ def decision_url(request):
 
 
 def message_for(request, reason, user):
+    title, description = email_texts(request)  # the saga's input quoted, never a link
     context = {
         "request": request,
+        "title": title,
+        "description": description,
         "saga": request.saga,
         "user": user,
         "reason": reason,

@@ -112,6 +112,7 @@ INSTALLED_APPS = [
     "sagas",
     "sagas.demo",
     "sagas.hooks",
+    "sagas.secrets",
     "approvals",
     "dashboard",
 ]
@@ -293,6 +294,12 @@ SAGAS_HTTP_FORBIDDEN_NETWORKS = envlist(
     "SAGAS_HTTP_FORBIDDEN_NETWORKS",
     ["169.254.0.0/16", "0.0.0.0/8", "224.0.0.0/4", "::/128", "fe80::/10", "ff00::/8"],
 )
+# Every document and JSON value the product parses (workflow documents from the
+# admin, the API, import and loadworkflows; saga inputs; event payloads) is at
+# most this large and this deeply nested (sagas/documents.py); YAML anchors
+# and aliases are refused. A file of several documents may be 4× the size.
+SAGAS_DOCUMENT_MAX_BYTES = envint("SAGAS_DOCUMENT_MAX_BYTES", 256 * 1024)
+SAGAS_DOCUMENT_MAX_DEPTH = envint("SAGAS_DOCUMENT_MAX_DEPTH", 32)
 # Modules that register actions (`@action`) or step kinds, imported at start-up
 # in web and worker processes alike.
 SAGAS_ACTION_MODULES = envlist("SAGAS_ACTION_MODULES", [])
@@ -359,6 +366,10 @@ LOGGING = {
         "django-q": {"level": env("Q_LOG_LEVEL", "WARNING")},
         # django-axes says INFO on every sign-in; lockouts come at WARNING.
         "axes": {"level": env("AXES_LOG_LEVEL", "WARNING")},
+        # httpx says every request's whole URL at INFO, and a URL may carry a
+        # secret in its query: outgoing calls are logged by the engine instead.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }
 

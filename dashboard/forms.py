@@ -5,6 +5,8 @@ import uuid
 
 from django import forms
 
+from sagas import documents
+
 BULK_LIMIT = 100
 
 
@@ -104,6 +106,10 @@ class StartSagaForm(forms.Form):
             raise forms.ValidationError("Not valid JSON: it is nested too deeply.") from None
         if not isinstance(value, dict):
             raise forms.ValidationError('The input must be a JSON object, like {"order_id": "42"}.')
+        try:
+            documents.check_depth(value, root="input")
+        except documents.DocumentLimit as exc:
+            raise forms.ValidationError(f"{exc.where}: {exc.message}.") from None
         return value
 
     def add_input_errors(self, fields):

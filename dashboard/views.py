@@ -284,6 +284,8 @@ def _detail_context(request, saga, **extra):
         "steps": steps,
         "progress": selectors.progress(saga, steps),
         "operator": operator,
+        # Results are the services' own data: for operators and whoever started the saga.
+        "show_results": operator or saga.started_by_id == request.user.pk,
         "can_cancel": operator and saga.state in (SagaState.STARTED, SagaState.PENDING),
         "poll_seconds": _poll(),
         "live": not saga.is_finished,

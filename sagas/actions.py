@@ -8,7 +8,15 @@ _actions = {}
 
 
 class StepFailed(Exception):
-    """A business failure: the step ends at once (no retry) and the saga compensates."""
+    """A business failure: the step ends at once (no retry) and the saga compensates.
+
+    `detail` (a downstream answer, say) is kept with the step for operators only;
+    the message is what everyone sees.
+    """
+
+    def __init__(self, *args, detail=""):
+        super().__init__(*args)
+        self.detail = detail
 
 
 @dataclass(frozen=True)

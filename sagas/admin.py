@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import authoring
 from .definitions import DefinitionError
+from .documents import max_file_bytes
 from .engine import Conflict, NotFound
 from .models import Saga, SagaEvent, SagaStep, WorkflowAudit, WorkflowDefinition
 from .services import publish_workflow
@@ -96,16 +97,15 @@ class WorkflowDocumentForm(forms.ModelForm):
 
 
 class ImportForm(forms.Form):
-    MAX_BYTES = 1024 * 1024
-
     file = forms.FileField(help_text="A YAML or JSON file with one workflow or several.")
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
-        if upload.size > self.MAX_BYTES:
+        limit = max_file_bytes()  # the limit of loadworkflows too
+        if upload.size > limit:
             raise forms.ValidationError(
                 f"{upload.name}: {upload.size} bytes is more than a workflow file needs "
-                f"(at most {self.MAX_BYTES})"
+                f"(at most {limit})"
             )
         return upload
 

@@ -9,8 +9,9 @@ from django.db import transaction
 from django.db.models import Count
 
 from . import actions as action_registry
+from . import documents as bounded
 from . import kinds as kind_registry
-from .definitions import DefinitionError, load_document, validate
+from .definitions import DefinitionError, load_document, validate, yaml_error
 from .engine import Conflict, NotFound
 from .models import Saga, WorkflowAudit, WorkflowDefinition
 from .services import publish_workflow, validation_context
@@ -101,6 +102,11 @@ class _IndentedDumper(yaml.SafeDumper):
     def increase_indent(self, flow=False, indentless=False):
         return super().increase_indent(flow, False)
 
+    def ignore_aliases(self, data):
+        # Documents are read without anchors and aliases (sagas/documents.py),
+        # so a dump never writes them, even for a value that appears twice.
+        return True
+
 
 # Characters YAML reads as line breaks or a byte-order mark: written raw (as
 # allow_unicode does) they come back changed, so text holding them is written
@@ -166,9 +172,11 @@ def parse_document(text, *, context=None):
 def documents_in(text):
     """A file holds one document, or a YAML stream / JSON list of them (like `loadworkflows`)."""
     try:
-        loaded = list(yaml.safe_load_all(text))
-    except yaml.YAMLError:
-        return [load_document(text)]  # raises a DefinitionError with the position
+        loaded = bounded.load_yaml_all(text, max_total=bounded.max_file_bytes())
+    except bounded.DocumentLimit as exc:
+        raise DefinitionError({exc.where: [exc.message]}) from None
+    except yaml.YAMLError as exc:
+        raise yaml_error(exc) from None
     if len(loaded) == 1 and isinstance(loaded[0], list):
         loaded = loaded[0]
     loaded = [document for document in loaded if document is not None]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import jsonschema
 import yaml
 
+from . import documents, secrets
 from . import kinds as kind_registry
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
@@ -14,6 +15,9 @@ DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 WHEN_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(==|!=|>=|<=|>|<)\s*(.+?)\s*$")
 TEMPLATE_RE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
+# A `when:` is one comparison: longer text is no honest condition, and its
+# regular expression would take quadratic time on it.
+MAX_EXPRESSION = 1000
 
 DOCUMENT_KEYS = {"name", "description", "input_schema", "steps"}
 COMMON_STEP_KEYS = {
@@ -101,28 +105,52 @@ def check_retry(policy, path, errors):
 
 
 def check_when(expression, path, errors):
+    if isinstance(expression, str) and len(expression) > MAX_EXPRESSION:
+        errors.add(
+            path, f"is {len(expression)} characters; a condition is at most {MAX_EXPRESSION}"
+        )
+        return
     if not isinstance(expression, str) or not WHEN_RE.match(expression):
         errors.add(path, "must read like 'input.amount > 1000' (a path, an operator, a JSON value)")
         return
+    if WHEN_RE.match(expression).group(1).split(".")[0] == "secrets":
+        errors.add(path, "a condition cannot read secrets")
+        return
     literal = WHEN_RE.match(expression).group(3)
     try:
-        json.loads(literal)
-    except ValueError:
-        errors.add(path, f'{literal!r} is not a JSON value (quote strings: "gold")')
+        _literal(literal)
+    except documents.DocumentLimit as exc:
+        errors.add(path, f"its value is {exc.message}")
+    except (ValueError, RecursionError):
+        errors.add(path, f'{literal[:100]!r} is not a JSON value (quote strings: "gold")')
+
+
+def _literal(text):
+    """The JSON value on the right of a condition; nesting is capped like any document's."""
+    value = json.loads(text)
+    documents.check_depth(value)
+    return value
 
 
 def load_document(text):
     """Parse YAML or JSON text into a dict; DefinitionError when it is neither."""
     try:
-        document = yaml.safe_load(text)
+        document = documents.load_yaml(text)  # no aliases; size and depth capped
+    except documents.DocumentLimit as exc:
+        raise DefinitionError({exc.where: [exc.message]}) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
-        problem = getattr(exc, "problem", exc)
-        raise DefinitionError({where: [f"not valid YAML or JSON: {problem}"]}) from None
+        raise yaml_error(exc) from None
     if not isinstance(document, dict):
         raise DefinitionError({"(document)": ["must be a mapping with name and steps"]})
     return document
+
+
+def yaml_error(exc):
+    """A DefinitionError saying where YAML parsing failed."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
+    problem = getattr(exc, "problem", exc)
+    return DefinitionError({where: [f"not valid YAML or JSON: {problem}"]})
 
 
 def validate(document, *, context=None):
@@ -135,6 +163,7 @@ def validate(document, *, context=None):
     context = context or {}
     if not isinstance(document, dict):
         raise DefinitionError({"(document)": ["must be a mapping with name and steps"]})
+    check_bounds(document)
     check_keys(document, DOCUMENT_KEYS, "", errors)
     name = document.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
@@ -150,6 +179,8 @@ def validate(document, *, context=None):
                 jsonschema.Draft202012Validator.check_schema(schema)
             except jsonschema.SchemaError as exc:
                 errors.add("input_schema", f"not a valid JSON Schema: {exc.message}")
+    for key in ("name", "description", "input_schema"):
+        secrets.check_references(document.get(key), key, errors, allowed=False)
     steps = document.get("steps")
     if not isinstance(steps, list) or not steps:
         errors.add("steps", "required: a list of at least one step")
@@ -175,6 +206,14 @@ def validate(document, *, context=None):
             errors.add(f"{path}.type", f"unknown step type {step.get('type')!r} (known: {known})")
             continue
         check_keys(step, COMMON_STEP_KEYS | kind.keys, path, errors)
+        for key, value in step.items():
+            secrets.check_references(
+                value,
+                f"{path}.{key}",
+                errors,
+                allowed=key in kind.secret_keys,
+                known=context.get("secrets"),
+            )
         if "timeout" in step:
             check_duration(step["timeout"], f"{path}.timeout", errors)
         if "retry" in step:
@@ -191,6 +230,15 @@ def validate(document, *, context=None):
     if errors:
         raise DefinitionError(errors.by_path)
     return document
+
+
+def check_bounds(document):
+    """A parsed document (from YAML, JSON or Python) is no deeper and no larger than the caps."""
+    try:
+        documents.check_depth(document)
+        documents.check_size(json.dumps(document, default=str, ensure_ascii=False))
+    except documents.DocumentLimit as exc:
+        raise DefinitionError({exc.where: [exc.message]}) from None
 
 
 def validate_input(document, data):
@@ -242,10 +290,11 @@ def render(template, scope):
     whole = TEMPLATE_RE.fullmatch(template.strip())
     if whole:
         return lookup(scope, whole.group(1))
-    return TEMPLATE_RE.sub(lambda m: _text(lookup(scope, m.group(1))), template)
+    return TEMPLATE_RE.sub(lambda m: as_text(lookup(scope, m.group(1))), template)
 
 
-def _text(value):
+def as_text(value):
+    """A value as it reads inside text: None is empty, a list or mapping is JSON."""
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
@@ -256,7 +305,7 @@ def _text(value):
 def condition_holds(expression, scope):
     """Evaluate a `when:` expression such as 'input.amount > 1000'."""
     path, op, literal = WHEN_RE.match(expression).groups()
-    left, right = lookup(scope, path), json.loads(literal)
+    left, right = lookup(scope, path), _literal(literal)
     if op == "==":
         return left == right
     if op == "!=":

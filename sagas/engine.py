@@ -23,7 +23,7 @@ from django.db.models import JSONField
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import counts, kinds, queue, shutdown
+from . import counts, documents, kinds, queue, shutdown
 from .actions import ActionContext, StepFailed
 from .definitions import (
     DefinitionError,
@@ -111,6 +111,20 @@ class Conflict(SagaError):
 class InvalidInput(SagaError):
     code = "invalid"
     status = 400
+
+
+class IdempotencyConflict(Conflict):
+    """The key started another saga with another input; `saga_id` names it, for callers who may see it."""
+
+    def __init__(self, message, *, saga_id):
+        super().__init__(message)
+        self.saga_id = saga_id
+
+
+class Expired(Conflict):
+    """The act came after its step's deadline: the deadline was fired instead (README, Approvals)."""
+
+    code = "expired"
 
 
 # --- definitions -------------------------------------------------------------
@@ -224,10 +238,11 @@ class Transition:
     def touch(self, step):
         self.changed[step.pk] = step
 
-    def flag_attention(self, reason):
+    def flag_attention(self, reason, *, code, step=None):
+        """Ask for a person; `code` (and `step`) say why as facts rules can read, not text."""
         self.saga.needs_attention = True
         self.saga.attention_reason = reason
-        self.event("needs_attention", reason=reason)
+        self.event("needs_attention", step, reason=reason, code=code)
         saga = self.saga
         transaction.on_commit(lambda: saga_needs_attention.send(Saga, saga=saga, reason=reason))
 
@@ -493,11 +508,21 @@ def _lock(saga_id, *, actor=None, actor_label="engine", known=None):
 
 @contextmanager
 def locked_saga(saga_id, *, actor=None, actor_label="engine"):
-    """One transition: lock the saga, let the caller change it, save and commit."""
+    """One transition: lock the saga, let the caller change it, save and commit.
+
+    An Expired raised inside (see fire_passed_deadlines) is raised after the
+    commit: the deadlines it fired and the refusal it recorded are kept.
+    """
+    late = None
     with transaction.atomic():
         tx = _lock(saga_id, actor=actor, actor_label=actor_label)
-        yield tx
+        try:
+            yield tx
+        except Expired as exc:
+            late = exc
         tx.save()
+    if late is not None:
+        raise late
 
 
 # --- starting ----------------------------------------------------------------
@@ -507,6 +532,14 @@ def _same_json(a, b):
     return json.dumps(a, sort_keys=True, cls=DjangoJSONEncoder) == json.dumps(
         b, sort_keys=True, cls=DjangoJSONEncoder
     )
+
+
+def _check_depth(value, root):
+    """Inputs and payloads are capped in depth like documents (sagas/documents.py)."""
+    try:
+        documents.check_depth(value, root=root)
+    except documents.DocumentLimit as exc:
+        raise InvalidInput(f"{exc.where}: {exc.message}", {exc.where: [exc.message]}) from None
 
 
 def published_definition(workflow, version=None):
@@ -542,6 +575,7 @@ def start_saga(
     with another input it is a Conflict.
     """
     definition = published_definition(workflow, version)
+    _check_depth(input, "input")
     try:
         validate_input(definition.spec, input)
     except DefinitionError as exc:
@@ -580,9 +614,10 @@ def start_saga(
                     workflow=definition.name, idempotency_key=idempotency_key
                 )
                 if not _same_json(existing.input, input):
-                    raise Conflict(
+                    raise IdempotencyConflict(
                         f"idempotency key {idempotency_key!r} was used for saga {existing.pk} "
-                        "with a different input"
+                        "with a different input",
+                        saga_id=existing.pk,
                     ) from None
                 return existing, False
         else:
@@ -684,7 +719,10 @@ def _advance(tx, from_index, *, inline):
             continue
         spec = step_spec(tx.saga, step)
         if "when" in spec and not condition_holds(spec["when"], _scope(tx)):
-            tx.step_to(step, StepStatus.SKIPPED, "step_skipped", reason=f"when: {spec['when']}")
+            # Its own kind of event: the engine's skip, never a person's (four-eyes reads it).
+            tx.step_to(
+                step, StepStatus.SKIPPED, "step_skipped_by_condition", condition=spec["when"]
+            )
             continue
         kind = kind_of(step)
         tx.saga.current_step = step.name
@@ -734,9 +772,12 @@ def execute(claim):
         value = json.loads(json.dumps(value, cls=DjangoJSONEncoder))
         return Outcome(ok=True, result=value)
     except StepFailed as exc:
-        return Outcome(ok=False, error=str(exc) or "StepFailed", business=True)
+        detail = getattr(exc, "detail", "")  # for operators only (the step's traceback)
+        return Outcome(ok=False, error=str(exc) or "StepFailed", traceback=detail, business=True)
     except Exception as exc:
         summary = "".join(traceback.format_exception(exc, limit=-8))[-4000:]
+        if getattr(exc, "detail", ""):
+            summary = f"{summary}\n{exc.detail}"
         log.warning(
             "step %s of saga %s raised %s", claim.context.step, claim.saga_id, type(exc).__name__
         )
@@ -1040,7 +1081,9 @@ def _fail_for_good(tx, step, error, *, reason, inline):
     tx.step_to(step, StepStatus.FAILED, "step_failed", attempt=step.attempt, error=error)
     if step_spec(tx.saga, step).get("on_failure") == "pause":
         tx.flag_attention(
-            f"step {step.name} failed: {error} — retry it, skip it with a reason, or cancel the saga"
+            f"step {step.name} failed: {error} — retry it, skip it with a reason, or cancel the saga",
+            code="step_failed",
+            step=step,
         )
         return None
     return start_compensation(
@@ -1081,6 +1124,7 @@ def deliver_event(*, type, correlation_id, payload=None, actor=None, actor_label
         raise InvalidInput(
             "correlation_id must be the saga's correlation id", {"correlation_id": ["required"]}
         )
+    _check_depth(payload, "payload")
     try:
         payload = json.loads(json.dumps(payload))
     except (TypeError, ValueError) as exc:
@@ -1088,13 +1132,21 @@ def deliver_event(*, type, correlation_id, payload=None, actor=None, actor_label
     waiting = SagaStep.objects.filter(
         status=StepStatus.WAITING, awaiting=type, saga__correlation_id=correlation_id
     ).values_list("pk", "saga_id")
-    matched = 0
+    matched, late = 0, None
     for step_id, saga_id in list(waiting):
-        with locked_saga(saga_id, actor=actor, actor_label=actor_label) as tx:
-            step = tx.step(pk=step_id)
-            if step.status == StepStatus.WAITING and step.awaiting == type:
-                complete_waiting_step(tx, step, payload, kind="event_received", event=type)
-                matched += 1
+        try:
+            with locked_saga(saga_id, actor=actor, actor_label=actor_label) as tx:
+                step = tx.step(pk=step_id)
+                expired = fire_passed_deadlines(tx, act="event", step=step)
+                if expired is not None:
+                    raise expired
+                if step.status == StepStatus.WAITING and step.awaiting == type:
+                    complete_waiting_step(tx, step, payload, kind="event_received", event=type)
+                    matched += 1
+        except Expired as exc:
+            late = exc  # recorded in that saga; the others still get the event
+    if late is not None and not matched:
+        raise late
     return matched
 
 
@@ -1107,13 +1159,56 @@ def on_deadline(step_id):
         step = tx.step(pk=step_id)
         if step.status != StepStatus.WAITING or step.deadline is None or step.deadline > tx.now:
             return
-        tx.event(
-            "deadline_passed",
-            step,
-            deadline=step.deadline.isoformat(),
-            late_seconds=round((tx.now - step.deadline).total_seconds(), 3),
-        )
-        kind_of(step).on_deadline(tx, step, step_spec(tx.saga, step))
+        _fire_deadline(tx, step)
+
+
+def _fire_deadline(tx, step, **details):
+    tx.event(
+        "deadline_passed",
+        step,
+        deadline=step.deadline.isoformat(),
+        late_seconds=round((tx.now - step.deadline).total_seconds(), 3),
+        **details,
+    )
+    kind_of(step).on_deadline(tx, step, step_spec(tx.saga, step))
+
+
+# --- deadlines hold at the act -----------------------------------------------------
+
+
+def fire_passed_deadlines(tx, *, act, step=None):
+    """Fire every passed deadline of the saga, as the sweeper would, before a person's act.
+
+    Called first in the transaction of a decision, an event delivery or an
+    operator's act: whether a worker swept in time must not decide the
+    outcome. Each deadline is fired exactly as the sweeper fires it
+    (deadline_passed, then the kind's on_deadline: expire, escalate, time out),
+    recorded as the engine's doing, not the person's. Returns an Expired for
+    the caller to raise when the act came too late — the deadline closed its
+    step (or, for an act on the whole saga, any step) — after recording a
+    `late_act_refused` event with the actor; locked_saga commits what was
+    fired and raises it after. None when the act may go on: nothing was due,
+    or the deadline only escalated (the request is still open).
+    """
+    fired = []
+    for candidate in tx.steps:
+        deadline = candidate.deadline
+        if candidate.status == StepStatus.WAITING and deadline is not None and deadline <= tx.now:
+            actor, label = tx.actor, tx.actor_label
+            tx.actor, tx.actor_label = None, "engine"
+            try:
+                _fire_deadline(tx, candidate, fired_at_act=act)
+            finally:
+                tx.actor, tx.actor_label = actor, label
+            fired.append((candidate, deadline))
+    for candidate, deadline in fired:
+        if candidate.status != StepStatus.WAITING and (step is None or candidate.pk == step.pk):
+            tx.event("late_act_refused", candidate, act=act, deadline=deadline.isoformat())
+            return Expired(
+                f"too late: step {candidate.name} was due at {deadline:%Y-%m-%d %H:%M:%S} UTC "
+                f"and has expired (the saga is now {tx.saga.state}); this {act} was not recorded"
+            )
+    return None
 
 
 # --- compensation ------------------------------------------------------------
@@ -1205,7 +1300,9 @@ def _compensation_failed(tx, step, error, trace=""):
     tx.event("compensation_failed", step, attempt=step.compensation_attempt, error=error)
     tx.flag_attention(
         f"compensation of {step.name} failed {made} time{'s' if made != 1 else ''}: {error} — "
-        "fix the cause and retry the compensation, or skip it with a reason"
+        "fix the cause and retry the compensation, or skip it with a reason",
+        code="compensation_failed",
+        step=step,
     )
 
 
@@ -1265,6 +1362,8 @@ def cancel_saga(saga_id, *, user=None, reason, actor_label="operator"):
     """Stop a started or pending saga and compensate what it did."""
     reason = _require_reason(reason)
     with locked_saga(saga_id, actor=user, actor_label=actor_label) as tx:
+        if late := fire_passed_deadlines(tx, act="cancel"):
+            raise late
         if tx.saga.state not in (SagaState.STARTED, SagaState.PENDING):
             raise Conflict(
                 f"the saga is {tx.saga.state}; only a started or pending saga can be cancelled"
@@ -1289,6 +1388,8 @@ def _stuck_compensation(tx):
 def retry_saga(saga_id, *, user=None, step_name=None, actor_label="operator"):
     """Retry what holds the saga: a failed step of a paused saga, or a stuck compensation."""
     with locked_saga(saga_id, actor=user, actor_label=actor_label) as tx:
+        if late := fire_passed_deadlines(tx, act="retry"):
+            raise late
         step = tx.step(name=step_name) if step_name else None
         if tx.saga.state == SagaState.PENDING:
             step = step or next((s for s in tx.steps if s.status == StepStatus.FAILED), None)
@@ -1318,6 +1419,8 @@ def skip_step(saga_id, step_name, *, user=None, reason, actor_label="operator"):
     reason = _require_reason(reason)
     with locked_saga(saga_id, actor=user, actor_label=actor_label) as tx:
         step = tx.step(name=step_name)
+        if late := fire_passed_deadlines(tx, act="skip", step=step):
+            raise late
         if tx.saga.state == SagaState.PENDING and step.status in (
             StepStatus.FAILED,
             StepStatus.WAITING,

@@ -4,12 +4,12 @@ import ipaddress
 import socket
 from urllib.parse import urlparse
 
-import httpx
 from django.conf import settings
 
-from . import kinds
+from . import documents, kinds, outbound, secrets
 from .actions import StepFailed
 from .definitions import check_duration, parse_duration, render
+from .urltemplates import TemplateError, check_headers, check_url, fill_headers, fill_url
 
 REQUEST_KEYS = {"method", "url", "headers", "body", "timeout"}
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
@@ -36,22 +36,29 @@ def forbidden_address(host):
     service at 169.254.169.254. Checked just before each call, since DNS
     answers change. A name that does not resolve is left to the call to fail.
     """
-    networks = [
-        ipaddress.ip_network(n, strict=False) for n in settings.SAGAS_HTTP_FORBIDDEN_NETWORKS
-    ]
     try:
         infos = socket.getaddrinfo((host or "").rstrip("."), None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError, ValueError):
         return None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        mapped = getattr(address, "ipv4_mapped", None)
-        for candidate in (address, mapped):
-            if candidate is not None and any(
-                candidate.version == net.version and candidate in net for net in networks
-            ):
-                return str(address)
+        address = info[4][0].split("%", 1)[0]
+        if forbidden(address):
+            return address
     return None
+
+
+def forbidden(address):
+    """Is this address (text) inside SAGAS_HTTP_FORBIDDEN_NETWORKS (an IPv4-mapped one too)?"""
+    networks = [
+        ipaddress.ip_network(n, strict=False) for n in settings.SAGAS_HTTP_FORBIDDEN_NETWORKS
+    ]
+    address = ipaddress.ip_address(address)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return any(
+        candidate is not None and candidate.version == net.version and candidate in net
+        for candidate in (address, mapped)
+        for net in networks
+    )
 
 
 def refusal(host):
@@ -65,12 +72,27 @@ def refusal(host):
 
 
 class RetryableHttpError(Exception):
-    """A 5xx, a timeout or a connection error: worth another attempt."""
+    """A 5xx, a timeout or a connection error: worth another attempt.
+
+    `detail` (the answer's body) goes with the step's traceback, for operators.
+    """
+
+    def __init__(self, message, *, detail=""):
+        super().__init__(message)
+        self.detail = detail
+
+
+BODY_SHOWN = 2000  # characters of an answer kept as a result or as an error's detail
+
+
+def _detail(text):
+    return f"response body (first {BODY_SHOWN} characters):\n{text[:BODY_SHOWN]}" if text else ""
 
 
 class HttpKind(kinds.StepKind):
     name = "http"
     keys = frozenset({"request", "compensation_request"})
+    secret_keys = frozenset({"request", "compensation_request"})
     description = "Calls another service over HTTP; 2xx succeeds, 4xx fails, 5xx is retried."
 
     def validate(self, step, path, errors, context):
@@ -89,20 +111,11 @@ class HttpKind(kinds.StepKind):
                 errors.add(f"{path}.{key}", "unknown key")
         if str(request.get("method", "POST")).upper() not in METHODS:
             errors.add(f"{path}.method", f"must be one of {', '.join(sorted(METHODS))}")
-        url = request.get("url")
-        if not isinstance(url, str) or not url:
-            errors.add(f"{path}.url", "required: an http(s) URL")
-        else:
-            parsed = urlparse(url)
-            if parsed.scheme not in ("http", "https") or not parsed.hostname:
-                errors.add(f"{path}.url", f"{url!r} is not an http(s) URL")
-            elif "{{" in parsed.hostname or not host_allowed(parsed.hostname):
-                errors.add(
-                    f"{path}.url",
-                    f"host {parsed.hostname!r} is not in SAGAS_HTTP_ALLOWED_HOSTS",
-                )
-        if "headers" in request and not isinstance(request["headers"], dict):
-            errors.add(f"{path}.headers", "must be a mapping of header names to values")
+        parts = check_url(request.get("url"), f"{path}.url", errors)
+        if parts is not None and not host_allowed(parts.hostname):
+            errors.add(f"{path}.url", f"host {parts.hostname!r} is not in SAGAS_HTTP_ALLOWED_HOSTS")
+        if "headers" in request:
+            check_headers(request["headers"], f"{path}.headers", errors)
         if "timeout" in request:
             check_duration(request["timeout"], f"{path}.timeout", errors)
 
@@ -116,38 +129,61 @@ class HttpKind(kinds.StepKind):
         return self._call(ctx, spec["compensation_request"])
 
     def _call(self, ctx, request):
-        scope = ctx.scope()
-        url = render(request["url"], scope)
-        host = urlparse(url).hostname
-        refused = refusal(host)  # a template or a DNS answer may not steer the call elsewhere
-        if refused:
-            raise StepFailed(refused)
-        headers = {str(k): str(v) for k, v in render(request.get("headers", {}), scope).items()}
+        """One request: secrets resolved now and redacted from all it leaves behind."""
+        try:
+            used = secrets.resolve(secrets.referenced_names(request))
+        except secrets.MissingSecret as exc:
+            raise StepFailed(str(exc)) from None
+        with secrets.redacting(used):
+            try:
+                return self._send(ctx, request, used)
+            except (StepFailed, RetryableHttpError) as exc:
+                exc.args = (secrets.redact_text(str(exc), used),)
+                exc.detail = secrets.redact_text(getattr(exc, "detail", ""), used)
+                raise
+            except Exception as exc:  # whatever it says may quote what was sent
+                message = secrets.redact_text(f"{type(exc).__name__}: {exc}", used)
+                raise RetryableHttpError(message) from None
+
+    def _send(self, ctx, request, used):
+        scope = {**ctx.scope(), "secrets": used}
+        try:
+            # A template or a DNS answer may not steer the call elsewhere (outbound.send).
+            url = fill_url(request["url"], scope)
+            headers = fill_headers(request.get("headers"), scope)
+        except TemplateError as exc:
+            raise StepFailed(str(exc)) from None
         headers["Idempotency-Key"] = ctx.idempotency_key + (":undo" if ctx.compensating else "")
         if ctx.correlation_id:
             headers.setdefault("X-Correlation-ID", ctx.correlation_id)
-        timeout = parse_duration(request.get("timeout", "10s"))
-        body = render(request.get("body"), scope)
+        method = str(request.get("method", "POST")).upper()
         try:
-            # Redirects are not followed: a redirect could lead off the allowlist.
-            response = httpx.request(
-                str(request.get("method", "POST")).upper(),
+            response = outbound.send(
+                method,
                 url,
-                json=body,
                 headers=headers,
-                timeout=timeout,
-                follow_redirects=False,
+                json=render(request.get("body"), scope),
+                timeout=parse_duration(request.get("timeout", "10s")),
             )
-        except httpx.HTTPError as exc:
-            raise RetryableHttpError(f"{type(exc).__name__}: {exc}") from exc
+        except outbound.Refused as exc:
+            raise StepFailed(str(exc)) from None
+        except outbound.Unreachable as exc:
+            raise RetryableHttpError(str(exc)) from None
+        text = secrets.redact_text(response.text, used)  # before any cut: no half a secret
+        host = urlparse(url).hostname
         if response.status_code >= 500:
-            raise RetryableHttpError(f"HTTP {response.status_code}: {response.text[:500]}")
+            raise RetryableHttpError(
+                f"HTTP {response.status_code} from {host}", detail=_detail(text)
+            )
         if response.status_code >= 300:
-            raise StepFailed(f"HTTP {response.status_code}: {response.text[:500]}")
+            raise StepFailed(f"HTTP {response.status_code} from {host}", detail=_detail(text))
         try:
-            return response.json()
+            value = response.json()
         except ValueError:
-            return {"status": response.status_code, "text": response.text[:2000]}
+            return {"status": response.status_code, "text": text[:BODY_SHOWN]}
+        if documents.too_deep(value) is not None:
+            return {"status": response.status_code, "text": text[:BODY_SHOWN]}
+        return secrets.redact(value, used)
 
 
 kinds.register(HttpKind())

@@ -16,6 +16,9 @@ class StepKind:
     name = ""
     automatic = True
     keys = frozenset()  # definition keys this kind accepts beyond the common ones
+    # Keys under which `{{ secrets.NAME }}` is resolved at the call (README, Secrets);
+    # anywhere else in a document it is refused at publish.
+    secret_keys = frozenset()
     description = ""
 
     def validate(self, step, path, errors, context):

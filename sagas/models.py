@@ -237,6 +237,23 @@ class SagaStep(models.Model):
             return self.executed_at - self.started_at
         return None
 
+    @property
+    def error_line(self):
+        """The error as those who are not operators see it (README, Dashboard)."""
+        return one_line(self.error)
+
+
+ONE_LINE = 200
+
+
+def one_line(text):
+    """The first line of a message, at most ONE_LINE characters: tracebacks, downstream
+    bodies and the rest of a long message are for operators."""
+    if not isinstance(text, str) or not text:
+        return text
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= ONE_LINE else line[: ONE_LINE - 1] + "…"
+
 
 class SagaEventQuerySet(models.QuerySet):
     """The history is append-only: bulk updates and deletes are refused."""

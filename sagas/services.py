@@ -4,15 +4,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
+from . import secrets
 from .definitions import load_document, validate
 from .models import WorkflowAudit, WorkflowDefinition
 
 
 def validation_context():
-    """What definitions may refer to outside themselves: existing users and groups."""
+    """What definitions may refer to outside themselves: existing users, groups and secrets."""
     return {
         "users": set(get_user_model().objects.values_list("username", flat=True)),
         "groups": set(Group.objects.values_list("name", flat=True)),
+        "secrets": secrets.known_names(),  # names only
     }
 
 

@@ -125,3 +125,20 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def recorder():
+    """recorder(**kwargs) starts a loopback HTTP server that records what it receives."""
+    from tests.loopback import Recorder
+
+    started = []
+
+    def _start(**kwargs):
+        server = Recorder(**kwargs)
+        started.append(server)
+        return server
+
+    yield _start
+    for server in started:
+        server.close()

@@ -17,7 +17,7 @@ from django import template
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
-from sagas import kinds
+from sagas import kinds, models
 
 register = template.Library()
 
@@ -93,12 +93,31 @@ def event_label(kind):
     return str(kind).replace("_", " ")
 
 
-DETAIL_KEYS = ("reason", "comment", "error", "decision", "attempt", "retry_at", "deadline", "event")
+DETAIL_KEYS = (
+    "reason",
+    "condition",
+    "comment",
+    "error",
+    "decision",
+    "attempt",
+    "retry_at",
+    "deadline",
+    "event",
+)
 
 
 @register.filter
-def event_details(details):
-    """The parts of an event's details worth a line in the timeline, as (key, value) pairs."""
+def one_line(text):
+    """The first line of a message, shortened: what those who are not operators see of it."""
+    return models.one_line(text)
+
+
+@register.filter
+def event_details(details, full=True):
+    """The parts of an event's details worth a line in the timeline, as (key, value) pairs.
+
+    Not `full` (those who are not operators): an error is shown as its first line.
+    """
     if not isinstance(details, dict):
         return []
     pairs = []
@@ -107,9 +126,10 @@ def event_details(details):
     for key in DETAIL_KEYS:
         value = details.get(key)
         if value not in (None, ""):
-            pairs.append(
-                (key, value if isinstance(value, (str, int, float)) else json.dumps(value))
-            )
+            value = value if isinstance(value, (str, int, float)) else json.dumps(value)
+            if key == "error" and not full:
+                value = models.one_line(str(value))
+            pairs.append((key, value))
     cause = details.get("cause")
     if isinstance(cause, dict) and cause.get("reason"):
         pairs.append(("cause", cause["reason"]))

@@ -1,7 +1,9 @@
 """A JSON parser that refuses what PostgreSQL cannot store, before any view sees it."""
 
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import BaseParser, JSONParser
+
+from sagas import documents
 
 
 def unstorable(value, path=""):
@@ -34,6 +36,11 @@ class StrictJSONParser(JSONParser):
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - the document is nested too deeply") from None
+        # One level for the body's own envelope ({"input": …}); what it carries
+        # is held to the cap itself where it is used (start, events, publish).
+        deep = documents.too_deep(data, limit=documents.max_depth() + 1)
+        if deep is not None:
+            raise ValidationError({documents.path_text(deep): [documents.too_deep_message()]})
         bad = unstorable(data)
         if bad:
             raise ParseError(f"{bad}: NUL characters and lone surrogates cannot be stored")

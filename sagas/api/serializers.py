@@ -3,7 +3,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sagas.models import Saga, SagaEvent, SagaStep, WorkflowDefinition
+from sagas.filters import is_operator
+from sagas.models import Saga, SagaEvent, SagaStep, WorkflowDefinition, one_line
 
 
 class JSONObjectField(serializers.JSONField):
@@ -101,6 +102,14 @@ class SagaSummarySerializer(serializers.ModelSerializer):
     cause = serializers.JSONField(allow_null=True)
     started_by = UsernameField(allow_null=True)
 
+    def to_representation(self, saga):
+        data = super().to_representation(saga)
+        if not _full_detail(self):
+            data["attention_reason"] = one_line(data["attention_reason"])
+            if isinstance(data.get("cause"), dict) and "error" in data["cause"]:
+                data["cause"] = {**data["cause"], "error": one_line(data["cause"]["error"])}
+        return data
+
     class Meta:
         model = Saga
         fields = [
@@ -123,12 +132,35 @@ class SagaSummarySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _caller(serializer):
+    request = serializer.context.get("request")
+    return getattr(request, "user", None)
+
+
+def _full_detail(serializer):
+    """Operators see errors whole; everyone else their first line (README, REST API)."""
+    return is_operator(_caller(serializer))
+
+
 class SagaSerializer(SagaSummarySerializer):
     steps = StepSerializer(many=True, read_only=True)
 
     class Meta(SagaSummarySerializer.Meta):
         fields = SagaSummarySerializer.Meta.fields + ["steps"]
         read_only_fields = fields
+
+    def to_representation(self, saga):
+        data = super().to_representation(saga)
+        if not _full_detail(self):
+            # Results are the services' own data: for operators and the saga's initiator.
+            results = saga.started_by_id is not None and saga.started_by_id == getattr(
+                _caller(self), "pk", None
+            )
+            for step in data["steps"]:
+                step["error"] = one_line(step["error"])
+                if not results:
+                    step["result"] = None
+        return data
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -139,6 +171,16 @@ class EventSerializer(serializers.ModelSerializer):
         model = SagaEvent
         fields = ["id", "at", "kind", "step", "actor", "details"]
         read_only_fields = fields
+
+    def to_representation(self, event):
+        data = super().to_representation(event)
+        details = data.get("details")
+        if not _full_detail(self) and isinstance(details, dict):
+            brief = {k: one_line(v) if k == "error" else v for k, v in details.items()}
+            if isinstance(brief.get("cause"), dict) and "error" in brief["cause"]:
+                brief["cause"] = {**brief["cause"], "error": one_line(brief["cause"]["error"])}
+            data["details"] = brief
+        return data
 
 
 class ReasonSerializer(serializers.Serializer):
@@ -202,12 +244,21 @@ class WorkflowSerializer(serializers.ModelSerializer):
 
 
 class WorkflowDetailSerializer(WorkflowSerializer):
-    spec = serializers.JSONField(help_text="The validated document of this version.")
+    spec = serializers.SerializerMethodField(
+        help_text="The validated document of this version; null unless the caller is an "
+        "operator or an admin (others see the name, description and steps)."
+    )
     versions = serializers.SerializerMethodField()
 
     class Meta(WorkflowSerializer.Meta):
         fields = WorkflowSerializer.Meta.fields + ["spec", "versions"]
         read_only_fields = fields
+
+    @extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
+    def get_spec(self, definition):
+        # A document may hold what only operators and admins should read (its
+        # requests' URLs and headers); secrets themselves never are in it.
+        return definition.spec if self.context.get("show_document") else None
 
     @extend_schema_field(WorkflowVersionSerializer(many=True))
     def get_versions(self, definition):

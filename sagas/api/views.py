@@ -71,7 +71,7 @@ def check_operator_on(request, saga_id):
 
 def _saga_response(request, saga_id, code=status.HTTP_200_OK):
     saga = _saga_queryset(request.user).get(pk=saga_id)
-    return Response(s.SagaSerializer(saga).data, status=code)
+    return Response(s.SagaSerializer(saga, context={"request": request}).data, status=code)
 
 
 def _actor_label(request):
@@ -102,7 +102,9 @@ class SagaListView(generics.GenericAPIView):
         summary="Start a saga",
         description=(
             "201 with the new saga. With an `idempotency_key`, repeating the request with "
-            "the same input returns the same saga with 200; another input is a 409."
+            "the same input returns the same saga with 200; another input is a 409. A caller "
+            "who may not see the saga the key started gets one neutral 409 for any reuse of "
+            "the key, whatever the input."
         ),
         request=s.SagaStartSerializer,
         responses={
@@ -116,21 +118,34 @@ class SagaListView(generics.GenericAPIView):
             raise exceptions.PermissionDenied("only operators may start sagas")
         data = s.SagaStartSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        saga, created = engine.start_saga(
-            workflow=data.validated_data["workflow"],
-            version=data.validated_data.get("version"),
-            input=data.validated_data["input"],
-            idempotency_key=data.validated_data.get("idempotency_key"),
-            correlation_id=data.validated_data["correlation_id"],
-            user=request.user,
-            actor_label=_actor_label(request),
-        )
+        try:
+            saga, created = engine.start_saga(
+                workflow=data.validated_data["workflow"],
+                version=data.validated_data.get("version"),
+                input=data.validated_data["input"],
+                idempotency_key=data.validated_data.get("idempotency_key"),
+                correlation_id=data.validated_data["correlation_id"],
+                user=request.user,
+                actor_label=_actor_label(request),
+            )
+        except engine.IdempotencyConflict as exc:
+            if not visible_sagas(request.user).filter(pk=exc.saga_id).exists():
+                raise _key_taken() from None
+            raise
         if not created and not visible_sagas(request.user).filter(pk=saga.pk).exists():
-            # Someone else's saga: say the key is taken without showing it.
-            raise engine.Conflict("this idempotency key is already used by another caller")
+            raise _key_taken()
         return _saga_response(
             request, saga.pk, status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
+
+
+def _key_taken():
+    """Any reuse of a key whose saga the caller may not see, whatever the input: one answer,
+    naming no saga, so that it tells neither the saga nor whether a guess of its input was right."""
+    return engine.Conflict(
+        "this idempotency key is already in use: choose another",
+        {"idempotency_key": ["already in use"]},
+    )
 
 
 class SagaDetailView(APIView):
@@ -138,7 +153,8 @@ class SagaDetailView(APIView):
         summary="A saga with its steps", responses={200: s.SagaSerializer, **errors(401, 404)}
     )
     def get(self, request, saga_id):
-        return Response(s.SagaSerializer(get_visible_saga(request, saga_id)).data)
+        saga = get_visible_saga(request, saga_id)
+        return Response(s.SagaSerializer(saga, context={"request": request}).data)
 
 
 class EventPagination(CursorPagination):
@@ -245,10 +261,12 @@ class EventDeliveryView(APIView):
         summary="Deliver an event: completes the `wait` steps waiting for it",
         description=(
             "Matches waiting steps by event type and the saga's correlation id. "
-            "202 with how many matched (0 is not an error: nothing was waiting)."
+            "202 with how many matched (0 is not an error: nothing was waiting). "
+            "409 `expired` when every matching wait had passed its deadline: the "
+            "deadline was fired instead (the wait timed out) and the event was not taken."
         ),
         request=s.EventDeliverySerializer,
-        responses={202: s.MatchedSerializer, **errors(400, 401, 403)},
+        responses={202: s.MatchedSerializer, **errors(400, 401, 403, 409)},
     )
     def post(self, request):
         data = s.EventDeliverySerializer(data=request.data)
@@ -374,7 +392,7 @@ class WorkflowListView(APIView):
             )
         definition, created = services.publish_workflow(document, user=request.user)
         return Response(
-            s.WorkflowDetailSerializer(definition).data,
+            s.WorkflowDetailSerializer(definition, context={"show_document": True}).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
@@ -397,7 +415,8 @@ class WorkflowDetailView(APIView):
         current = next(
             (v for v in versions if v.status == WorkflowDefinition.Status.PUBLISHED), versions[0]
         )
-        return Response(s.WorkflowDetailSerializer(current, context={"versions": versions}).data)
+        context = {"versions": versions, "show_document": is_operator(request.user)}
+        return Response(s.WorkflowDetailSerializer(current, context=context).data)
 
 
 # --- health -----------------------------------------------------------------------------------

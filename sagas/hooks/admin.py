@@ -14,10 +14,12 @@ class SubscriptionForm(forms.ModelForm):
 
     class Meta:
         model = Subscription
-        fields = ["url", "secret", "event_types", "description", "active"]
+        fields = ["url", "secret", "event_types", "headers", "description", "active"]
         widgets = {"secret": forms.PasswordInput(render_value=True)}
         help_texts = {
             "secret": "Receivers check X-Sagaflow-Signature: sha256=HMAC-SHA256(secret, body).",
+            "headers": 'Extra headers as JSON, e.g. {"Authorization": "Bearer {{ secrets.HOOK_TOKEN }}"}; '
+            "values may use only {{ secrets.NAME }} (set in Secrets), resolved at each send.",
         }
 
 

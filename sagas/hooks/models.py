@@ -4,7 +4,7 @@ import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import JSONField, Q, Value
 from django.utils import timezone
 
 EVENT_TYPES = [
@@ -23,6 +23,8 @@ def check_target(url):
 
     from sagas.http import host_allowed
 
+    if "{{" in (url or "") or "}}" in (url or ""):
+        raise ValidationError("a webhook URL is sent as written: it takes no {{ … }} template")
     parsed = urlparse(url or "")
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValidationError(f"{url!r} is not an http(s) URL")
@@ -30,11 +32,42 @@ def check_target(url):
         raise ValidationError(f"host {parsed.hostname!r} is not in SAGAS_HTTP_ALLOWED_HOSTS")
 
 
+# Headers a subscription may not set: ours, and those the request itself decides.
+RESERVED_HEADERS = {"content-type", "user-agent"}
+OWN_HEADER_PREFIX = "x-sagaflow-"
+
+
+def check_headers(headers):
+    """Extra headers: fixed names, one-line values that may use only {{ secrets.NAME }}."""
+    from sagas import secrets
+    from sagas.definitions import Errors
+    from sagas.urltemplates import check_headers as check_request_headers
+
+    errors = Errors()
+    check_request_headers(headers, "headers", errors, only_secrets=True)
+    if isinstance(headers, dict):
+        for name in headers:
+            lowered = str(name).lower()
+            if lowered in RESERVED_HEADERS or lowered.startswith(OWN_HEADER_PREFIX):
+                errors.add(f"headers.{name}", f"{name} is set by Sagaflow")
+        secrets.check_references(
+            headers, "headers", errors, allowed=True, known=secrets.known_names()
+        )
+    if errors:
+        raise ValidationError(
+            {"headers": [f"{path}: {m}" for path, msgs in errors.by_path.items() for m in msgs]}
+        )
+
+
 class Subscription(models.Model):
     url = models.URLField(max_length=500, validators=[check_target])
     # Shared with the receiver, which checks X-Sagaflow-Signature with it.
     secret = models.CharField(max_length=200)
     event_types = models.JSONField(default=list)
+    # Extra request headers, e.g. {"Authorization": "Bearer {{ secrets.HOOK_TOKEN }}"}:
+    # the secret is resolved at each send, never stored here (README, Secrets).
+    # db_default: workers of the previous release insert subscriptions without it.
+    headers = models.JSONField(default=dict, db_default=Value({}, JSONField()), blank=True)
     description = models.CharField(max_length=200, blank=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -46,6 +79,7 @@ class Subscription(models.Model):
         return self.url
 
     def clean(self):
+        check_headers(self.headers if self.headers is not None else {})
         unknown = [t for t in self.event_types or [] if t not in EVENT_TYPE_NAMES]
         if not isinstance(self.event_types, list) or not self.event_types or unknown:
             raise ValidationError(

@@ -14,18 +14,16 @@ import logging
 import random
 import time
 from datetime import timedelta
-from urllib.parse import urlparse
 
-import httpx
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from sagas import queue
-from sagas.http import refusal
+from sagas import outbound, queue, secrets
 from sagas.models import WorkflowDefinition
+from sagas.urltemplates import TemplateError, fill_headers
 
 from .models import Delivery, Subscription
 
@@ -190,35 +188,53 @@ def deliver(delivery_id):
         return "nothing to do"  # delivered, given up, or another task is sending it
     delivery = Delivery.objects.select_related("subscription").get(pk=delivery_id)
     subscription = delivery.subscription
-    body = body_of(delivery)
-    status_code, error, permanent = None, "", True
-    host = urlparse(subscription.url).hostname
     if not subscription.active:
-        error = "the subscription was deactivated"
-    elif refusal(host):  # off the allowlist, or resolving to a forbidden address
-        error = refusal(host)
-    else:
-        permanent = False
-        try:
-            response = httpx.post(
-                subscription.url,
-                content=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "User-Agent": "Sagaflow-Webhooks/1",
-                    "X-Sagaflow-Event": delivery.event_type,
-                    "X-Sagaflow-Delivery": str(delivery.pk),
-                    SIGNATURE_HEADER: sign(subscription.secret, body),
-                },
-                timeout=timeout,
-                follow_redirects=False,  # a redirect could lead off the allowlist
-            )
-            status_code = response.status_code
-            if not 200 <= status_code < 300:
-                error = f"HTTP {status_code}: {response.text[:500]}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:1000]
-    return _record(delivery, status_code, error, permanent=permanent)
+        return _record(delivery, None, "the subscription was deactivated", permanent=True)
+    used = {}
+    try:
+        used = secrets.resolve(secrets.referenced_names(subscription.headers or {}))
+        with secrets.redacting(used):
+            status_code, error, permanent = _send(delivery, subscription, used, timeout)
+    except secrets.MissingSecret as exc:  # set it in the admin: the next attempt finds it
+        status_code, error, permanent = None, str(exc), False
+    except Exception as exc:  # every failure is recorded and counted, never raised
+        log.exception("webhook %s could not be sent", delivery.pk)
+        status_code, error, permanent = None, f"{type(exc).__name__}: {exc}", False
+    return _record(
+        delivery, status_code, secrets.redact_text(error, used)[:1000], permanent=permanent
+    )
+
+
+def _send(delivery, subscription, used, timeout):
+    """(status code, error, permanent) of one POST of the delivery."""
+    body = body_of(delivery)
+    try:
+        headers = fill_headers(subscription.headers or {}, {"secrets": used})
+    except TemplateError as exc:
+        return None, str(exc), True
+    headers.update(
+        {
+            "Content-Type": "application/json",
+            "User-Agent": "Sagaflow-Webhooks/1",
+            "X-Sagaflow-Event": delivery.event_type,
+            "X-Sagaflow-Delivery": str(delivery.pk),
+            SIGNATURE_HEADER: sign(subscription.secret, body),
+        }
+    )
+    try:
+        # Allowlist, one resolution checked against the forbidden networks, the
+        # connection to that address, no redirects (sagas/outbound.py).
+        response = outbound.send(
+            "POST", subscription.url, content=body, headers=headers, timeout=timeout
+        )
+    except outbound.Refused as exc:
+        return None, str(exc), True
+    except outbound.Unreachable as exc:
+        return None, str(exc), False
+    if 200 <= response.status_code < 300:
+        return response.status_code, "", False
+    text = secrets.redact_text(response.text, used)
+    return response.status_code, f"HTTP {response.status_code}: {text[:500]}", False
 
 
 def _record(delivery, status_code, error, *, permanent):

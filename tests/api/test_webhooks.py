@@ -281,3 +281,56 @@ def test_the_delivery_log_is_in_the_admin(admin_client, subscribe, receiver, pub
     settle()
     assert len(receiver.verified()) == 2
     assert Delivery.objects.get().status == "delivered"
+
+
+# --- headers with secrets --------------------------------------------------------------
+
+
+def test_a_webhook_header_carries_a_secret_resolved_at_each_send(
+    publish, receiver, settle, monkeypatch
+):
+    monkeypatch.setenv("SAGAS_SECRET_HOOK_TOKEN", "hook-token-value-123")
+    sub = Subscription(
+        url=receiver.url,
+        secret=SECRET,
+        event_types=["saga.completed"],
+        headers={"Authorization": "Bearer {{ secrets.HOOK_TOKEN }}"},
+    )
+    sub.full_clean()
+    sub.save()
+    publish(ONLY_WAIT)
+    start_saga(workflow="pickup", input={}, correlation_id="h-1")
+    deliver_event(type="shipment.picked_up", correlation_id="h-1", payload={})
+    settle()
+    headers, _ = receiver.received[0]
+    assert headers["Authorization"] == "Bearer hook-token-value-123"
+    sub.refresh_from_db()
+    assert sub.headers == {"Authorization": "Bearer {{ secrets.HOOK_TOKEN }}"}
+    assert "hook-token-value-123" not in str(list(Delivery.objects.values()))
+
+
+@pytest.mark.parametrize(
+    "headers, message",
+    [
+        ({"Authorization": "Bearer {{ secrets.NOPE }}"}, "unknown secret 'NOPE'"),
+        ({"X-Order": "{{ input.order_id }}"}, "only {{ secrets.NAME }}"),
+        ({"X-Evil": "a\r\nX-Injected: 1"}, "one line"),
+        ({"X-Sagaflow-Signature": "forged"}, "set by Sagaflow"),
+        ({"Bad Name": "x"}, "not a header name"),
+    ],
+)
+def test_bad_webhook_headers_are_refused_on_save(db, receiver, headers, message):
+    sub = Subscription(
+        url=receiver.url, secret=SECRET, event_types=["saga.completed"], headers=headers
+    )
+    with pytest.raises(ValidationError) as refused:
+        sub.full_clean()
+    assert message in str(refused.value)
+
+
+def test_a_webhook_url_takes_no_template(db):
+    sub = Subscription(
+        url="http://127.0.0.1/{{ input.x }}", secret=SECRET, event_types=["saga.completed"]
+    )
+    with pytest.raises(ValidationError, match="no"):
+        sub.full_clean()

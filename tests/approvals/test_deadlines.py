@@ -30,10 +30,11 @@ def test_the_request_e_mail_has_title_due_date_and_link(
     link = f"{settings.SITE_URL}/approvals/{request.pk}/"
     assert sorted(m.to[0] for m in mailoutbox) == ["approver2@example.com", "approver@example.com"]
     for message in mailoutbox:
-        assert message.subject == "Approval needed: Order 1042 — €12400"
+        # the input's text is quoted in e-mails (approvals/mailtext.py)
+        assert message.subject == "Approval needed: Order “1042” — €12400"
         assert link in message.body
         assert f"{request.due_at:%Y-%m-%d %H:%M}" in message.body
-        assert "Order 1042 — €12400" in message.body
+        assert "Order “1042” — €12400" in message.body
     # carol is a manager but started the saga: four-eyes, so she is not asked
     assert "carol@example.com" not in [m.to[0] for m in mailoutbox]
     sent = SagaEvent.objects.get(saga=saga, kind="notification_sent")
@@ -84,7 +85,7 @@ def test_escalation_adds_and_notifies_approvers_then_a_second_expiry_rejects(
     assert request.escalated and request.due_at >= first_due + timedelta(hours=1)
     assert saga.steps.get(name="approval").deadline == request.due_at
     assert [m.to for m in mailoutbox] == [["director@example.com"]]
-    assert mailoutbox[0].subject.startswith("Escalated approval: Order 1042")
+    assert mailoutbox[0].subject.startswith("Escalated approval: Order “1042”")
     assert f"/approvals/{request.pk}/" in mailoutbox[0].body
     assert list(approvals_for(director)) == [request]
     assert list(approvals_for(approver)) == [request]  # the managers may still decide

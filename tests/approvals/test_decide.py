@@ -168,7 +168,7 @@ def test_a_when_skip_does_not_bar_the_approver_who_moved_the_saga(
     settle()
     decide(request=saga.approvals.get(step__name="first"), user=approver, decision="approve")
     settle()
-    assert SagaEvent.objects.get(saga=saga, kind="step_skipped").actor == approver
+    assert SagaEvent.objects.get(saga=saga, kind="step_skipped_by_condition").actor == approver
     second = saga.approvals.get(step__name="second")
     assert is_eligible(second, approver)
     decide(request=second, user=approver, decision="approve")
