@@ -45,9 +45,7 @@ def test_the_eight_characters_every_page_shows_find_the_saga(operator_client, sa
     assert found(operator_client, "c26") == []  # too short to mean one saga
 
 
-def test_the_order_number_finds_the_saga_whose_correlation_id_ends_with_it(
-    operator_client, saga
-):
+def test_the_order_number_finds_the_saga_whose_correlation_id_ends_with_it(operator_client, saga):
     order = saga("order-1005")
     saga("order-11005")  # ends with the digits, but another number
     longer = saga("order-10050")
