@@ -45,6 +45,15 @@ def test_recent_failures_leave_out_cancelled_sagas_and_the_list_names_each_cause
     assert "cause-step-failed" in row and "step failed" in row
 
 
+def test_the_saga_page_says_who_rejected_in_words(operator_client, approver, approval_saga):
+    from approvals.services import decide
+
+    saga, request = approval_saga()
+    decide(request=request, user=approver, decision="reject", comment="too dear")
+    html = operator_client.get(f"/sagas/{saga.pk}/").content.decode()
+    assert "approver rejected: “too dear”" in html and "rejectd" not in html
+
+
 def test_a_finished_saga_says_it_no_longer_updates(operator_client, paused, make_saga):
     html = operator_client.get(f"/sagas/{paused.pk}/").content.decode()
     assert "Updates every 5 s while the saga runs." in html
