@@ -182,6 +182,14 @@
     if (range) { startedWithin(event, range); }
   });
 
+  // A bulk action was done (its answer triggers sagas-changed): the selection it
+  // acted on is cleared, so the table refreshes and polls again.
+  document.addEventListener("sagas-changed", function () {
+    document.querySelectorAll("input[name=saga], input[data-select-all]").forEach(function (box) {
+      box.checked = false;
+    });
+  });
+
   // "Select all" for bulk actions.
   document.addEventListener("change", function (event) {
     var box = event.target;

@@ -252,6 +252,9 @@ def test_bulk_cancel_confirms_then_reports_each_saga(open_page, start, settle):
     expect(panel).to_contain_text("Cancel: 2 done, 1 refused")
     expect(panel.locator("tbody tr")).to_have_count(3)
     expect(panel).to_contain_text("only a started or pending saga can be cancelled")
+    # done: the selection is cleared and the table shows the new states
+    expect(page.locator('#saga-table input[name="saga"]:checked')).to_have_count(0)
+    expect(page.locator(f"#saga-{first.pk} .col-state")).to_contain_text("cancelled")
     settle()
     for saga in (first, second):
         saga.refresh_from_db()
