@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from sagas import counts as state_counts
 from sagas import engine
@@ -261,3 +263,16 @@ def approval_item(pk):
         return None
     rows = approval_items(ApprovalRequest.objects.filter(pk=pk), limit=1)
     return rows[0] if rows else None
+
+
+def still_to_decide(request, *, limit=10):
+    """Who may still decide an open request (four-eyes applied): up to `limit` names, and how
+    many more there are."""
+    ids = approvals.undecided_approvers(request)
+    names = list(
+        get_user_model()
+        .objects.filter(pk__in=ids[:limit])
+        .order_by("username")
+        .values_list("username", flat=True)
+    )
+    return names, max(0, len(ids) - limit)

@@ -11,7 +11,6 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render, resolve_url
@@ -625,7 +624,7 @@ def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
         else approvals.refusal(item, request.user)
     )
     if item.my_decision and item.is_open:
-        item.others, item.others_more = _still_to_decide(item)
+        item.others, item.others_more = selectors.still_to_decide(item)
     context = {
         "item": item,
         "form": form,
@@ -638,15 +637,3 @@ def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
             response["HX-Trigger"] = "approvals-changed"
         return response
     return render(request, "dashboard/approval.html", context, status=status)
-
-
-def _still_to_decide(item, *, limit=10):
-    """Names of who may still decide an open request (four-eyes applied), and how many more."""
-    User = get_user_model()
-    ids = approvals.undecided_approvers(item)
-    names = list(
-        User.objects.filter(pk__in=ids[:limit])
-        .order_by("username")
-        .values_list("username", flat=True)
-    )
-    return names, max(0, len(ids) - limit)
