@@ -3,7 +3,7 @@
 import re
 from datetime import timedelta
 
-from sagas import kinds
+from sagas import engine, kinds
 from sagas.definitions import check_duration, parse_duration, render
 
 POLICY_RE = re.compile(r"^(any|all|quorum:([1-9]\d{0,2}))$")
@@ -118,11 +118,37 @@ def scope_of(saga, steps):
 
 
 def texts(tx, step, spec):
-    """The request's title and description, rendered from the step's templates."""
+    """The request's title and description, rendered from the step's templates.
+
+    They are for people: an input value that the workflow's input_schema calls
+    a `number` (an amount) is written with thousands separators, €12,400; an
+    integer or a string (an id, an order number) is written as it is.
+    """
+    schema = (engine.spec_of(tx.saga) or {}).get("input_schema")
     scope = scope_of(tx.saga, tx.steps)
+    scope["input"] = for_people(tx.saga.input, schema)
     title = _text(render(spec.get("title") or step.name.replace("_", " ").capitalize(), scope))
     description = _text(render(spec.get("description", ""), scope))
     return (title.strip() or step.name)[:300], description
+
+
+def for_people(value, schema):
+    """`value` with the numbers its JSON schema types as `number` written as 12,400."""
+    if not isinstance(schema, dict):
+        return value
+    kind = schema.get("type")
+    if (
+        (kind == "number" or (isinstance(kind, list) and "number" in kind))
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    ):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        return {key: for_people(item, properties.get(key)) for key, item in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [for_people(item, schema["items"]) for item in value]
+    return value
 
 
 def _text(value):

@@ -1,11 +1,24 @@
 """URL map of the whole project."""
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from sagas.metrics import metrics_view
 
+
+class FaviconView(RedirectView):
+    """Browsers ask /favicon.ico on pages that name no icon (the admin, the API docs, JSON)."""
+
+    permanent = True
+
+    def get_redirect_url(self, *args, **kwargs):
+        return static("images/favicon.ico")
+
+
 urlpatterns = [
+    path("favicon.ico", FaviconView.as_view(), name="favicon"),
     path("admin/", admin.site.urls),
     # Prometheus metrics (issue 9), behind METRICS_TOKEN or METRICS_ALLOWED_NETWORKS.
     path("metrics", metrics_view, name="metrics"),

@@ -5,12 +5,16 @@ import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from sagas import counts as state_counts
+from sagas import engine
 from sagas.models import Saga, SagaEvent, WorkflowDefinition
 from sagas.states import FINISHED_SAGA_STATES, SagaState
 
@@ -31,7 +35,10 @@ LIST_FIELDS = [
     "updated_at",
     "finished_at",
     "started_by__username",
+    "cause",
 ]
+# Why a saga turned back (Saga.cause["reason"]): a person's decision, not a failure.
+DECIDED_CAUSES = ["cancelled", "rejected"]
 
 
 def saga_counts():
@@ -52,10 +59,12 @@ def sagas_needing_attention(*, limit=10):
 
 
 def recent_failures(*, limit=10):
+    """Failed sagas that failed: a step failed or a deadline passed, not cancelled or rejected."""
     return list(
         Saga.objects.filter(state=SagaState.FAILED)
+        .exclude(cause__reason__in=DECIDED_CAUSES)
         .select_related("started_by")
-        .only(*LIST_FIELDS, "cause")
+        .only(*LIST_FIELDS)
         .order_by("-created_at", "-id")[:limit]
     )
 
@@ -160,23 +169,34 @@ def saga_with_history(saga_id):
 
 
 def progress(saga, steps):
-    """How far the saga is: forward steps done, or compensations done while turning back."""
+    """How far the saga is: forward steps done, or compensations done while turning back.
+
+    A compensation an operator gave up (skipped, with a reason) is done as far
+    as the saga is concerned: it counts among the done, and is named, so the
+    total does not shrink when one is skipped.
+    """
     total = len(steps)
     if saga.state in (SagaState.COMPENSATING, SagaState.FAILED):
-        undo = [s for s in steps if s.status in ("compensating", "compensated") or s.compensated_at]
-        to_undo = [s for s in steps if s.status in ("completed", "compensating", "compensated")]
-        done = sum(1 for s in undo if s.status == "compensated")
+        given_up = [s for s in steps if s.status == "skipped" and s.compensation_attempt]
+        compensated = [s for s in steps if s.status == "compensated"]
+        # What is still to undo, by the engine's own rule (steps without a
+        # compensation are not undone), on the steps already loaded.
+        to_undo = engine.compensation_plan(SimpleNamespace(saga=saga, steps=steps))
+        done = len(compensated) + len(given_up)
+        total = done + len(to_undo)
         return {
-            "label": "compensated",
+            "label": "compensations done",
             "done": done,
-            "total": len(to_undo),
-            "percent": round(100 * done / len(to_undo)) if to_undo else 100,
+            "total": total,
+            "skipped": len(given_up),
+            "percent": round(100 * done / total) if total else 100,
         }
     done = sum(1 for s in steps if s.status in ("completed", "skipped"))
     return {
         "label": "steps done",
         "done": done,
         "total": total,
+        "skipped": 0,
         "percent": round(100 * done / total) if total else 100,
     }
 
@@ -243,3 +263,16 @@ def approval_item(pk):
         return None
     rows = approval_items(ApprovalRequest.objects.filter(pk=pk), limit=1)
     return rows[0] if rows else None
+
+
+def still_to_decide(request, *, limit=10):
+    """Who may still decide an open request (four-eyes applied): up to `limit` names, and how
+    many more there are."""
+    ids = approvals.undecided_approvers(request)
+    names = list(
+        get_user_model()
+        .objects.filter(pk__in=ids[:limit])
+        .order_by("username")
+        .values_list("username", flat=True)
+    )
+    return names, max(0, len(ids) - limit)

@@ -6,7 +6,7 @@ services (sagas.engine) and the approvals services, which decide what is
 allowed; a view only translates their answers into pages.
 """
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from functools import wraps
 from urllib.parse import urlencode
 
@@ -133,6 +133,8 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
         try:
             chosen = getattr(filters.form, "cleaned_data", {})
             held = next((f for f in ("workflow", "state") if chosen.get(f)), None)
+            if held == "state" and chosen["state"] == SagaFilter.RUNNING:
+                held = None  # several states: the order by state would not be by time
             page = selectors.saga_page(
                 filters.qs,
                 cursor=request.GET.get("after") or None,
@@ -158,6 +160,12 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
         "is_first_page": not request.GET.get("after"),
         "operator": is_operator(request.user),
         "ranges": _ranges(query),
+        "times": _filter_times(filters),
+        "active_filters": sum(
+            1
+            for key in ("state", "workflow", "needs_attention", "created_after", "created_before")
+            if query.get(key)
+        ),
         "poll_seconds": _poll(),
         "workflow_names": WorkflowDefinition.objects.order_by("name")
         .values_list("name", flat=True)
@@ -179,15 +187,35 @@ RANGES = [
 
 
 def _ranges(query):
-    """Links that set the start of the time range to a moment ago, keeping the other filters."""
-    now = timezone.localtime().replace(microsecond=0)
+    """Links that set the start of the time range to a moment ago, keeping the other filters.
+
+    Without JavaScript they are these links (in UTC, the server's zone, with its
+    offset); sagaflow.js fills the form's field in the browser's zone instead.
+    """
+    now = timezone.now().replace(second=0, microsecond=0)
     links = []
     for label, ago in RANGES:
         q = query.copy()
         q.pop("created_before", None)
-        q["created_after"] = (now - ago).strftime("%Y-%m-%dT%H:%M")
-        links.append((label, q.urlencode()))
+        q["created_after"] = (now - ago).isoformat(timespec="minutes")
+        links.append((label, int(ago.total_seconds() // 60), q.urlencode()))
     return links
+
+
+def _filter_times(filters):
+    """The start/until fields: the value to show (UTC, as the server reads a time
+    without an offset) and the exact moment, which sagaflow.js shows in the browser's zone."""
+    cleaned = getattr(filters.form, "cleaned_data", None) or {}
+    times = {}
+    for name in ("created_after", "created_before"):
+        moment = cleaned.get(name)
+        if moment:
+            utc = moment.astimezone(UTC)
+            times[name] = {"field": utc.strftime("%Y-%m-%dT%H:%M"), "moment": utc.isoformat()}
+        else:
+            raw = filters.form[name].value() if filters.is_bound else ""
+            times[name] = {"field": (raw or "")[:16], "moment": ""}
+    return times
 
 
 def _with(query, **values):
@@ -587,10 +615,19 @@ def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
                 form = DecisionForm()
                 error = ""
                 item.just_decided = verb
-    item.decidable = item.is_open and approvals.is_eligible(item, request.user)
-    item.refusal = (
-        "" if item.decidable or not item.is_open else approvals.refusal(item, request.user)
+    # Each approver decides once: after your decision a request that stays open
+    # (quorum, all) says what you decided and who else still may, not Approve/Reject.
+    item.my_decision = next((d for d in item.decisions.all() if d.user_id == request.user.pk), None)
+    item.decidable = (
+        item.is_open and item.my_decision is None and approvals.is_eligible(item, request.user)
     )
+    item.refusal = (
+        ""
+        if item.decidable or not item.is_open or item.my_decision
+        else approvals.refusal(item, request.user)
+    )
+    if item.my_decision and item.is_open:
+        item.others, item.others_more = selectors.still_to_decide(item)
     context = {
         "item": item,
         "form": form,

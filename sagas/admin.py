@@ -183,6 +183,13 @@ class WorkflowDefinitionAdmin(admin.ModelAdmin):
             ("Document", {"fields": ["document"]}),
         ]
 
+    def render_change_form(self, request, context, *args, **kwargs):
+        # The admin's note counts fields with errors ("Please correct the error
+        # below." for one document with five errors); count the errors themselves.
+        if context.get("errors"):
+            context["errors"] = [message for field in context["errors"] for message in field]
+        return super().render_change_form(request, context, *args, **kwargs)
+
     # -- saving: the form's document is published through the one publishing service --
 
     def save_form(self, request, form, change):

@@ -6,10 +6,11 @@ import uuid
 import django_filters
 from django import forms
 from django.db.models import Q
+from django.db.models.functions import Reverse
 from django.utils import timezone
 
 from .models import Saga
-from .states import SagaState
+from .states import FINISHED_SAGA_STATES, SagaState
 
 OPERATORS_GROUP = "operators"
 
@@ -107,9 +108,24 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
 
 
 class SagaFilter(django_filters.FilterSet):
-    """Filters of the saga list; `search` finds a saga by id, correlation id or idempotency key."""
+    """Filters of the saga list; `search` finds a saga by whatever the dashboard shows of it.
 
-    state = django_filters.ChoiceFilter(choices=SagaState.choices)
+    That is its id or the first characters of it (the 8 the pages show), its
+    correlation id (whole, its start, or its last part: `1005` or "Order 1005"
+    find `order-1005`) and its idempotency key. `state=running` is every saga that
+    has not finished.
+    """
+
+    RUNNING = "running"
+    # A person pastes the number they read ("Order 1005"); the correlation id
+    # that carries it ends with it after one of these.
+    TAIL_SEPARATORS = "-_:/.# "
+    MIN_ID_PREFIX = 4  # hex digits: below that a prefix matches too many sagas to help
+    MIN_TAIL = 3
+
+    state = django_filters.ChoiceFilter(
+        choices=[*SagaState.choices, (RUNNING, "running (not finished)")], method="filter_state"
+    )
     workflow = django_filters.CharFilter(max_length=100)
     needs_attention = StrictBooleanFilter()
     correlation_id = django_filters.CharFilter(max_length=200)
@@ -129,6 +145,15 @@ class SagaFilter(django_filters.FilterSet):
             "created_before",
         ]
 
+    def filter_state(self, queryset, name, value):
+        if value == self.RUNNING:
+            # `IN` the unfinished states: the state index finds the few running
+            # sagas without reading the many finished ones.
+            return queryset.filter(
+                state__in=[s for s in SagaState.values if s not in FINISHED_SAGA_STATES]
+            )
+        return queryset.filter(state=value)
+
     def filter_search(self, queryset, name, value):
         value = value.strip()
         if not value:
@@ -139,6 +164,37 @@ class SagaFilter(django_filters.FilterSet):
             pass
         # Exact matches use the partial indexes; a prefix of the correlation id
         # helps a person who pasted only its start.
-        return queryset.filter(
+        found = (
             Q(correlation_id=value) | Q(idempotency_key=value) | Q(correlation_id__startswith=value)
         )
+        return queryset.alias(correlation_tail=Reverse("correlation_id")).filter(
+            found | self._id_prefix(value) | self._correlation_tail(value)
+        )
+
+    @classmethod
+    def _id_prefix(cls, value):
+        """The sagas whose id starts with `value`: a range of the primary key, read by its index."""
+        digits = value.replace("-", "").lower()
+        if not (cls.MIN_ID_PREFIX <= len(digits) < 32) or set(digits) - set("0123456789abcdef"):
+            return Q(pk__in=[])
+        low = uuid.UUID(digits.ljust(32, "0"))
+        high = uuid.UUID(digits.ljust(32, "f"))
+        return Q(pk__gte=low, pk__lte=high)
+
+    @classmethod
+    def _correlation_tail(cls, value):
+        """Correlation ids that end with `value` after a separator: `1005` finds `order-1005`.
+
+        Of a text of several words (a title pasted whole, "Order 1005") the
+        last word counts, and a leading "#" is dropped. On PostgreSQL the
+        reversed correlation id has an index (migration sagas.0013), so
+        `reverse(correlation_id) LIKE '5001%'` is a range scan and the
+        separator check filters its few rows.
+        """
+        tail = value.split()[-1].lstrip(cls.TAIL_SEPARATORS)
+        if len(tail) < cls.MIN_TAIL:
+            return Q(pk__in=[])
+        after_separator = Q()
+        for separator in cls.TAIL_SEPARATORS:
+            after_separator |= Q(correlation_id__endswith=separator + tail)
+        return Q(correlation_tail__startswith=tail[::-1]) & after_separator

@@ -6,6 +6,7 @@ Pages are requested through Django's test client in this process, so the time
 measured is the server's: middleware, queries, templates.
 """
 
+import re
 import statistics
 import time
 
@@ -162,6 +163,7 @@ def measure(n_sagas, n_approvals, progress, repeat=30):
         "SELECT id FROM sagas_saga WHERE state = 'failed' ORDER BY created_at DESC LIMIT 1"
     )
     failed_id = newest.fetchone()[0]
+    middle = _saga_id(f"corr-{n_sagas // 2}")
     deep = _deep_cursor(n_sagas)
     pages = {
         "overview": ("/", operator),
@@ -169,6 +171,10 @@ def measure(n_sagas, n_approvals, progress, repeat=30):
         "saga list by state": ("/sagas/?state=failed", operator),
         "saga list by workflow": ("/sagas/?workflow=scale_orders", operator),
         "search by correlation id": (f"/sagas/?search=corr-{n_sagas // 2}", operator),
+        # What the pages show of a saga: the first 8 characters of its id, and
+        # the order number at the end of its correlation id.
+        "search by id prefix (8 characters)": (f"/sagas/?search={middle[:8]}", operator),
+        "search by order number": (f"/sagas/?search={n_sagas // 2 + 1}", operator),
         "deep page": (f"/sagas/?after={deep}", operator),
         "saga detail": (f"/sagas/{failed_id}/", operator),
         f"inbox ({n_approvals:,} pending)": ("/approvals/", approver),
@@ -194,6 +200,8 @@ def measure(n_sagas, n_approvals, progress, repeat=30):
             "p95_ms": round(times[min(len(times) - 1, round(0.95 * (len(times) - 1)))] * 1000, 1),
             "queries": len(queries),
         }
+        if label.startswith("search"):
+            results[label]["plan"] = search_plan(url.split("search=", 1)[1])
         progress(f"{label}: {results[label]}")
     return {
         "sagas": n_sagas,
@@ -202,6 +210,28 @@ def measure(n_sagas, n_approvals, progress, repeat=30):
         "generate_seconds": seconds,
         "pages": results,
     }
+
+
+def search_plan(term):
+    """What PostgreSQL reads to answer the saga list's search for `term`: index names,
+    or "Seq Scan" when it reads the whole saga table (which at a million sagas
+    would make the search slow however fast it measured on a small table)."""
+    from dashboard.selectors import LIST_FIELDS
+    from sagas.filters import SagaFilter
+    from sagas.models import Saga
+
+    queryset = SagaFilter({"search": term}, queryset=Saga.objects.all()).qs
+    plan = queryset.order_by("-created_at", "-id").only(*LIST_FIELDS)[:51].explain()
+    read = set(re.findall(r"Index Scan(?: Backward)? (?:using|on) (\w+)", plan))
+    if "Seq Scan on sagas_saga" in plan:
+        read.add("Seq Scan")
+    return sorted(read)
+
+
+def _saga_id(correlation_id):
+    from sagas.models import Saga
+
+    return str(Saga.objects.values_list("pk", flat=True).get(correlation_id=correlation_id))
 
 
 def _deep_cursor(n_sagas):

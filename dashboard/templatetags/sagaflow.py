@@ -11,33 +11,39 @@ or from Python: `render_diagram(spec, statuses)`.
 
 import itertools
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import template
 from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timesince import timesince, timeuntil
 
 from sagas import kinds, models
 
 register = template.Library()
 
-# A glyph beside every status, so that no status is told by colour alone.
+# A glyph beside every status, so that no status is told by colour alone. Each
+# is in DejaVu Sans (Linux) and the Windows and macOS symbol fonts: the pause
+# sign and the hourglass drew empty boxes on a Linux without emoji fonts.
 GLYPHS = {
     "started": "◌",
     "pending": "○",
     "running": "▶",
-    "waiting": "⏸",
+    "waiting": "…",
     "completed": "✓",
     "failed": "✕",
     "compensating": "↺",
     "compensated": "↶",
-    "skipped": "⤼",
+    "skipped": "»",
     "approved": "✓",
     "rejected": "✕",
-    "expired": "⌛",
+    "expired": "!",
     "cancelled": "⊘",
     "attention": "!",
-    "overdue": "⌛",
+    "overdue": "!",
+    "timed_out": "!",
 }
 
 BOX_W, BOX_H, GAP, PAD = 168, 68, 36, 12
@@ -104,6 +110,8 @@ DETAIL_KEYS = (
     "deadline",
     "event",
 )
+# Details that hold a moment (ISO 8601 text in the event), shown as the page shows times.
+MOMENT_KEYS = {"retry_at", "deadline", "due_at"}
 
 
 @register.filter
@@ -126,14 +134,99 @@ def event_details(details, full=True):
     for key in DETAIL_KEYS:
         value = details.get(key)
         if value not in (None, ""):
+            if key in MOMENT_KEYS:
+                value = _moment_text(value)
             value = value if isinstance(value, (str, int, float)) else json.dumps(value)
             if key == "error" and not full:
                 value = models.one_line(str(value))
             pairs.append((key, value))
     cause = details.get("cause")
     if isinstance(cause, dict) and cause.get("reason"):
-        pairs.append(("cause", cause["reason"]))
+        pairs.append(("cause", cause_label(cause)))
     return pairs
+
+
+def _moment_text(value):
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+    except (TypeError, ValueError):
+        return value
+
+
+# --- moments and numbers -----------------------------------------------------
+# Every page, and the admin, writes a moment as DATETIME_FORMAT / SHORT_DATETIME_FORMAT
+# (config/formats/en/formats.py): `2026-11-30 14:03:05`, in the server's time zone.
+
+
+def relative(value, now=None):
+    """How far a moment is from now: "in 2 days", "3 hours, 5 minutes ago", "in 20 seconds"."""
+    now = now or timezone.now()
+    seconds = round((value - now).total_seconds())
+    if abs(seconds) < 1:
+        return "now"
+    if abs(seconds) < 60:  # timesince counts minutes at least; a retry is often seconds away
+        unit = "second" if abs(seconds) == 1 else "seconds"
+        return f"in {seconds} {unit}" if seconds > 0 else f"{-seconds} {unit} ago"
+    # Two units at most ("1 day, 23 hours"): one would call 47 hours "1 day".
+    if value > now:
+        return f"in {timeuntil(value, now, depth=2)}"
+    return f"{timesince(value, now, depth=2)} ago"
+
+
+@register.simple_tag
+def moment(value, seconds=False, hint=False):
+    """A moment in a <time>: `2026-11-30 14:03` (`seconds`: with seconds), and `hint`: "in 2 days"."""
+    if not value:
+        return "—"
+    local = timezone.localtime(value)
+    text = date_format(local, "DATETIME_FORMAT" if seconds else "SHORT_DATETIME_FORMAT")
+    if not hint:
+        return format_html('<time datetime="{}">{}</time>', local.isoformat(), text)
+    return format_html(
+        '<time datetime="{}">{}</time> <span class="when-hint">({})</span>',
+        local.isoformat(),
+        text,
+        relative(value),
+    )
+
+
+@register.filter
+def number(value):
+    """An amount with thousands separators: 12400 → 12,400."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return f"{value:,}"
+
+
+CAUSES = {
+    "step_failed": ("step failed", "a step failed"),
+    "timeout": ("timed out", "a deadline passed"),
+    "cancelled": ("cancelled", "an operator cancelled it"),
+    "rejected": ("rejected", "an approver rejected it"),
+}
+
+
+def cause_label(cause):
+    """The reason a saga turned back, in a word: failed, timed out, cancelled, rejected."""
+    reason = str((cause or {}).get("reason") or "") if isinstance(cause, dict) else ""
+    return CAUSES.get(reason, (reason.replace("_", " "), ""))[0]
+
+
+@register.simple_tag
+def cause_badge(cause):
+    """The cause beside a saga's state, so a cancelled saga does not read as a failure."""
+    label = cause_label(cause)
+    if not label:
+        return ""
+    reason = cause.get("reason")
+    return format_html(
+        '<span class="badge badge-cause cause-{}" title="{}"><span aria-hidden="true">{}</span> {}</span>',
+        str(reason).replace("_", "-"),
+        CAUSES.get(reason, ("", "why it turned back"))[1],
+        GLYPHS.get(label.replace(" ", "_"), GLYPHS["failed"]),
+        label,
+    )
 
 
 # --- the step diagram ----------------------------------------------------------
@@ -293,7 +386,7 @@ def cause_text(cause):
     """Why a saga turned back, in one line: "rejected at approval by ann: too expensive"."""
     if not isinstance(cause, dict):
         return ""
-    text = str(cause.get("reason") or "")
+    text = cause_label(cause)
     if cause.get("step"):
         text += f" at {cause['step']}"
     if cause.get("by"):

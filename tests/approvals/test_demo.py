@@ -36,7 +36,7 @@ def test_a_large_order_waits_for_a_manager_after_reserving_stock(demo, carol, ap
     assert steps["manager_approval"] == StepStatus.WAITING
     assert steps["process_payment"] == StepStatus.PENDING
     request = approvals_for(approver).get()
-    assert request.title == "Order 1042 — €12400"
+    assert request.title == "Order 1042 — €12,400"  # the schema says amount is a number
     decide(request=request, user=approver, decision="approve")
     settle()
     saga.refresh_from_db()
@@ -106,3 +106,35 @@ def test_seed_demo_leaves_approvals_waiting_and_is_idempotent(db, settle):
     call_command("seed_demo", stdout=out)
     assert Saga.objects.count() == sagas
     assert "demo ready: 0 new sagas" in out.getvalue()
+
+
+def test_texts_for_people_write_only_what_the_schema_calls_a_number_with_separators():
+    from approvals.kind import for_people
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "amount": {"type": "number"},
+            "customer": {"type": "integer"},
+            "order_id": {"type": "string"},
+            "lines": {"type": "array", "items": {"type": ["number", "null"]}},
+            "total": {"type": "object", "properties": {"net": {"type": "number"}}},
+        },
+    }
+    value = {
+        "amount": 12400,
+        "customer": 100500,
+        "order_id": "1005",
+        "lines": [1999.5, None],
+        "total": {"net": 1000000},
+        "unknown": 5000,
+    }
+    assert for_people(value, schema) == {
+        "amount": "12,400",
+        "customer": 100500,
+        "order_id": "1005",
+        "lines": ["1,999.5", None],
+        "total": {"net": "1,000,000"},
+        "unknown": 5000,
+    }
+    assert for_people(value, None) is value

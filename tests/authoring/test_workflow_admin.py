@@ -66,6 +66,9 @@ def test_an_invalid_document_shows_every_error_by_path_and_saves_nothing(author_
     assert "steps[1].timeout: malformed duration" in html
     # The errors are rendered as the field's own error list, next to the editor.
     assert re.search(r'errorlist[^>]*id="id_document_error"', html)
+    # the note above counts the errors, not the one field that has them
+    assert "Please correct the errors below." in html
+    assert "Please correct the error below." not in html
     assert WorkflowDefinition.objects.count() == 0
     assert WorkflowAudit.objects.count() == 0
 

@@ -38,9 +38,11 @@ def open_page(browser, live_server):
     """open_page(username) -> a page signed in as that user; CSP violations fail the test."""
     contexts, problems = [], []
 
-    def _open(username=None, *, viewport=None):
+    def _open(username=None, *, viewport=None, timezone_id=None):
         context = browser.new_context(
-            base_url=live_server.url, viewport=viewport or {"width": 1280, "height": 900}
+            base_url=live_server.url,
+            viewport=viewport or {"width": 1280, "height": 900},
+            timezone_id=timezone_id,
         )
         contexts.append(context)
         page = context.new_page()

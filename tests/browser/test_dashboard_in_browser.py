@@ -154,10 +154,18 @@ def test_the_overview_and_the_list_on_a_laptop_and_a_phone(open_page, start, set
     page = open_page("olivia")
     page.goto("/")
     expect(page.locator(".stat-attention .stat-n")).to_have_text("1")
-    expect(page.locator("#failures-title + .table-wrap")).to_contain_text("customer withdrew")
+    # a cancelled saga is not a failure: it is not under "Recent failures"...
+    expect(page.locator('[aria-labelledby="failures-title"]')).to_contain_text(
+        "No saga has failed."
+    )
     screenshot(page, "overview")
     page.goto("/sagas/")
     expect(page.locator("#saga-table tbody tr")).to_have_count(5)
+    # ...and the list says why it turned back, beside its state
+    expect(page.locator(f"#saga-{cancelled.pk} .col-state")).to_contain_text("failed")
+    expect(page.locator(f"#saga-{cancelled.pk} .col-state .badge-cause")).to_have_text(
+        "⊘ cancelled"
+    )
     page.get_by_label("Search").fill("order-2")
     expect(page.locator("#saga-table tbody tr")).to_have_count(1)
     expect(page).to_have_url(re.compile(r"search=order-2"))
@@ -244,6 +252,9 @@ def test_bulk_cancel_confirms_then_reports_each_saga(open_page, start, settle):
     expect(panel).to_contain_text("Cancel: 2 done, 1 refused")
     expect(panel.locator("tbody tr")).to_have_count(3)
     expect(panel).to_contain_text("only a started or pending saga can be cancelled")
+    # done: the selection is cleared and the table shows the new states
+    expect(page.locator('#saga-table input[name="saga"]:checked')).to_have_count(0)
+    expect(page.locator(f"#saga-{first.pk} .col-state")).to_contain_text("cancelled")
     settle()
     for saga in (first, second):
         saga.refresh_from_db()

@@ -161,7 +161,7 @@ def test_an_unknown_request_is_404(approver_client, db):
 def test_the_saga_shows_its_waiting_approval(approver_client, approval_saga):
     saga, request = approval_saga()
     html = approver_client.get(f"/sagas/{saga.pk}/").content.decode()
-    assert 'data-step="manager_approval" data-status="waiting"' in html and "⏸ waiting" in html
+    assert 'data-step="manager_approval" data-status="waiting"' in html and "… waiting" in html
     assert f'href="/approvals/{request.pk}/"' in html
 
 

@@ -17,9 +17,22 @@ def test_the_list_shows_each_workflow_with_its_diagram_and_running_sagas(
     markers = re.findall(r'<marker id="([^"]+)"', html)
     assert len(markers) == len(set(markers)) == 6  # unique ids across the page's diagrams
     assert (
-        '<a class="stat" href="/sagas/?workflow=pausing"><span class="stat-n">1</span> running</a>'
-        in html
+        '<a class="stat" href="/sagas/?workflow=pausing&amp;state=running">'
+        '<span class="stat-n">1</span> running</a>' in html
     )
+
+
+def test_the_running_link_lists_only_the_running_sagas(operator_client, make_saga, paused):
+    make_saga("pausing")  # completes
+    html = operator_client.get("/workflows/").content.decode()
+    link = (
+        re.search(r'href="(/sagas/\?workflow=pausing[^"]*)"', html).group(1).replace("&amp;", "&")
+    )
+    listed = re.findall(
+        r'href="/sagas/([0-9a-f-]{36})/"', operator_client.get(link).content.decode()
+    )
+    assert listed == [str(paused.pk)]
+    assert Saga.objects.filter(workflow="pausing").count() == 2
 
 
 def test_the_start_form_suggests_the_required_input(operator_client, workflows):

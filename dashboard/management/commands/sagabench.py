@@ -485,8 +485,9 @@ class Command(BaseCommand):
         )
         for label, page in d["pages"].items():
             lines.append(
-                f"| {label} | p50 {page['p50_ms']} ms, p95 {page['p95_ms']} ms, {page['queries']} queries "
-                "| p95 ≤ 50 ms |"
+                f"| {label} | p50 {page['p50_ms']} ms, p95 {page['p95_ms']} ms, {page['queries']} queries"
+                + (f"; reads {', '.join(page['plan'])}" if page.get("plan") else "")
+                + " | p95 ≤ 50 ms |"
             )
         self.stdout.write("\n".join(lines))
 
