@@ -8,10 +8,11 @@ from rest_framework import exceptions, generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from sagas.access import is_operator, register_saga_visibility
 from sagas.api.pagination import KeysetPagination
 from sagas.api.serializers import Text
 from sagas.api.views import errors
-from sagas.filters import StrictBooleanFilter, is_operator, register_saga_visibility
+from sagas.filters import StrictBooleanFilter
 
 from . import services
 from .models import ApprovalRequest, Decision

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from django.db.models import BooleanField, F, Q
 from django.db.models.expressions import RawSQL
 
-from sagas.filters import is_operator  # one definition of the role, for every app
+from sagas.access import is_operator  # one definition of the role, for every app
 from sagas.models import Saga, SagaEvent
 
 from .models import ApprovalRequest, Decision

@@ -22,7 +22,8 @@ from django_htmx.middleware import HtmxDetails
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from sagas import engine
-from sagas.filters import SagaFilter, is_operator, visible_sagas
+from sagas.access import is_operator, visible_sagas
+from sagas.filters import SagaFilter
 from sagas.models import Saga, WorkflowDefinition
 from sagas.states import SagaState, StepStatus
 

@@ -19,8 +19,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sagas import engine, queue, services
+from sagas.access import can_start, is_operator, visible_sagas
 from sagas.definitions import NAME_RE, load_document, validate
-from sagas.filters import SagaFilter, StrictBooleanField, can_start, is_operator, visible_sagas
+from sagas.filters import SagaFilter, StrictBooleanField
 from sagas.models import SagaEvent, SagaStep, WorkflowDefinition
 from sagas.sweeper import sweeper_lag
 
