@@ -8,6 +8,8 @@ from sagas.definitions import check_duration, parse_duration, render
 
 POLICY_RE = re.compile(r"^(any|all|quorum:([1-9]\d{0,2}))$")
 PEOPLE_KEYS = ("users", "groups")
+# The keys of an approval step that name people, each {users: [...], groups: [...]}.
+NAMING_KEYS = ("approvers", "escalate_to")
 
 
 def check_people(value, path, errors, context):

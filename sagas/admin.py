@@ -1,20 +1,17 @@
-"""The Django admin: author workflows (edit, version, archive, diff, import/export, catalogue),
-read sagas, and see which workflows name a user or a group before changing them."""
+"""The Django admin: author workflows (edit, version, archive, diff, import/export, catalogue)
+and read sagas."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import ActionLocation
 from django.contrib.admin.utils import unquote
-from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import GroupAdmin, UserAdmin
-from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from . import authoring
 from .definitions import DefinitionError
@@ -524,78 +521,3 @@ class SagaAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-
-# --- users and groups that workflows name --------------------------------------------
-
-
-def _refuse_deleting_named(objs, found_for, perms_needed, protected):
-    """Add every published workflow that names one of `objs` to the admin's "protected" list."""
-    protected = list(protected)
-    for obj in objs:
-        for reference in found_for(obj):
-            protected.append(f"{obj} is named by {reference}")
-    return perms_needed, protected
-
-
-def _references_html(references):
-    if not references:
-        return "No workflow's approval step names it."
-    return format_html(
-        "<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((str(r),) for r in references))
-    )
-
-
-admin.site.unregister(Group)
-
-
-@admin.register(Group)
-class WorkflowAwareGroupAdmin(GroupAdmin):
-    """Shows which approval steps name the group, and refuses deleting one that is named."""
-
-    change_form_template = "admin/auth/group/change_form.html"
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, unquote(object_id))
-        context = dict(extra_context or {})
-        if obj is not None:
-            context["workflow_references"] = authoring.workflows_naming(
-                group=obj.name, published_only=False
-            )
-        return super().change_view(request, object_id, form_url, context)
-
-    def get_deleted_objects(self, objs, request):
-        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
-        perms_needed, protected = _refuse_deleting_named(
-            objs, lambda g: authoring.workflows_naming(group=g.name), perms_needed, protected
-        )
-        return deleted, model_count, perms_needed, protected
-
-
-User = get_user_model()
-if admin.site.is_registered(User):
-    admin.site.unregister(User)
-
-
-@admin.register(User)
-class WorkflowAwareUserAdmin(UserAdmin):
-    """Shows which approval steps name the user, and refuses deleting one that is named."""
-
-    readonly_fields = (*UserAdmin.readonly_fields, "named_in_workflows")
-    fieldsets = (*UserAdmin.fieldsets, ("Workflows", {"fields": ("named_in_workflows",)}))
-
-    @admin.display(description="approval steps naming this user")
-    def named_in_workflows(self, obj):
-        return _references_html(
-            authoring.workflows_naming(username=obj.get_username(), published_only=False)
-        )
-
-    def get_deleted_objects(self, objs, request):
-        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
-        perms_needed, protected = _refuse_deleting_named(
-            objs,
-            lambda u: authoring.workflows_naming(username=u.get_username()),
-            perms_needed,
-            protected,
-        )
-        return deleted, model_count, perms_needed, protected

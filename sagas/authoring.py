@@ -326,55 +326,6 @@ def diff_versions(*, name, old, new):
     return result
 
 
-@dataclass(frozen=True)
-class ApproverReference:
-    """One place where a workflow's approval step names a user or a group."""
-
-    workflow: str
-    version: int
-    status: str
-    step: str
-    where: str  # "approvers" or "escalate_to"
-
-    def __str__(self):
-        return f"workflow {self.workflow} v{self.version}, step {self.step} ({self.where})"
-
-
-def _named(step, key, field):
-    names = (step.get(key) or {}).get(field) if isinstance(step.get(key), dict) else None
-    return names if isinstance(names, list) else []
-
-
-def workflows_naming(*, group=None, username=None, published_only=True):
-    """Where approval steps name a group (by name) or a user (by username).
-
-    Approval steps are read as plain documents: `approvers` and `escalate_to`,
-    each {users: [...], groups: [...]}.
-    """
-    field = "groups" if group is not None else "users"
-    wanted = group if group is not None else username
-    definitions = WorkflowDefinition.objects.order_by("name", "-version")
-    if published_only:
-        definitions = definitions.filter(status=WorkflowDefinition.Status.PUBLISHED)
-    found = []
-    for definition in definitions:
-        for step in definition.spec.get("steps", []):
-            if not isinstance(step, dict) or step.get("type") != "approval":
-                continue
-            for key in ("approvers", "escalate_to"):
-                if wanted in _named(step, key, field):
-                    found.append(
-                        ApproverReference(
-                            definition.name,
-                            definition.version,
-                            definition.status,
-                            str(step.get("name")),
-                            key,
-                        )
-                    )
-    return found
-
-
 def catalogue():
     """Every registered action and step kind, with the current workflows that use each.
 
