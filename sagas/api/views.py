@@ -18,8 +18,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sagas import engine, queue, services
+from sagas import engine, queue
 from sagas.access import can_start, is_operator, visible_sagas
+from sagas.authoring import publish_workflow, validation_context
 from sagas.definitions import NAME_RE, load_document, validate
 from sagas.filters import SagaFilter, StrictBooleanField
 from sagas.models import SagaEvent, SagaStep, WorkflowDefinition
@@ -357,7 +358,7 @@ class WorkflowListView(APIView):
     def post(self, request):
         document = _document(request.data)
         if _flag(request, "dry_run"):
-            validate(document, context=services.validation_context())
+            validate(document, context=validation_context())
             latest = (
                 WorkflowDefinition.objects.filter(name=document["name"])
                 .order_by("-version")
@@ -373,7 +374,7 @@ class WorkflowListView(APIView):
                     else (latest.version + 1 if latest else 1),
                 }
             )
-        definition, created = services.publish_workflow(document, user=request.user)
+        definition, created = publish_workflow(document, user=request.user)
         return Response(
             s.WorkflowDetailSerializer(definition).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

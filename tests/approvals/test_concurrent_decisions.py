@@ -10,9 +10,9 @@ from django.db import connection
 
 from approvals.models import ApprovalRequest, Decision
 from approvals.services import decide, policy_outcome
+from sagas.authoring import publish_workflow
 from sagas.engine import Conflict, start_saga
 from sagas.models import SagaEvent
-from sagas.services import publish_workflow
 from sagas.states import StepStatus
 
 ROUNDS = 120

@@ -17,9 +17,9 @@ from django.db import connection
 from django.test.utils import override_settings
 
 from sagas import engine
+from sagas.authoring import publish_workflow
 from sagas.models import Saga, SagaEvent, SagaStep
 from sagas.runner import run_queued, settle
-from sagas.services import publish_workflow
 from sagas.states import FINISHED_SAGA_STATES, SagaState
 from sagas.sweeper import sweep
 
