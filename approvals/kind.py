@@ -47,6 +47,8 @@ class ApprovalKind(kinds.StepKind):
         {"approvers", "policy", "due", "on_timeout", "escalate_to", "remind_before", "title"}
     )
     description = "Waits for approvers to decide (any, all or quorum:N); a rejection compensates."
+    key_order = ("approvers", "policy", "due", "remind_before", "on_timeout", "escalate_to")
+    nested_key_order = {key: ("groups", "users") for key in NAMING_KEYS}
 
     def validate(self, step, path, errors, context):
         if "approvers" not in step:

@@ -3,6 +3,7 @@
 import yaml
 from django.db import transaction
 
+from sagas import kinds
 from sagas.definitions import DefinitionError, load_document, validate
 
 from .publish import check_json, publish_workflow, validation_context
@@ -11,35 +12,17 @@ from .publish import check_json, publish_workflow, validation_context
 # stored spec is a JSON column whose key order PostgreSQL does not keep, and a
 # mapping's order does not change its meaning, so the dump chooses it.
 DOCUMENT_ORDER = ["name", "description", "input_schema", "steps"]
-STEP_ORDER = [
-    "name",
-    "type",
-    "title",
-    "description",
-    "when",
-    "action",
-    "compensation",
-    "request",
-    "compensation_request",
-    "event",
-    "approvers",
-    "policy",
-    "due",
-    "remind_before",
-    "on_timeout",
-    "escalate_to",
-    "timeout",
-    "retry",
-    "compensation_retry",
-    "on_failure",
-]
+# A step: what it is and says first, then the keys of the built-in kinds, then
+# those of the step's own kind as it orders them (StepKind.key_order, e.g. the
+# approval kind's), then how it runs.
+STEP_HEAD = ["name", "type", "title", "description", "when"]
+BUILT_IN_KIND_KEYS = ["action", "compensation", "request", "compensation_request", "event"]
+STEP_TAIL = ["timeout", "retry", "compensation_retry", "on_failure"]
 NESTED_ORDER = {
     "retry": ["max_attempts", "backoff", "max_backoff"],
     "compensation_retry": ["max_attempts", "backoff", "max_backoff"],
     "request": ["method", "url", "headers", "body", "timeout"],
     "compensation_request": ["method", "url", "headers", "body", "timeout"],
-    "approvers": ["groups", "users"],
-    "escalate_to": ["groups", "users"],
     "input_schema": ["type", "required", "properties"],
 }
 
@@ -58,16 +41,21 @@ def human_order(spec):
         if isinstance(document.get(key), dict):
             document[key] = _ordered(document[key], order)
     if isinstance(document.get("steps"), list):
-        steps = []
-        for step in document["steps"]:
-            step = _ordered(step, STEP_ORDER)
-            if isinstance(step, dict):
-                for key, order in NESTED_ORDER.items():
-                    if isinstance(step.get(key), dict):
-                        step[key] = _ordered(step[key], order)
-            steps.append(step)
-        document["steps"] = steps
+        document["steps"] = [_step_in_order(step) for step in document["steps"]]
     return document
+
+
+def _step_in_order(step):
+    if not isinstance(step, dict):
+        return step
+    kind = kinds.get(step.get("type"))
+    own = [k for k in (kind.key_order if kind else ()) if k not in BUILT_IN_KIND_KEYS]
+    step = _ordered(step, [*STEP_HEAD, *BUILT_IN_KIND_KEYS, *own, *STEP_TAIL])
+    nested = {**NESTED_ORDER, **(kind.nested_key_order if kind else {})}
+    for key, order in nested.items():
+        if isinstance(step.get(key), dict):
+            step[key] = _ordered(step[key], order)
+    return step
 
 
 class _IndentedDumper(yaml.SafeDumper):
