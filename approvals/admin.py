@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 from django.utils.html import format_html, format_html_join
 
 from .models import ApprovalRequest, Decision
-from .selectors import workflows_naming
+from .references import workflows_naming
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -1,10 +1,11 @@
 """The `approval` step kind: the saga waits until approvers decide under a policy."""
 
 import re
-from datetime import timedelta
 
 from sagas import kinds
-from sagas.definitions import check_duration, parse_duration, render
+from sagas.definitions import check_duration
+
+from . import services
 
 POLICY_RE = re.compile(r"^(any|all|quorum:([1-9]\d{0,2}))$")
 PEOPLE_KEYS = ("users", "groups")
@@ -84,48 +85,16 @@ class ApprovalKind(kinds.StepKind):
         if "title" in step and (not isinstance(step["title"], str) or not step["title"].strip()):
             errors.add(f"{path}.title", "must be non-empty text")
 
+    # The engine calls these inside the transition's transaction; the rules are
+    # the services' (approvals/services.py), which never import this module.
     def enter(self, tx, step, spec):
-        from .services import open_request
-
-        request = open_request(tx, step, spec)
-        return request.due_at
+        return services.open_request(tx, step, spec).due_at
 
     def on_deadline(self, tx, step, spec):
-        from .services import request_expired
-
-        request_expired(tx, step, spec)
+        services.request_expired(tx, step, spec)
 
     def on_abandon(self, tx, step):
-        from .services import request_abandoned
-
-        request_abandoned(tx, step)
-
-
-def due_dates(now, spec):
-    """(due_at, remind_at) for a request opened or escalated at `now`."""
-    if "due" not in spec:
-        return None, None
-    due_at = now + timedelta(seconds=parse_duration(spec["due"]))
-    remind_at = None
-    if "remind_before" in spec:
-        remind_at = due_at - timedelta(seconds=parse_duration(spec["remind_before"]))
-    return due_at, remind_at
-
-
-def texts(tx, step, spec):
-    """The request's title and description, rendered from the step's templates."""
-    scope = {
-        "input": tx.saga.input,
-        "steps": {s.name: {"result": s.result} for s in tx.steps if s.result is not None},
-        "saga": {"id": str(tx.saga.pk), "correlation_id": tx.saga.correlation_id},
-    }
-    title = _text(render(spec.get("title") or step.name.replace("_", " ").capitalize(), scope))
-    description = _text(render(spec.get("description", ""), scope))
-    return (title.strip() or step.name)[:300], description
-
-
-def _text(value):
-    return "" if value is None else str(value)
+        services.request_abandoned(tx, step)
 
 
 kinds.register(ApprovalKind())

@@ -1,16 +1,14 @@
 """Reads about approvals: who may decide what, an approver's inbox, their past decisions."""
 
-from dataclasses import dataclass
-
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import BooleanField, F, Q
 from django.db.models.expressions import RawSQL
 
 from sagas.access import is_operator  # one definition of the role, for every app
-from sagas.models import Saga, SagaEvent, WorkflowDefinition
+from sagas.engine import NotFound
+from sagas.models import Saga, SagaEvent
 
-from .kind import NAMING_KEYS, ApprovalKind
 from .models import ApprovalRequest, Decision
 
 # Operator acts that bar the actor from approving in the same saga (four-eyes):
@@ -75,16 +73,53 @@ def is_eligible(request, user):
     return refusal(request, user) is None
 
 
+# --- who sees which requests: one rule, a query ------------------------------------
+
+
+def _approver_of(user):
+    """Requests naming `user`, or one of their groups, or decided by them."""
+    return (
+        Q(users=user)
+        | Q(groups__in=user.groups.values("pk"))
+        | Q(pk__in=Decision.objects.filter(user=user).values("request_id"))
+    )
+
+
+def visible_requests(user, queryset=None):
+    """All requests for operators; else those they may decide, decided, or whose saga they started."""
+    queryset = ApprovalRequest.objects.all() if queryset is None else queryset
+    if is_operator(user):
+        return queryset
+    if not _signed_in(user):
+        return queryset.none()
+    ids = ApprovalRequest.objects.filter(_approver_of(user) | Q(saga__started_by=user))
+    return queryset.filter(pk__in=ids.values("pk"))
+
+
+def get_visible_request(user, request_id, *, queryset=None):
+    """The request if `user` may see it; NotFound for a missing request and another's alike.
+
+    `queryset` chooses what is loaded with it; the rule is always `visible_requests`.
+    """
+    try:
+        pk = int(request_id)
+    except (TypeError, ValueError):
+        pk = None
+    request = None if pk is None else visible_requests(user, queryset).filter(pk=pk).first()
+    if request is None:
+        raise NotFound(f"no approval request {request_id}")
+    return request
+
+
 def can_view(request, user):
     """Approvers, those who decided, the saga's initiator and operators may see a request."""
-    if not _signed_in(user):
-        return False
-    return (
-        is_operator(user)
-        or request.saga.started_by_id == user.pk
-        or is_named_approver(request, user)
-        or request.decisions.filter(user=user).exists()
-    )
+    return visible_requests(user).filter(pk=request.pk).exists()
+
+
+def sagas_of_my_approvals(user):
+    """The visibility rule approvals adds to sagas.access: the sagas whose approvals name
+    `user` (or one of their groups), or that they decided on."""
+    return Q(pk__in=ApprovalRequest.objects.filter(_approver_of(user)).values("saga_id"))
 
 
 REQUESTS = ApprovalRequest._meta.db_table
@@ -174,56 +209,3 @@ def undecided_approvers(request):
 
 def groups_named(names):
     return list(Group.objects.filter(name__in=names))
-
-
-# --- where workflows name a user or a group (the admin's user and group pages) ------
-
-
-@dataclass(frozen=True)
-class ApproverReference:
-    """One place where a workflow's approval step names a user or a group."""
-
-    workflow: str
-    version: int
-    status: str
-    step: str
-    where: str  # "approvers" or "escalate_to"
-
-    def __str__(self):
-        return f"workflow {self.workflow} v{self.version}, step {self.step} ({self.where})"
-
-
-def _named(step, key, field):
-    names = (step.get(key) or {}).get(field) if isinstance(step.get(key), dict) else None
-    return names if isinstance(names, list) else []
-
-
-def workflows_naming(*, group=None, username=None, published_only=True):
-    """Where approval steps name a group (by name) or a user (by username).
-
-    The stored documents are read as they are (`approvers` and `escalate_to`,
-    each {users: [...], groups: [...]}), so a version published before a user
-    or group was renamed or deleted still shows where it names them.
-    """
-    field = "groups" if group is not None else "users"
-    wanted = group if group is not None else username
-    definitions = WorkflowDefinition.objects.order_by("name", "-version")
-    if published_only:
-        definitions = definitions.filter(status=WorkflowDefinition.Status.PUBLISHED)
-    found = []
-    for definition in definitions:
-        for step in definition.spec.get("steps", []):
-            if not isinstance(step, dict) or step.get("type") != ApprovalKind.name:
-                continue
-            for key in NAMING_KEYS:
-                if wanted in _named(step, key, field):
-                    found.append(
-                        ApproverReference(
-                            definition.name,
-                            definition.version,
-                            definition.status,
-                            str(step.get("name")),
-                            key,
-                        )
-                    )
-    return found

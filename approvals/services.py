@@ -6,16 +6,17 @@ the request inside the lock and appends SagaEvents in the same transaction.
 """
 
 import logging
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 
 from sagas import engine, queue
+from sagas.definitions import parse_duration, render
 from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
 from sagas.states import SagaState, StepStatus
 
-from .kind import due_dates, texts
 from .models import ApprovalRequest, Decision
 from .selectors import (  # noqa: F401  (the reads are part of this module's interface)
     approvals_for,
@@ -23,10 +24,12 @@ from .selectors import (  # noqa: F401  (the reads are part of this module's int
     can_view,
     decisions_by,
     eligible_users,
+    get_visible_request,
     is_eligible,
     is_operator,
     refusal,
     undecided_approvers,
+    visible_requests,
 )
 
 log = logging.getLogger("approvals")
@@ -321,6 +324,33 @@ def _people(request):
 
 
 # --- the step kind's hooks (called by the engine inside its transaction) --------
+
+
+def due_dates(now, spec):
+    """(due_at, remind_at) for a request opened or escalated at `now`."""
+    if "due" not in spec:
+        return None, None
+    due_at = now + timedelta(seconds=parse_duration(spec["due"]))
+    remind_at = None
+    if "remind_before" in spec:
+        remind_at = due_at - timedelta(seconds=parse_duration(spec["remind_before"]))
+    return due_at, remind_at
+
+
+def texts(tx, step, spec):
+    """The request's title and description, rendered from the step's templates."""
+    scope = {
+        "input": tx.saga.input,
+        "steps": {s.name: {"result": s.result} for s in tx.steps if s.result is not None},
+        "saga": {"id": str(tx.saga.pk), "correlation_id": tx.saga.correlation_id},
+    }
+    title = _text(render(spec.get("title") or step.name.replace("_", " ").capitalize(), scope))
+    description = _text(render(spec.get("description", ""), scope))
+    return (title.strip() or step.name)[:300], description
+
+
+def _text(value):
+    return "" if value is None else str(value)
 
 
 def _named(people):

@@ -27,6 +27,7 @@ from sagas.models import SagaEvent, SagaStep, WorkflowDefinition
 from sagas.sweeper import sweeper_lag
 
 from . import serializers as s
+from .errors import error_responses
 from .pagination import KeysetPagination, strict_page_size
 from .parsers import StrictJSONParser, YAMLTextParser, unstorable
 from .permissions import IsAdmin, IsOperator
@@ -34,20 +35,6 @@ from .permissions import IsAdmin, IsOperator
 # A qcluster keeps the sweeper chain ticking every fraction of a second and
 # restarts it within a minute; a sweep older than this means no cluster runs.
 QCLUSTER_SEEN_WITHIN = 60.0
-
-ERROR_TEXT = {
-    400: "Invalid input: `fields` names each problem by path.",
-    401: "No credentials, or wrong ones.",
-    403: "The caller's role does not allow this; nothing was changed.",
-    404: "No such object, or the caller may not see it.",
-    409: "The object's state does not allow this; nothing was changed.",
-}
-
-
-def errors(*codes):
-    return {
-        code: OpenApiResponse(s.ErrorSerializer, description=ERROR_TEXT[code]) for code in codes
-    }
 
 
 def _saga_queryset(user):
@@ -94,7 +81,7 @@ class SagaListView(generics.GenericAPIView):
 
     @extend_schema(
         summary="List the sagas the caller may see, newest first",
-        responses={200: s.SagaSummarySerializer(many=True), **errors(400, 401)},
+        responses={200: s.SagaSummarySerializer(many=True), **error_responses(400, 401)},
     )
     def get(self, request):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
@@ -110,7 +97,7 @@ class SagaListView(generics.GenericAPIView):
         responses={
             201: s.SagaSerializer,
             200: OpenApiResponse(s.SagaSerializer, description="The saga this key started."),
-            **errors(400, 401, 403, 404, 409),
+            **error_responses(400, 401, 403, 404, 409),
         },
     )
     def post(self, request):
@@ -137,7 +124,8 @@ class SagaListView(generics.GenericAPIView):
 
 class SagaDetailView(APIView):
     @extend_schema(
-        summary="A saga with its steps", responses={200: s.SagaSerializer, **errors(401, 404)}
+        summary="A saga with its steps",
+        responses={200: s.SagaSerializer, **error_responses(401, 404)},
     )
     def get(self, request, saga_id):
         return Response(s.SagaSerializer(get_visible_saga(request, saga_id)).data)
@@ -170,7 +158,7 @@ class SagaEventsView(generics.GenericAPIView):
 
     @extend_schema(
         summary="The saga's history, oldest first",
-        responses={200: s.EventSerializer(many=True), **errors(400, 401, 404)},
+        responses={200: s.EventSerializer(many=True), **error_responses(400, 401, 404)},
     )
     def get(self, request, saga_id):
         saga = get_visible_saga(request, saga_id)
@@ -183,7 +171,7 @@ class SagaRetryView(APIView):
     @extend_schema(
         summary="Retry the failed step of a paused saga, or its stuck compensation",
         request=s.RetrySerializer,
-        responses={200: s.SagaSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, saga_id):
         check_operator_on(request, saga_id)
@@ -202,7 +190,7 @@ class SagaCancelView(APIView):
     @extend_schema(
         summary="Cancel a started or pending saga: its completed steps are compensated",
         request=s.ReasonSerializer,
-        responses={200: s.SagaSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, saga_id):
         check_operator_on(request, saga_id)
@@ -221,7 +209,7 @@ class StepSkipView(APIView):
     @extend_schema(
         summary="Skip a failed or waiting step, or give up a stuck compensation, with a reason",
         request=s.ReasonSerializer,
-        responses={200: s.SagaSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, saga_id, step_name):
         check_operator_on(request, saga_id)
@@ -250,7 +238,7 @@ class EventDeliveryView(APIView):
             "202 with how many matched (0 is not an error: nothing was waiting)."
         ),
         request=s.EventDeliverySerializer,
-        responses={202: s.MatchedSerializer, **errors(400, 401, 403)},
+        responses={202: s.MatchedSerializer, **error_responses(400, 401, 403)},
     )
     def post(self, request):
         data = s.EventDeliverySerializer(data=request.data)
@@ -317,7 +305,7 @@ class WorkflowListView(APIView):
 
     @extend_schema(
         summary="The workflows: each one's latest published version",
-        responses={200: s.WorkflowSerializer(many=True), **errors(401)},
+        responses={200: s.WorkflowSerializer(many=True), **error_responses(401)},
     )
     def get(self, request):
         definitions = WorkflowDefinition.objects.filter(pk__in=_current_versions())
@@ -352,7 +340,7 @@ class WorkflowListView(APIView):
                 ),
                 description="Unchanged document (the latest version), or a dry run's verdict.",
             ),
-            **errors(400, 401, 403),
+            **error_responses(400, 401, 403),
         },
     )
     def post(self, request):
@@ -384,7 +372,7 @@ class WorkflowListView(APIView):
 class WorkflowDetailView(APIView):
     @extend_schema(
         summary="A workflow's latest published version, with all its versions",
-        responses={200: s.WorkflowDetailSerializer, **errors(401, 404)},
+        responses={200: s.WorkflowDetailSerializer, **error_responses(401, 404)},
     )
     def get(self, request, name):
         if not NAME_RE.match(name):

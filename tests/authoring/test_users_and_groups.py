@@ -9,7 +9,7 @@ from sagas.models import WorkflowDefinition
 
 def approval_workflow(name, *, version=1, status="published", groups=(), users=(), escalate=()):
     # Stored as it would be published: the approvals app reads the documents as
-    # they are (approvals.selectors.workflows_naming), not through validation.
+    # they are (approvals.references.workflows_naming), not through validation.
     return WorkflowDefinition.objects.create(
         name=name,
         version=version,
