@@ -19,11 +19,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sagas import engine, queue
-from sagas.access import can_start, is_operator, visible_sagas
+from sagas.access import can_start, get_visible_saga, is_operator, visible_sagas
 from sagas.authoring import publish_workflow, validation_context
 from sagas.definitions import NAME_RE, load_document, validate
 from sagas.filters import SagaFilter, StrictBooleanField
-from sagas.models import SagaEvent, SagaStep, WorkflowDefinition
+from sagas.models import Saga, SagaEvent, SagaStep, WorkflowDefinition
 from sagas.sweeper import sweeper_lag
 
 from . import serializers as s
@@ -37,29 +37,20 @@ from .permissions import IsAdmin, IsOperator
 QCLUSTER_SEEN_WITHIN = 60.0
 
 
-def _saga_queryset(user):
+def _with_steps():
     steps = Prefetch("steps", queryset=SagaStep.objects.order_by("index"))
-    return visible_sagas(user).select_related("definition", "started_by").prefetch_related(steps)
-
-
-def get_visible_saga(request, saga_id):
-    """The saga if the caller may see it; 404 otherwise, so that ids of others do not leak."""
-    saga = _saga_queryset(request.user).filter(pk=saga_id).first()
-    if saga is None:
-        raise exceptions.NotFound(f"no saga {saga_id}")
-    return saga
+    return Saga.objects.select_related("definition", "started_by").prefetch_related(steps)
 
 
 def check_operator_on(request, saga_id):
     """An operator act: 404 when the caller cannot see the saga, 403 when they may not act."""
-    if not visible_sagas(request.user).filter(pk=saga_id).exists():
-        raise exceptions.NotFound(f"no saga {saga_id}")
+    get_visible_saga(request.user, saga_id, queryset=Saga.objects.only("pk"))
     if not is_operator(request.user):
         raise exceptions.PermissionDenied("only operators may retry, cancel or skip")
 
 
 def _saga_response(request, saga_id, code=status.HTTP_200_OK):
-    saga = _saga_queryset(request.user).get(pk=saga_id)
+    saga = get_visible_saga(request.user, saga_id, queryset=_with_steps())
     return Response(s.SagaSerializer(saga).data, status=code)
 
 
@@ -128,7 +119,7 @@ class SagaDetailView(APIView):
         responses={200: s.SagaSerializer, **error_responses(401, 404)},
     )
     def get(self, request, saga_id):
-        return Response(s.SagaSerializer(get_visible_saga(request, saga_id)).data)
+        return _saga_response(request, saga_id)
 
 
 class EventPagination(CursorPagination):
@@ -161,7 +152,7 @@ class SagaEventsView(generics.GenericAPIView):
         responses={200: s.EventSerializer(many=True), **error_responses(400, 401, 404)},
     )
     def get(self, request, saga_id):
-        saga = get_visible_saga(request, saga_id)
+        saga = get_visible_saga(request.user, saga_id)
         events = saga.events.select_related("actor").order_by("id")
         page = self.paginate_queryset(events)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
