@@ -1,47 +1,17 @@
 """The approval endpoints of the REST API: an approver's requests and their decisions."""
 
 import django_filters
-from django.db.models import Q
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_field
-from rest_framework import exceptions, generics, serializers
+from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sagas.api.pagination import KeysetPagination
-from sagas.api.serializers import Text
-from sagas.api.views import errors
-from sagas.filters import StrictBooleanFilter, is_operator, register_saga_visibility
+from sagas.api import KeysetPagination, Text, error_responses
+from sagas.filters import StrictBooleanFilter
 
 from . import services
 from .models import ApprovalRequest, Decision
-
-
-def _approver_of(user):
-    """Requests naming `user`, or one of their groups, or decided by them."""
-    return (
-        Q(users=user)
-        | Q(groups__in=user.groups.values("pk"))
-        | Q(pk__in=Decision.objects.filter(user=user).values("request_id"))
-    )
-
-
-def visible_requests(user):
-    """All requests for operators; else those they may decide, decided, or whose saga they started."""
-    requests = ApprovalRequest.objects.all()
-    if is_operator(user):
-        return requests
-    if not (user and user.is_authenticated and user.is_active):
-        return requests.none()
-    ids = ApprovalRequest.objects.filter(_approver_of(user) | Q(saga__started_by=user))
-    return requests.filter(pk__in=ids.values("pk"))
-
-
-@register_saga_visibility
-def sagas_of_my_approvals(user):
-    """Approvers see the sagas whose approvals name them (or that they decided)."""
-    return Q(pk__in=ApprovalRequest.objects.filter(_approver_of(user)).values("saga_id"))
-
 
 # --- serializers ---------------------------------------------------------------------
 
@@ -152,11 +122,11 @@ class ApprovalListView(generics.GenericAPIView):
     pagination_class = KeysetPagination
 
     def get_queryset(self):
-        return _with_details(visible_requests(self.request.user))
+        return _with_details(services.visible_requests(self.request.user))
 
     @extend_schema(
         summary="Approval requests: the caller's (named, in a group, decided), all for operators",
-        responses={200: ApprovalSerializer(many=True), **errors(400, 401)},
+        responses={200: ApprovalSerializer(many=True), **error_responses(400, 401)},
     )
     def get(self, request):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
@@ -166,14 +136,7 @@ class ApprovalListView(generics.GenericAPIView):
         )
 
 
-def _ensure_visible(request, approval_id):
-    """404 unless the caller may see the request (the response loads it with its details)."""
-    if not visible_requests(request.user).filter(pk=approval_id).exists():
-        raise exceptions.NotFound(f"no approval request {approval_id}")
-
-
-def _approval_response(request, approval_id):
-    approval = _with_details(ApprovalRequest.objects.all()).get(pk=approval_id)
+def _approval_response(request, approval):
     context = {"decidable": _decidable(request.user, [approval])}
     return Response(ApprovalSerializer(approval, context=context).data)
 
@@ -181,11 +144,13 @@ def _approval_response(request, approval_id):
 class ApprovalDetailView(APIView):
     @extend_schema(
         summary="An approval request with its decisions",
-        responses={200: ApprovalSerializer, **errors(401, 404)},
+        responses={200: ApprovalSerializer, **error_responses(401, 404)},
     )
     def get(self, request, approval_id):
-        _ensure_visible(request, approval_id)
-        return _approval_response(request, approval_id)
+        approval = services.get_visible_request(
+            request.user, approval_id, queryset=_with_details(ApprovalRequest.objects.all())
+        )
+        return _approval_response(request, approval)
 
 
 class ApprovalDecideView(APIView):
@@ -200,11 +165,13 @@ class ApprovalDecideView(APIView):
             "refused with 409 `expired` (after an escalation the request is still open)."
         ),
         request=DecideSerializer,
-        responses={200: ApprovalSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: ApprovalSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, approval_id):
         # Invisible is 404, as for the detail: a refusal must not tell an outsider it exists.
-        _ensure_visible(request, approval_id)
+        services.get_visible_request(
+            request.user, approval_id, queryset=ApprovalRequest.objects.only("pk")
+        )
         data = DecideSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.decide(
@@ -213,4 +180,5 @@ class ApprovalDecideView(APIView):
             decision=data.validated_data["decision"],
             comment=data.validated_data["comment"],
         )
-        return _approval_response(request, approval_id)
+        approval = _with_details(ApprovalRequest.objects.all()).get(pk=approval_id)
+        return _approval_response(request, approval)

@@ -1,13 +1,16 @@
 """The `approval` step kind: the saga waits until approvers decide under a policy."""
 
 import re
-from datetime import timedelta
 
-from sagas import engine, kinds
-from sagas.definitions import check_duration, parse_duration, render
+from sagas import kinds
+from sagas.definitions import check_duration
+
+from . import services
 
 POLICY_RE = re.compile(r"^(any|all|quorum:([1-9]\d{0,2}))$")
 PEOPLE_KEYS = ("users", "groups")
+# The keys of an approval step that name people, each {users: [...], groups: [...]}.
+NAMING_KEYS = ("approvers", "escalate_to")
 
 
 def check_people(value, path, errors, context):
@@ -45,6 +48,8 @@ class ApprovalKind(kinds.StepKind):
         {"approvers", "policy", "due", "on_timeout", "escalate_to", "remind_before", "title"}
     )
     description = "Waits for approvers to decide (any, all or quorum:N); a rejection compensates."
+    key_order = ("approvers", "policy", "due", "remind_before", "on_timeout", "escalate_to")
+    nested_key_order = {key: ("groups", "users") for key in NAMING_KEYS}
 
     def validate(self, step, path, errors, context):
         if "approvers" not in step:
@@ -80,79 +85,16 @@ class ApprovalKind(kinds.StepKind):
         if "title" in step and (not isinstance(step["title"], str) or not step["title"].strip()):
             errors.add(f"{path}.title", "must be non-empty text")
 
+    # The engine calls these inside the transition's transaction; the rules are
+    # the services' (approvals/services.py), which never import this module.
     def enter(self, tx, step, spec):
-        from .services import open_request
-
-        request = open_request(tx, step, spec)
-        return request.due_at
+        return services.open_request(tx, step, spec).due_at
 
     def on_deadline(self, tx, step, spec):
-        from .services import request_expired
-
-        request_expired(tx, step, spec)
+        services.request_expired(tx, step, spec)
 
     def on_abandon(self, tx, step):
-        from .services import request_abandoned
-
-        request_abandoned(tx, step)
-
-
-def due_dates(now, spec):
-    """(due_at, remind_at) for a request opened or escalated at `now`."""
-    if "due" not in spec:
-        return None, None
-    due_at = now + timedelta(seconds=parse_duration(spec["due"]))
-    remind_at = None
-    if "remind_before" in spec:
-        remind_at = due_at - timedelta(seconds=parse_duration(spec["remind_before"]))
-    return due_at, remind_at
-
-
-def scope_of(saga, steps):
-    """What the title and description templates may read."""
-    return {
-        "input": saga.input,
-        "steps": {s.name: {"result": s.result} for s in steps if s.result is not None},
-        "saga": {"id": str(saga.pk), "correlation_id": saga.correlation_id},
-    }
-
-
-def texts(tx, step, spec):
-    """The request's title and description, rendered from the step's templates.
-
-    They are for people: an input value that the workflow's input_schema calls
-    a `number` (an amount) is written with thousands separators, €12,400; an
-    integer or a string (an id, an order number) is written as it is.
-    """
-    schema = (engine.spec_of(tx.saga) or {}).get("input_schema")
-    scope = scope_of(tx.saga, tx.steps)
-    scope["input"] = for_people(tx.saga.input, schema)
-    title = _text(render(spec.get("title") or step.name.replace("_", " ").capitalize(), scope))
-    description = _text(render(spec.get("description", ""), scope))
-    return (title.strip() or step.name)[:300], description
-
-
-def for_people(value, schema):
-    """`value` with the numbers its JSON schema types as `number` written as 12,400."""
-    if not isinstance(schema, dict):
-        return value
-    kind = schema.get("type")
-    if (
-        (kind == "number" or (isinstance(kind, list) and "number" in kind))
-        and isinstance(value, (int, float))
-        and not isinstance(value, bool)
-    ):
-        return f"{value:,}"
-    if isinstance(value, dict):
-        properties = schema.get("properties") or {}
-        return {key: for_people(item, properties.get(key)) for key, item in value.items()}
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [for_people(item, schema["items"]) for item in value]
-    return value
-
-
-def _text(value):
-    return "" if value is None else str(value)
+        services.request_abandoned(tx, step)
 
 
 kinds.register(ApprovalKind())

@@ -13,7 +13,7 @@ import re
 from sagas import engine
 from sagas.definitions import TEMPLATE_RE, as_text, lookup
 
-from .kind import scope_of
+from .services import scope_of
 
 # scheme://, and the schemes that need no slashes
 _SCHEME = re.compile(

@@ -5,7 +5,8 @@ from django.contrib.auth.models import Group
 from django.db.models import BooleanField, F, Q
 from django.db.models.expressions import RawSQL
 
-from sagas.filters import is_operator  # one definition of the role, for every app
+from sagas.access import is_operator  # one definition of the role, for every app
+from sagas.engine import NotFound
 from sagas.models import Saga, SagaEvent
 
 from .models import ApprovalRequest, Decision
@@ -76,16 +77,53 @@ def is_eligible(request, user):
     return refusal(request, user) is None
 
 
+# --- who sees which requests: one rule, a query ------------------------------------
+
+
+def _approver_of(user):
+    """Requests naming `user`, or one of their groups, or decided by them."""
+    return (
+        Q(users=user)
+        | Q(groups__in=user.groups.values("pk"))
+        | Q(pk__in=Decision.objects.filter(user=user).values("request_id"))
+    )
+
+
+def visible_requests(user, queryset=None):
+    """All requests for operators; else those they may decide, decided, or whose saga they started."""
+    queryset = ApprovalRequest.objects.all() if queryset is None else queryset
+    if is_operator(user):
+        return queryset
+    if not _signed_in(user):
+        return queryset.none()
+    ids = ApprovalRequest.objects.filter(_approver_of(user) | Q(saga__started_by=user))
+    return queryset.filter(pk__in=ids.values("pk"))
+
+
+def get_visible_request(user, request_id, *, queryset=None):
+    """The request if `user` may see it; NotFound for a missing request and another's alike.
+
+    `queryset` chooses what is loaded with it; the rule is always `visible_requests`.
+    """
+    try:
+        pk = int(request_id)
+    except (TypeError, ValueError):
+        pk = None
+    request = None if pk is None else visible_requests(user, queryset).filter(pk=pk).first()
+    if request is None:
+        raise NotFound(f"no approval request {request_id}")
+    return request
+
+
 def can_view(request, user):
     """Approvers, those who decided, the saga's initiator and operators may see a request."""
-    if not _signed_in(user):
-        return False
-    return (
-        is_operator(user)
-        or request.saga.started_by_id == user.pk
-        or is_named_approver(request, user)
-        or request.decisions.filter(user=user).exists()
-    )
+    return visible_requests(user).filter(pk=request.pk).exists()
+
+
+def sagas_of_my_approvals(user):
+    """The visibility rule approvals adds to sagas.access: the sagas whose approvals name
+    `user` (or one of their groups), or that they decided on."""
+    return Q(pk__in=ApprovalRequest.objects.filter(_approver_of(user)).values("saga_id"))
 
 
 REQUESTS = ApprovalRequest._meta.db_table

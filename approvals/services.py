@@ -6,17 +6,18 @@ the request inside the lock and appends SagaEvents in the same transaction.
 """
 
 import logging
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 
 from sagas import engine, queue
+from sagas.definitions import parse_duration, render
 from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
 from sagas.models import SagaEvent
 from sagas.states import SagaState, StepStatus
 
-from .kind import due_dates, texts
 from .models import ApprovalRequest, Decision
 from .selectors import (  # noqa: F401  (the reads are part of this module's interface)
     approvals_for,
@@ -24,10 +25,12 @@ from .selectors import (  # noqa: F401  (the reads are part of this module's int
     can_view,
     decisions_by,
     eligible_users,
+    get_visible_request,
     is_eligible,
     is_operator,
     refusal,
     undecided_approvers,
+    visible_requests,
 )
 
 log = logging.getLogger("approvals")
@@ -350,6 +353,64 @@ def _people(request):
 
 
 # --- the step kind's hooks (called by the engine inside its transaction) --------
+
+
+def due_dates(now, spec):
+    """(due_at, remind_at) for a request opened or escalated at `now`."""
+    if "due" not in spec:
+        return None, None
+    due_at = now + timedelta(seconds=parse_duration(spec["due"]))
+    remind_at = None
+    if "remind_before" in spec:
+        remind_at = due_at - timedelta(seconds=parse_duration(spec["remind_before"]))
+    return due_at, remind_at
+
+
+def scope_of(saga, steps):
+    """What the title and description templates may read."""
+    return {
+        "input": saga.input,
+        "steps": {s.name: {"result": s.result} for s in steps if s.result is not None},
+        "saga": {"id": str(saga.pk), "correlation_id": saga.correlation_id},
+    }
+
+
+def texts(tx, step, spec):
+    """The request's title and description, rendered from the step's templates.
+
+    They are for people: an input value that the workflow's input_schema calls
+    a `number` (an amount) is written with thousands separators, €12,400; an
+    integer or a string (an id, an order number) is written as it is.
+    """
+    schema = (engine.spec_of(tx.saga) or {}).get("input_schema")
+    scope = scope_of(tx.saga, tx.steps)
+    scope["input"] = for_people(tx.saga.input, schema)
+    title = _text(render(spec.get("title") or step.name.replace("_", " ").capitalize(), scope))
+    description = _text(render(spec.get("description", ""), scope))
+    return (title.strip() or step.name)[:300], description
+
+
+def for_people(value, schema):
+    """`value` with the numbers its JSON schema types as `number` written as 12,400."""
+    if not isinstance(schema, dict):
+        return value
+    kind = schema.get("type")
+    if (
+        (kind == "number" or (isinstance(kind, list) and "number" in kind))
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    ):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        return {key: for_people(item, properties.get(key)) for key, item in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [for_people(item, schema["items"]) for item in value]
+    return value
+
+
+def _text(value):
+    return "" if value is None else str(value)
 
 
 def _named(people):

@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "sagas",
+    "sagas.authoring",
     "sagas.demo",
     "sagas.hooks",
     "sagas.secrets",

@@ -145,12 +145,13 @@ def saga_page(queryset, *, cursor=None, size=50, held=None):
 # --- one saga ------------------------------------------------------------------
 
 
-def saga_with_history(saga_id):
-    """The saga, its steps and its latest events; None when there is no such saga."""
-    try:
-        saga = Saga.objects.select_related("definition", "started_by").get(pk=saga_id)
-    except (Saga.DoesNotExist, ValueError):
-        return None
+def saga_detail_rows():
+    """Sagas with what the detail page reads of them in the same query (see `with_history`)."""
+    return Saga.objects.select_related("definition", "started_by")
+
+
+def with_history(saga):
+    """The saga (from `saga_detail_rows`) with its steps, its latest events and its approvals."""
     saga.step_list = list(saga.steps.order_by("index"))
     events = list(
         SagaEvent.objects.filter(saga_id=saga.pk)
@@ -246,21 +247,23 @@ def with_overdue(requests, now=None):
         yield request
 
 
+def approval_rows(queryset=None):
+    """Approval requests with what an inbox row or the decision page shows, in fixed queries."""
+    queryset = ApprovalRequest.objects.all() if queryset is None else queryset
+    return queryset.select_related("saga", "saga__started_by", "step").prefetch_related(
+        "decisions__user", "users", "groups"
+    )
+
+
 def approval_items(queryset, *, limit=100, newest_first=False):
     """Approval requests with what an inbox row shows, in a fixed number of queries."""
     if newest_first:
         queryset = queryset.order_by("-created_at", "-id")
-    rows = queryset.select_related("saga", "saga__started_by", "step").prefetch_related(
-        "decisions__user", "users", "groups"
-    )[:limit]
-    return list(with_overdue(rows))
+    return list(with_overdue(approval_rows(queryset)[:limit]))
 
 
 def approval_item(pk):
-    try:
-        pk = int(pk)
-    except (TypeError, ValueError):
-        return None
+    """One request as the decision page shows it (after a decision: its new state)."""
     rows = approval_items(ApprovalRequest.objects.filter(pk=pk), limit=1)
     return rows[0] if rows else None
 

@@ -1,4 +1,4 @@
-"""Dashboard pages (long: every page in one module until its access helpers move to get_visible_*).
+"""Dashboard pages (long: one module per page area comes once this round's dashboard changes land).
 
 HTMX requests get the page's fragment (`page.html#fragment`). Every view
 checks the user's role on the server. Writes go through the engine's
@@ -23,7 +23,8 @@ from django_htmx.middleware import HtmxDetails
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from sagas import engine
-from sagas.filters import SagaFilter, is_operator, visible_sagas
+from sagas.access import get_visible_saga, is_operator, visible_sagas
+from sagas.filters import SagaFilter
 from sagas.models import Saga, WorkflowDefinition
 from sagas.states import SagaState, StepStatus
 
@@ -283,23 +284,18 @@ def _bulk_response(request, context, status=200):
 # --- one saga --------------------------------------------------------------------
 
 
+def _visible_saga(request, saga_id):
+    """The saga with its history if this user may see it; NotFound for another's as for none."""
+    saga = get_visible_saga(request.user, saga_id, queryset=selectors.saga_detail_rows())
+    return selectors.with_history(saga)
+
+
 def _saga_or_problem(request, saga_id):
-    """The saga with its history if this user may see it, else a response saying why not."""
-    saga = selectors.saga_with_history(saga_id)
-    if saga is None:
-        return None, problem(request, f"There is no saga {saga_id}.", status=404)
-    if not is_operator(request.user) and not _may_view(request.user, saga):
-        return None, problem(
-            request,
-            "You may see a saga when you are an operator or are asked to approve one of its steps.",
-            status=403,
-        )
-    return saga, None
-
-
-def _may_view(user, saga):
-    """Approvers (and whoever decided or started it) see the sagas they are asked about."""
-    return any(approvals.can_view(request, user) for request in saga.approval_requests)
+    """The saga with its history, or a 404 that does not tell whether it exists."""
+    try:
+        return _visible_saga(request, saga_id), None
+    except engine.NotFound:
+        return None, problem(request, f"There is no saga {saga_id} that you may see.", status=404)
 
 
 def _detail_context(request, saga, **extra):
@@ -429,7 +425,7 @@ def saga_action(
     if not request.htmx:
         messages.success(request, outcome)
         return redirect("saga_detail", saga_id=saga.pk)
-    saga = selectors.saga_with_history(saga.pk)
+    saga = _visible_saga(request, saga.pk)
     live = render(
         request, "dashboard/saga_detail.html#live", _detail_context(request, saga)
     ).content
@@ -569,16 +565,19 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _approval_or_problem(request, approval_id):
-    item = selectors.approval_item(approval_id)
-    if item is None:
-        return None, problem(request, f"There is no approval request {approval_id}.", status=404)
-    if not approvals.can_view(item, request.user):
-        return None, problem(
-            request,
-            "You are not an approver of this request, so you may not see or decide it.",
-            status=403,
+    """The request if this user may see it, else a 404 that does not tell whether it exists.
+
+    Someone who sees it but may not decide it is told why on the page (a 403 on POST).
+    """
+    try:
+        item = approvals.get_visible_request(
+            request.user, approval_id, queryset=selectors.approval_rows()
         )
-    return item, None
+    except engine.NotFound:
+        return None, problem(
+            request, f"There is no approval request {approval_id} that you may see.", status=404
+        )
+    return next(selectors.with_overdue([item])), None
 
 
 @require_http_methods(["GET", "POST"])

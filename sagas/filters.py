@@ -1,4 +1,4 @@
-"""Who may see which sagas, and the one saga FilterSet shared by the API and the dashboard."""
+"""The saga FilterSet shared by the API and the dashboard (who sees which sagas: sagas/access.py)."""
 
 import datetime
 import uuid
@@ -11,57 +11,6 @@ from django.utils import timezone
 
 from .models import Saga
 from .states import FINISHED_SAGA_STATES, SagaState
-
-OPERATORS_GROUP = "operators"
-
-# Other apps widen what a user may see without the engine knowing them: each
-# rule is func(user) -> Q over Saga (approvals adds "sagas I may decide on").
-_visibility_rules = []
-
-
-def register_saga_visibility(rule):
-    """Add a rule func(user) -> Q: the sagas it matches become visible to that user."""
-    if rule not in _visibility_rules:
-        _visibility_rules.append(rule)
-    return rule
-
-
-def is_admin(user):
-    """Admins (staff) define workflows and may do everything."""
-    return bool(user and user.is_authenticated and user.is_active and user.is_staff)
-
-
-def is_operator(user):
-    """Operators watch all sagas and start, retry, cancel and skip; admins are operators too."""
-    if not (user and user.is_authenticated and user.is_active):
-        return False
-    if user.is_staff or user.is_superuser:
-        return True
-    cached = getattr(user, "_sagas_is_operator", None)
-    if cached is None:
-        cached = user.groups.filter(name=OPERATORS_GROUP).exists()
-        user._sagas_is_operator = cached
-    return cached
-
-
-def can_start(user):
-    """Operators start sagas, and so may a service account given the `add_saga` permission."""
-    return is_operator(user) or bool(
-        user and user.is_authenticated and user.is_active and user.has_perm("sagas.add_saga")
-    )
-
-
-def visible_sagas(user, queryset=None):
-    """The sagas `user` may see: all for operators; else those they started or may decide on."""
-    queryset = Saga.objects.all() if queryset is None else queryset
-    if is_operator(user):
-        return queryset
-    if not (user and user.is_authenticated and user.is_active):
-        return queryset.none()
-    condition = Q(started_by=user)
-    for rule in _visibility_rules:
-        condition |= rule(user)
-    return queryset.filter(condition)
 
 
 class StrictBooleanField(forms.NullBooleanField):

@@ -20,6 +20,11 @@ class StepKind:
     # anywhere else in a document it is refused at publish.
     secret_keys = frozenset()
     description = ""
+    # How a dumped document (sagas/authoring/transfer.py) orders this kind's
+    # keys, and the keys inside those of them that hold a mapping; keys not
+    # listed follow, sorted.
+    key_order = ()
+    nested_key_order = {}
 
     def validate(self, step, path, errors, context):
         """Add an error per problem of this step's own keys."""

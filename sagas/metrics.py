@@ -9,13 +9,17 @@ one machine). The rows are the truth for the engine and so for its metrics.
 One consequence: `prunesagas` lowers the `_total` series; Prometheus reads a
 drop as a counter reset, so rate() stays right apart from the scrape around
 a prune.
+
+Other apps add their own families without the engine knowing them:
+`register_metrics(collect)` from their AppConfig.ready (approvals adds
+sagaflow_approval_*). The helpers for histograms over durations are public
+for them (`histogram`, `bucket_counts`, `duration_between`, `seconds`).
 """
 
 import hmac
 from datetime import timedelta
 from ipaddress import ip_address, ip_network
 
-from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
@@ -44,15 +48,28 @@ COMPENSATION_OUTCOMES = {
 }
 
 
-def _seconds(value):
+# Functions func(now) -> iterable of metric families, collected at each scrape.
+_collectors = []
+
+
+def register_metrics(collect):
+    """Add func(now) -> metric families to every scrape (after the sagas', before the queue's)."""
+    if collect not in _collectors:
+        _collectors.append(collect)
+    return collect
+
+
+def seconds(value):
+    """A timedelta in seconds; 0 for None."""
     return value.total_seconds() if value is not None else 0.0
 
 
-def _duration(start, end):
+def duration_between(start, end):
+    """An expression: the time from field `start` to field `end` of a row."""
     return ExpressionWrapper(F(end) - F(start), output_field=DurationField())
 
 
-def _histogram(name, documentation, labels, rows):
+def histogram(name, documentation, labels, rows):
     """A histogram family from rows of {labels..., "n", "total", "le_0"...} (cumulative counts)."""
     family = HistogramMetricFamily(name, documentation, labels=labels)
     for row in rows:
@@ -61,12 +78,13 @@ def _histogram(name, documentation, labels, rows):
         family.add_metric(
             [str(row[label] or "") for label in labels],
             buckets,
-            sum_value=max(_seconds(row["total"]), 0.0),
+            sum_value=max(seconds(row["total"]), 0.0),
         )
     return family
 
 
-def _bucket_counts(field):
+def bucket_counts(field):
+    """Aggregates `le_0`… for `histogram`: how many rows' `field` (a duration) is in each bucket."""
     return {
         f"le_{i}": Count("pk", filter=Q(**{f"{field}__lte": timedelta(seconds=b)}))
         for i, b in enumerate(DURATION_BUCKETS)
@@ -81,7 +99,8 @@ class SagaflowCollector:
         yield from self._sagas()
         yield from self._steps()
         yield from self._compensations()
-        yield from self._approvals(now)
+        for collect in _collectors:
+            yield from collect(now)
         yield from self._queue(now)
         yield from self._sweeper()
 
@@ -132,21 +151,21 @@ class SagaflowCollector:
             by_status.add_metric([row["kind"], row["status"]], row["n"])
         durations = (
             SagaStep.objects.filter(started_at__isnull=False, executed_at__isnull=False)
-            .annotate(took=_duration("started_at", "executed_at"))
+            .annotate(took=duration_between("started_at", "executed_at"))
             .values("saga__workflow", "name", "kind")
-            .annotate(n=Count("pk"), total=Sum("took"), **_bucket_counts("took"))
+            .annotate(n=Count("pk"), total=Sum("took"), **bucket_counts("took"))
             .order_by()
         )
         rows = [
             {**row, "workflow": row["saga__workflow"], "step": row["name"]} for row in durations
         ]
-        histogram = _histogram(
+        durations_family = histogram(
             "sagaflow_step_duration_seconds",
             "From a step's (last) start to its completion; for waiting kinds, the wait.",
             ["workflow", "step", "kind"],
             rows,
         )
-        return [by_status, histogram]
+        return [by_status, durations_family]
 
     def _compensations(self):
         steps = CounterMetricFamily(
@@ -178,42 +197,6 @@ class SagaflowCollector:
             sagas.add_metric([row["saga__workflow"], str(reason)], row["n"])
         return [steps, sagas]
 
-    def _approvals(self, now):
-        # The approvals app builds on the engine, never the reverse: look its
-        # model up by name, and report nothing when it is not installed.
-        if not apps.is_installed("approvals"):
-            return []
-        try:
-            ApprovalRequest = apps.get_model("approvals", "ApprovalRequest")
-        except LookupError:
-            return []
-        pending = ApprovalRequest.objects.filter(status="pending").aggregate(
-            n=Count("pk"), oldest=Min("created_at")
-        )
-        waiting = GaugeMetricFamily(
-            "sagaflow_approvals_pending", "Approval requests waiting for a decision."
-        )
-        waiting.add_metric([], pending["n"])
-        oldest = GaugeMetricFamily(
-            "sagaflow_approval_oldest_pending_seconds",
-            "How long the oldest undecided approval request has waited.",
-        )
-        oldest.add_metric([], _seconds(now - pending["oldest"]) if pending["oldest"] else 0.0)
-        decided = (
-            ApprovalRequest.objects.filter(decided_at__isnull=False)
-            .annotate(took=_duration("created_at", "decided_at"))
-            .values("status")
-            .annotate(n=Count("pk"), total=Sum("took"), **_bucket_counts("took"))
-            .order_by()
-        )
-        histogram = _histogram(
-            "sagaflow_approval_wait_seconds",
-            "From an approval request to its decision, by outcome.",
-            ["status"],
-            decided,
-        )
-        return [waiting, oldest, histogram]
-
     def _queue(self, now):
         due = (
             OrmQ.objects.using(Conf.ORM)
@@ -228,7 +211,7 @@ class SagaflowCollector:
             "sagaflow_queue_oldest_task_age_seconds",
             "How long the oldest due task has waited for a worker (0 when none waits).",
         )
-        age.add_metric([], max(_seconds(now - due["oldest"]), 0.0) if due["oldest"] else 0.0)
+        age.add_metric([], max(seconds(now - due["oldest"]), 0.0) if due["oldest"] else 0.0)
         return [depth, age]
 
     def _sweeper(self):
@@ -236,8 +219,8 @@ class SagaflowCollector:
             "sagaflow_sweeper_lag_seconds",
             "Seconds since the sweeper last swept (deadlines fire late by about this).",
         )
-        seconds = sweeper_lag()
-        lag.add_metric([], seconds if seconds is not None else float("inf"))
+        since = sweeper_lag()
+        lag.add_metric([], since if since is not None else float("inf"))
         lateness = GaugeMetricFamily(
             "sagaflow_sweeper_lateness_seconds",
             "How late the deadlines of the last sweep that fired any fired.",

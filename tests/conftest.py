@@ -30,7 +30,7 @@ def pytest_configure(config):
 @pytest.fixture
 def publish(db):
     """Publish a workflow document (dict or YAML text) and return the definition."""
-    from sagas.services import publish_workflow
+    from sagas.authoring import publish_workflow
 
     def _publish(document, user=None):
         return publish_workflow(document, user=user)[0]
@@ -40,8 +40,8 @@ def publish(db):
 
 @pytest.fixture
 def demo_workflows(db):
+    from sagas.authoring import publish_workflow
     from sagas.demo.models import Stock
-    from sagas.services import publish_workflow
 
     Stock.objects.get_or_create(sku="WIDGET", defaults={"available": 1000})
     # The demo approvals name these groups; a workflow naming unknown groups is refused.

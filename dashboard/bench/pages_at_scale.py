@@ -16,7 +16,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from sagas.services import publish_workflow
+from sagas.authoring import publish_workflow
 
 ORDERS = {
     "name": "scale_orders",

@@ -17,9 +17,9 @@ from django.contrib.auth.models import Group
 from django.db import connection
 
 from sagas import engine
+from sagas.authoring import publish_workflow
 from sagas.models import Saga, SagaEvent, SagaStep
 from sagas.runner import run_queued
-from sagas.services import publish_workflow
 from sagas.states import FINISHED_SAGA_STATES, SagaState
 
 from . import actions as ledger

@@ -17,9 +17,9 @@ from django.test.utils import override_settings
 from approvals.models import ApprovalRequest, Decision
 from approvals.services import decide
 from sagas import engine
+from sagas.authoring import publish_workflow
 from sagas.models import Saga, SagaEvent, SagaStep
 from sagas.runner import run_queued, settle
-from sagas.services import publish_workflow
 from sagas.states import SagaState
 from sagas.sweeper import sweep
 

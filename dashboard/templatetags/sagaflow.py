@@ -1,42 +1,27 @@
-"""Template tags of the dashboard: status badges, the step diagram, the activity chart.
+"""Template tags of the dashboard: status badges, durations, events, the activity chart.
 
-The step diagram is reusable anywhere (the admin's workflow preview too):
-
-    {% load sagaflow %}
-    {% step_diagram definition.spec %}                 a definition alone
-    {% step_diagram saga.definition.spec saga.steps %} coloured by the steps' statuses
-
-or from Python: `render_diagram(spec, statuses)`.
+The step diagram is the sagas app's (`{% load diagram %}`, sagas/templatetags/diagram.py),
+shared with the workflow admin.
 """
 
-import itertools
 import json
 from datetime import datetime, timedelta
 
 from django import template
-from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timesince import timesince, timeuntil
 
-from sagas import kinds, models
+from sagas import models
+from sagas.diagram import STATUS_GLYPHS
 
 register = template.Library()
 
-# A glyph beside every status, so that no status is told by colour alone. Each
-# is in DejaVu Sans (Linux) and the Windows and macOS symbol fonts: the pause
-# sign and the hourglass drew empty boxes on a Linux without emoji fonts.
+# A glyph beside every status, so that no status is told by colour alone: the
+# step diagram's (sagas/diagram.py), and those of approvals and of the pages.
 GLYPHS = {
-    "started": "◌",
-    "pending": "○",
-    "running": "▶",
-    "waiting": "…",
-    "completed": "✓",
-    "failed": "✕",
-    "compensating": "↺",
-    "compensated": "↶",
-    "skipped": "»",
+    **STATUS_GLYPHS,
     "approved": "✓",
     "rejected": "✕",
     "expired": "!",
@@ -45,12 +30,6 @@ GLYPHS = {
     "overdue": "!",
     "timed_out": "!",
 }
-
-BOX_W, BOX_H, GAP, PAD = 168, 68, 36, 12
-UNDO_W, UNDO_H, UNDO_GAP = 120, 28, 34
-NAME_CHARS = 20
-# Marker ids must be unique in a page that shows several diagrams.
-_diagram_ids = itertools.count(1)
 
 
 @register.simple_tag
@@ -230,114 +209,6 @@ def cause_badge(cause):
 
 
 # --- the step diagram ----------------------------------------------------------
-
-
-def _has_compensation(spec):
-    kind = kinds.get(spec.get("type"))
-    try:
-        return bool(kind and kind.has_compensation(spec))
-    except Exception:  # a draft being previewed may be incomplete
-        return bool(spec.get("compensation") or spec.get("compensation_request"))
-
-
-def _status_map(statuses):
-    """Accept {name: status}, or step objects / dicts with name and status."""
-    if not statuses:
-        return {}
-    if isinstance(statuses, dict):
-        return {str(k): str(v) for k, v in statuses.items()}
-    if hasattr(statuses, "all"):
-        statuses = statuses.all()
-    result = {}
-    for step in statuses:
-        if isinstance(step, dict):
-            result[str(step.get("name"))] = str(step.get("status", ""))
-        else:
-            result[step.name] = step.status
-    return result
-
-
-def _short(name):
-    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
-
-
-def diagram_context(spec, statuses=None, current=""):
-    """Positions of the boxes of a workflow's steps, their compensations and the arrows."""
-    steps = (spec or {}).get("steps") or []
-    status_of = _status_map(statuses)
-    boxes, undos = [], []
-    for i, step in enumerate(steps):
-        if not isinstance(step, dict):
-            continue
-        name = str(step.get("name") or f"step {i + 1}")
-        x = PAD + i * (BOX_W + GAP)
-        status = status_of.get(name, "")
-        box = {
-            "index": i,
-            "name": name,
-            "short": _short(name),
-            "type": str(step.get("type") or "?"),
-            "status": status,
-            "glyph": GLYPHS.get(status, ""),
-            "x": x,
-            "y": PAD,
-            "cx": x + BOX_W // 2,
-            "current": name == current,
-            "conditional": "when" in step,
-        }
-        boxes.append(box)
-        if _has_compensation(step):
-            undo_state = status if status in ("compensating", "compensated") else ""
-            undos.append(
-                {
-                    "name": name,
-                    "x": box["cx"] - UNDO_W // 2,
-                    "y": PAD + BOX_H + UNDO_GAP,
-                    "cx": box["cx"],
-                    "state": undo_state,
-                    "glyph": GLYPHS.get(undo_state, "↶"),
-                    "label": undo_state or "undo",
-                }
-            )
-    arrows = [
-        {"x1": a["x"] + BOX_W, "x2": b["x"] - 4, "y": PAD + BOX_H // 2}
-        for a, b in zip(boxes, boxes[1:], strict=False)
-    ]
-    undo_arrows = [
-        {"x1": b["x"], "x2": a["x"] + UNDO_W + 4, "y": a["y"] + UNDO_H // 2}
-        for a, b in zip(undos, undos[1:], strict=False)
-    ]
-    width = PAD * 2 + max(len(boxes), 1) * (BOX_W + GAP) - GAP
-    height = PAD * 2 + BOX_H + ((UNDO_GAP + UNDO_H) if undos else 0)
-    described = ", ".join(
-        f"{b['name']} ({b['type']}{', ' + b['status'] if b['status'] else ''})" for b in boxes
-    )
-    return {
-        "boxes": boxes,
-        "undos": undos,
-        "arrows": arrows,
-        "undo_arrows": undo_arrows,
-        "width": width,
-        "height": height,
-        "box_w": BOX_W,
-        "box_h": BOX_H,
-        "undo_w": UNDO_W,
-        "undo_h": UNDO_H,
-        "undo_top": PAD + BOX_H,
-        "label": f"Steps in order: {described}" if boxes else "No steps",
-        "uid": next(_diagram_ids),
-        "has_status": bool(status_of),
-    }
-
-
-@register.inclusion_tag("dashboard/_diagram.html")
-def step_diagram(spec, statuses=None, current=""):
-    return diagram_context(spec, statuses, current)
-
-
-def render_diagram(spec, statuses=None, current=""):
-    """The diagram as HTML, for places without a template (the admin's preview)."""
-    return render_to_string("dashboard/_diagram.html", diagram_context(spec, statuses, current))
 
 
 # --- the activity chart ----------------------------------------------------------

@@ -5,12 +5,15 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from sagas.definitions import DefinitionError
 from sagas.engine import SagaError
+
+from .serializers import ErrorSerializer
 
 CODES = {
     400: "invalid",
@@ -24,6 +27,20 @@ CODES = {
     415: "unsupported_media_type",
     429: "throttled",
 }
+
+
+ERROR_TEXT = {
+    400: "Invalid input: `fields` names each problem by path.",
+    401: "No credentials, or wrong ones.",
+    403: "The caller's role does not allow this; nothing was changed.",
+    404: "No such object, or the caller may not see it.",
+    409: "The object's state does not allow this; nothing was changed.",
+}
+
+
+def error_responses(*codes):
+    """The OpenAPI responses of these error statuses, for `extend_schema(responses=...)`."""
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_TEXT[code]) for code in codes}
 
 
 def error_body(code, detail, fields=None):

@@ -2,7 +2,7 @@
 
 from rest_framework.permissions import BasePermission
 
-from sagas.filters import can_start, is_admin, is_operator
+from sagas.access import can_start, is_admin, is_operator
 
 
 class IsOperator(BasePermission):

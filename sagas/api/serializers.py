@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sagas.filters import is_operator
+from sagas.access import is_operator
 from sagas.models import Saga, SagaEvent, SagaStep, WorkflowDefinition, one_line
 
 

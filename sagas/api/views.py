@@ -18,13 +18,16 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sagas import engine, queue, services
+from sagas import engine, queue
+from sagas.access import can_start, get_visible_saga, is_operator, visible_sagas
+from sagas.authoring import publish_workflow, validation_context
 from sagas.definitions import NAME_RE, load_document, validate
-from sagas.filters import SagaFilter, StrictBooleanField, can_start, is_operator, visible_sagas
-from sagas.models import SagaEvent, SagaStep, WorkflowDefinition
+from sagas.filters import SagaFilter, StrictBooleanField
+from sagas.models import Saga, SagaEvent, SagaStep, WorkflowDefinition
 from sagas.sweeper import sweeper_lag
 
 from . import serializers as s
+from .errors import error_responses
 from .pagination import KeysetPagination, strict_page_size
 from .parsers import StrictJSONParser, YAMLTextParser, unstorable
 from .permissions import IsAdmin, IsOperator
@@ -33,44 +36,21 @@ from .permissions import IsAdmin, IsOperator
 # restarts it within a minute; a sweep older than this means no cluster runs.
 QCLUSTER_SEEN_WITHIN = 60.0
 
-ERROR_TEXT = {
-    400: "Invalid input: `fields` names each problem by path.",
-    401: "No credentials, or wrong ones.",
-    403: "The caller's role does not allow this; nothing was changed.",
-    404: "No such object, or the caller may not see it.",
-    409: "The object's state does not allow this; nothing was changed.",
-}
 
-
-def errors(*codes):
-    return {
-        code: OpenApiResponse(s.ErrorSerializer, description=ERROR_TEXT[code]) for code in codes
-    }
-
-
-def _saga_queryset(user):
+def _with_steps():
     steps = Prefetch("steps", queryset=SagaStep.objects.order_by("index"))
-    return visible_sagas(user).select_related("definition", "started_by").prefetch_related(steps)
-
-
-def get_visible_saga(request, saga_id):
-    """The saga if the caller may see it; 404 otherwise, so that ids of others do not leak."""
-    saga = _saga_queryset(request.user).filter(pk=saga_id).first()
-    if saga is None:
-        raise exceptions.NotFound(f"no saga {saga_id}")
-    return saga
+    return Saga.objects.select_related("definition", "started_by").prefetch_related(steps)
 
 
 def check_operator_on(request, saga_id):
     """An operator act: 404 when the caller cannot see the saga, 403 when they may not act."""
-    if not visible_sagas(request.user).filter(pk=saga_id).exists():
-        raise exceptions.NotFound(f"no saga {saga_id}")
+    get_visible_saga(request.user, saga_id, queryset=Saga.objects.only("pk"))
     if not is_operator(request.user):
         raise exceptions.PermissionDenied("only operators may retry, cancel or skip")
 
 
 def _saga_response(request, saga_id, code=status.HTTP_200_OK):
-    saga = _saga_queryset(request.user).get(pk=saga_id)
+    saga = get_visible_saga(request.user, saga_id, queryset=_with_steps())
     return Response(s.SagaSerializer(saga, context={"request": request}).data, status=code)
 
 
@@ -92,7 +72,7 @@ class SagaListView(generics.GenericAPIView):
 
     @extend_schema(
         summary="List the sagas the caller may see, newest first",
-        responses={200: s.SagaSummarySerializer(many=True), **errors(400, 401)},
+        responses={200: s.SagaSummarySerializer(many=True), **error_responses(400, 401)},
     )
     def get(self, request):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
@@ -110,7 +90,7 @@ class SagaListView(generics.GenericAPIView):
         responses={
             201: s.SagaSerializer,
             200: OpenApiResponse(s.SagaSerializer, description="The saga this key started."),
-            **errors(400, 401, 403, 404, 409),
+            **error_responses(400, 401, 403, 404, 409),
         },
     )
     def post(self, request):
@@ -150,11 +130,11 @@ def _key_taken():
 
 class SagaDetailView(APIView):
     @extend_schema(
-        summary="A saga with its steps", responses={200: s.SagaSerializer, **errors(401, 404)}
+        summary="A saga with its steps",
+        responses={200: s.SagaSerializer, **error_responses(401, 404)},
     )
     def get(self, request, saga_id):
-        saga = get_visible_saga(request, saga_id)
-        return Response(s.SagaSerializer(saga, context={"request": request}).data)
+        return _saga_response(request, saga_id)
 
 
 class EventPagination(CursorPagination):
@@ -184,10 +164,10 @@ class SagaEventsView(generics.GenericAPIView):
 
     @extend_schema(
         summary="The saga's history, oldest first",
-        responses={200: s.EventSerializer(many=True), **errors(400, 401, 404)},
+        responses={200: s.EventSerializer(many=True), **error_responses(400, 401, 404)},
     )
     def get(self, request, saga_id):
-        saga = get_visible_saga(request, saga_id)
+        saga = get_visible_saga(request.user, saga_id)
         events = saga.events.select_related("actor").order_by("id")
         page = self.paginate_queryset(events)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
@@ -197,7 +177,7 @@ class SagaRetryView(APIView):
     @extend_schema(
         summary="Retry the failed step of a paused saga, or its stuck compensation",
         request=s.RetrySerializer,
-        responses={200: s.SagaSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, saga_id):
         check_operator_on(request, saga_id)
@@ -216,7 +196,7 @@ class SagaCancelView(APIView):
     @extend_schema(
         summary="Cancel a started or pending saga: its completed steps are compensated",
         request=s.ReasonSerializer,
-        responses={200: s.SagaSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, saga_id):
         check_operator_on(request, saga_id)
@@ -235,7 +215,7 @@ class StepSkipView(APIView):
     @extend_schema(
         summary="Skip a failed or waiting step, or give up a stuck compensation, with a reason",
         request=s.ReasonSerializer,
-        responses={200: s.SagaSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, saga_id, step_name):
         check_operator_on(request, saga_id)
@@ -266,7 +246,7 @@ class EventDeliveryView(APIView):
             "deadline was fired instead (the wait timed out) and the event was not taken."
         ),
         request=s.EventDeliverySerializer,
-        responses={202: s.MatchedSerializer, **errors(400, 401, 403, 409)},
+        responses={202: s.MatchedSerializer, **error_responses(400, 401, 403, 409)},
     )
     def post(self, request):
         data = s.EventDeliverySerializer(data=request.data)
@@ -333,7 +313,7 @@ class WorkflowListView(APIView):
 
     @extend_schema(
         summary="The workflows: each one's latest published version",
-        responses={200: s.WorkflowSerializer(many=True), **errors(401)},
+        responses={200: s.WorkflowSerializer(many=True), **error_responses(401)},
     )
     def get(self, request):
         definitions = WorkflowDefinition.objects.filter(pk__in=_current_versions())
@@ -368,13 +348,13 @@ class WorkflowListView(APIView):
                 ),
                 description="Unchanged document (the latest version), or a dry run's verdict.",
             ),
-            **errors(400, 401, 403),
+            **error_responses(400, 401, 403),
         },
     )
     def post(self, request):
         document = _document(request.data)
         if _flag(request, "dry_run"):
-            validate(document, context=services.validation_context())
+            validate(document, context=validation_context())
             latest = (
                 WorkflowDefinition.objects.filter(name=document["name"])
                 .order_by("-version")
@@ -390,7 +370,7 @@ class WorkflowListView(APIView):
                     else (latest.version + 1 if latest else 1),
                 }
             )
-        definition, created = services.publish_workflow(document, user=request.user)
+        definition, created = publish_workflow(document, user=request.user)
         return Response(
             s.WorkflowDetailSerializer(definition, context={"show_document": True}).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -400,7 +380,7 @@ class WorkflowListView(APIView):
 class WorkflowDetailView(APIView):
     @extend_schema(
         summary="A workflow's latest published version, with all its versions",
-        responses={200: s.WorkflowDetailSerializer, **errors(401, 404)},
+        responses={200: s.WorkflowDetailSerializer, **error_responses(401, 404)},
     )
     def get(self, request, name):
         if not NAME_RE.match(name):

@@ -3,13 +3,14 @@
 from django import forms
 from django.contrib import admin
 
-from . import services
-from .models import EVENT_TYPES, Delivery, Subscription
+from . import registry, services
+from .models import Delivery, Subscription
 
 
 class SubscriptionForm(forms.ModelForm):
+    # A callable: the types are registered by the apps' ready(), after this module is imported.
     event_types = forms.MultipleChoiceField(
-        choices=EVENT_TYPES, widget=forms.CheckboxSelectMultiple
+        choices=registry.choices, widget=forms.CheckboxSelectMultiple
     )
 
     class Meta:

@@ -17,6 +17,21 @@ class HooksConfig(AppConfig):
 
         from . import services
         from .models import Subscription
+        from .registry import register_event_type
+
+        register_event_type(
+            "saga.completed",
+            "a saga finished all its steps",
+            saga_events=["saga_completed"],
+        )
+        register_event_type(
+            "saga.failed", "a saga finished compensated", saga_events=["saga_failed"]
+        )
+        register_event_type(
+            "saga.needs_attention",
+            "a saga waits for an operator",
+            saga_events=["needs_attention"],
+        )
 
         transition_saved.connect(services.on_transition, dispatch_uid="hooks.on_transition")
         for signal in (post_save, post_delete):

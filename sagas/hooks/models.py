@@ -7,14 +7,7 @@ from django.db import models
 from django.db.models import JSONField, Q, Value
 from django.utils import timezone
 
-EVENT_TYPES = [
-    ("saga.completed", "saga.completed — a saga finished all its steps"),
-    ("saga.failed", "saga.failed — a saga finished compensated"),
-    ("saga.needs_attention", "saga.needs_attention — a saga waits for an operator"),
-    ("approval.requested", "approval.requested — an approval step asks for decisions"),
-    ("approval.decided", "approval.decided — an approval request was decided"),
-]
-EVENT_TYPE_NAMES = [name for name, _ in EVENT_TYPES]
+from . import registry
 
 
 def check_target(url):
@@ -80,11 +73,10 @@ class Subscription(models.Model):
 
     def clean(self):
         check_headers(self.headers if self.headers is not None else {})
-        unknown = [t for t in self.event_types or [] if t not in EVENT_TYPE_NAMES]
+        known = registry.names()
+        unknown = [t for t in self.event_types or [] if t not in known]
         if not isinstance(self.event_types, list) or not self.event_types or unknown:
-            raise ValidationError(
-                {"event_types": f"choose one or more of {', '.join(EVENT_TYPE_NAMES)}"}
-            )
+            raise ValidationError({"event_types": f"choose one or more of {', '.join(known)}"})
 
     def wants(self, event_type):
         return self.active and event_type in (self.event_types or [])

@@ -25,32 +25,13 @@ from sagas import outbound, queue, secrets
 from sagas.models import WorkflowDefinition
 from sagas.urltemplates import TemplateError, fill_headers
 
+from . import registry
 from .models import Delivery, Subscription
 
 log = logging.getLogger("sagas.hooks")
 
 DELIVER_TASK = "sagas.hooks.tasks.deliver"
 SIGNATURE_HEADER = "X-Sagaflow-Signature"
-
-# The saga events (SagaEvent.kind) announced to subscribers, and under what type.
-# The approval kinds are written by the approvals app into the same history;
-# only their names are known here, so the engine still imports no approval code.
-ANNOUNCED = {
-    "saga_completed": "saga.completed",
-    "saga_failed": "saga.failed",
-    "needs_attention": "saga.needs_attention",
-    "approval_requested": "approval.requested",
-    # A request is decided when its policy is met, or when it expires unanswered.
-    "approval_approved": "approval.decided",
-    "approval_rejected": "approval.decided",
-    "approval_expired": "approval.decided",
-}
-_event_types = dict(ANNOUNCED)
-
-
-def announce(saga_event_kind, webhook_type):
-    """Announce SagaEvents of this kind to subscribers of `webhook_type`."""
-    _event_types[saga_event_kind] = webhook_type
 
 
 def sign(secret, body):
@@ -104,7 +85,8 @@ def _active_subscriptions():
 
 def on_transition(sender, saga, events, **kwargs):
     """engine.transition_saved: queue a delivery per subscriber of each announced event."""
-    announced = [(e, _event_types[e.kind]) for e in events if e.kind in _event_types]
+    announced = [(e, registry.announced_as(e.kind)) for e in events]
+    announced = [(e, webhook_type) for e, webhook_type in announced if webhook_type]
     if not announced:
         return
     subscriptions = _active_subscriptions()

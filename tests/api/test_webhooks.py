@@ -334,3 +334,39 @@ def test_a_webhook_url_takes_no_template(db):
     )
     with pytest.raises(ValidationError, match="no"):
         sub.full_clean()
+
+
+def test_the_subscription_form_offers_every_registered_type_and_refuses_others(
+    admin_client, receiver
+):
+    # The saga types are registered by sagas.hooks, the approval types by the
+    # approvals app (its AppConfig.ready): the form lists both, in that order.
+    html = admin_client.get("/admin/hooks/subscription/add/").content.decode()
+    offered = [
+        "saga.completed — a saga finished all its steps",
+        "saga.failed — a saga finished compensated",
+        "saga.needs_attention — a saga waits for an operator",
+        "approval.requested — an approval step asks for decisions",
+        "approval.decided — an approval request was decided",
+    ]
+    positions = [html.find(label) for label in offered]
+    assert -1 not in positions and positions == sorted(positions)
+    response = admin_client.post(
+        "/admin/hooks/subscription/add/",
+        {"url": receiver.url, "secret": SECRET, "event_types": ["approval.forgotten"]},
+    )
+    assert response.status_code == 200 and "approval.forgotten" in response.content.decode()
+    assert not Subscription.objects.exists()
+    with pytest.raises(ValidationError) as refused:
+        Subscription(url=receiver.url, secret=SECRET, event_types=["approval.forgotten"]).clean()
+    assert "approval.requested, approval.decided" in str(refused.value)
+    admin_client.post(
+        "/admin/hooks/subscription/add/",
+        {
+            "url": receiver.url,
+            "secret": SECRET,
+            "event_types": ["approval.decided"],
+            "active": "on",
+        },
+    )
+    assert Subscription.objects.get().event_types == ["approval.decided"]

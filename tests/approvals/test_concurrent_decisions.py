@@ -9,9 +9,9 @@ from django.contrib.auth.models import Group
 from approvals.models import ApprovalRequest, Decision
 from approvals.services import policy_outcome
 from dashboard.chaos.races import race  # threads released by a barrier, shared with the battery
+from sagas.authoring import publish_workflow
 from sagas.engine import start_saga
 from sagas.models import SagaEvent
-from sagas.services import publish_workflow
 from sagas.states import StepStatus
 
 ROUNDS = 120

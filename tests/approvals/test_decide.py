@@ -392,3 +392,36 @@ def test_who_may_see_a_request(waiting, carol, approver, alice, bob, director):
     assert can_view(request, alice)  # an operator
     assert not can_view(request, bob)
     assert not can_view(request, director)
+
+
+def test_one_rule_finds_a_request_and_its_saga_or_says_neither_exists(
+    waiting, carol, approver, alice, bob, director
+):
+    # The dashboard and the API ask these two; "missing" and "not yours" are one answer.
+    from approvals.services import get_visible_request
+    from sagas.access import get_visible_saga
+
+    saga, request = waiting(user=carol)
+    for user in (approver, carol, alice):
+        assert get_visible_request(user, request.pk) == request
+        assert get_visible_request(user, str(request.pk)) == request
+        assert get_visible_saga(user, saga.pk) == saga
+    for user in (bob, director):
+        with pytest.raises(NotFound) as hidden:
+            get_visible_request(user, request.pk)
+        with pytest.raises(NotFound) as missing:
+            get_visible_request(user, request.pk + 1000)
+        assert hidden.value.message == f"no approval request {request.pk}"
+        assert missing.value.message == f"no approval request {request.pk + 1000}"
+        with pytest.raises(NotFound):
+            get_visible_saga(user, saga.pk)
+    with pytest.raises(NotFound):
+        get_visible_request(alice, "not-a-number")
+    with pytest.raises(NotFound):
+        get_visible_saga(alice, "not-a-uuid")
+    # Someone who decided stays able to see it after being taken off the request.
+    decide(request=request, user=approver, decision="approve")
+    request.users.clear()
+    request.groups.clear()
+    assert get_visible_request(approver, request.pk) == request
+    assert get_visible_saga(approver, saga.pk) == saga

@@ -2,9 +2,9 @@
 
 import pytest
 
+from sagas.authoring import publish_workflow
 from sagas.definitions import DefinitionError
 from sagas.models import WorkflowDefinition
-from sagas.services import publish_workflow
 
 
 def document(**keys):

@@ -109,7 +109,7 @@ def test_seed_demo_leaves_approvals_waiting_and_is_idempotent(db, settle):
 
 
 def test_texts_for_people_write_only_what_the_schema_calls_a_number_with_separators():
-    from approvals.kind import for_people
+    from approvals.services import for_people
 
     schema = {
         "type": "object",

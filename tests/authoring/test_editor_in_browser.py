@@ -5,8 +5,8 @@ import os
 import pytest
 from playwright.sync_api import expect
 
+from sagas.authoring import publish_workflow
 from sagas.models import WorkflowDefinition
-from sagas.services import publish_workflow
 from tests.conftest import chromium
 
 from .conftest import SIMPLE

@@ -8,8 +8,8 @@ from sagas.models import WorkflowDefinition
 
 
 def approval_workflow(name, *, version=1, status="published", groups=(), users=(), escalate=()):
-    # Approval steps are read as plain documents: the engine's admin does not
-    # depend on the approvals app, so the spec is stored as it would be published.
+    # Stored as it would be published: the approvals app reads the documents as
+    # they are (approvals.references.workflows_naming), not through validation.
     return WorkflowDefinition.objects.create(
         name=name,
         version=version,

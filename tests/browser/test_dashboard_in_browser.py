@@ -136,10 +136,10 @@ def test_someone_outside_the_approvers_can_neither_see_nor_decide(open_page, sta
     page.goto("/approvals/")
     expect(page.locator("#inbox-list")).to_contain_text("Nothing waits for your decision.")
     response = page.goto(f"/approvals/{request.pk}/")
-    assert response.status == 403
-    expect(page.locator(".problem")).to_contain_text("not an approver of this request")
+    assert response.status == 404  # not theirs is answered as missing
+    expect(page.locator(".problem")).to_contain_text(f"There is no approval request {request.pk}")
     expect(page.get_by_role("button", name="Approve")).to_have_count(0)
-    assert page.goto(f"/sagas/{saga.pk}/").status == 403
+    assert page.goto(f"/sagas/{saga.pk}/").status == 404
     assert not Decision.objects.exists()
 
 

@@ -97,13 +97,28 @@ def test_deciding_twice_is_a_conflict(approver_client, approval_saga):
 
 
 def test_someone_outside_the_approvers_cannot_see_or_decide(bob_client, approval_saga):
+    # Not theirs is answered as missing (404), on the page and on a decision.
     saga, request = approval_saga()
-    assert bob_client.get(f"/approvals/{request.pk}/").status_code == 403
+    page = bob_client.get(f"/approvals/{request.pk}/")
+    assert page.status_code == 404
+    assert f"There is no approval request {request.pk}" in page.content.decode()
+    assert "Order" not in page.content.decode()
     response = bob_client.post(f"/approvals/{request.pk}/", {"decision": "approve"}, **HTMX)
+    assert response.status_code == 404
+    assert "Order" not in bob_client.get("/approvals/").content.decode()
+    assert bob_client.get(f"/sagas/{saga.pk}/").status_code == 404
+    assert not Decision.objects.exists()
+
+
+def test_someone_who_sees_a_request_but_may_not_decide_is_told_why(client, alice, approval_saga):
+    # An operator sees every request; deciding is for the approvers named on it.
+    saga, request = approval_saga()
+    client.force_login(alice)
+    page = client.get(f"/approvals/{request.pk}/")
+    assert page.status_code == 200 and "not an approver of this request" in page.content.decode()
+    response = client.post(f"/approvals/{request.pk}/", {"decision": "approve"}, **HTMX)
     assert response.status_code == 403
     assert "not an approver of this request" in response.content.decode()
-    assert "Order" not in bob_client.get("/approvals/").content.decode()
-    assert bob_client.get(f"/sagas/{saga.pk}/").status_code == 403
     assert not Decision.objects.exists()
 
 

@@ -2,7 +2,8 @@
 
 import re
 
-from dashboard.templatetags.sagaflow import cause_text, duration, render_diagram
+from dashboard.templatetags.sagaflow import cause_text, duration
+from sagas.diagram import render_diagram
 
 from .conftest import PAUSING, WAITING
 

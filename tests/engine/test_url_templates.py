@@ -2,10 +2,10 @@
 
 import pytest
 
+from sagas.authoring import validation_context
 from sagas.definitions import DefinitionError, validate
 from sagas.engine import start_saga
 from sagas.models import SagaStep
-from sagas.services import validation_context
 from sagas.states import SagaState
 
 

@@ -4,9 +4,9 @@
 operator's. Each cell is run in a transaction that is rolled back, so every
 cell sees the same world; a refused cell must leave every saga and approval
 table exactly as it was. Statuses are those of the README (Dashboard, REST
-API): a saga one may not see is a 404, an act one may not do on a saga one
-sees is a 403, anonymous pages send to the login (302; htmx: 204 with
-HX-Redirect), anonymous API calls get 401.
+API): a saga or request one may not see is a 404, pages and API alike, an act
+one may not do on one they see is a 403, anonymous pages send to the login
+(302; htmx: 204 with HX-Redirect), anonymous API calls get 401.
 """
 
 from django.db import transaction
@@ -88,10 +88,8 @@ def expected(name, role, whose):
         "api_workflows",
     ):
         return 200  # everyone signed in; the lists show only what they may see
-    if name in ("saga_detail", "saga_detail_fragment"):
-        return 200 if sees else 403  # the dashboard says why it refuses
-    if name in ("api_saga", "api_events"):
-        return 200 if sees else 404  # the API does not tell what exists
+    if name in ("saga_detail", "saga_detail_fragment", "api_saga", "api_events"):
+        return 200 if sees else 404  # neither the pages nor the API tell what exists
     if name in ("cancel_panel", "cancel", "skip", "retry", "bulk_cancel"):
         if not operator:
             return 403  # operators only: the dashboard refuses before looking at the saga
@@ -114,13 +112,13 @@ def expected(name, role, whose):
         # approvers asked, operators, and the initiator of the saga it holds up
         if role in ("approver", "operator", "admin") or (role == "initiator" and whose == "own"):
             return 200
-        return 403 if name == "approval_page" else 404
+        return 404
     if name in ("decide_form", "api_decide"):
-        # only those asked; the initiator never (four-eyes); "403 not eligible" (README),
-        # and in the API 404 for those who cannot see the request (as for its detail)
+        # only those asked; the initiator never (four-eyes): 403 with the reason to
+        # those who see the request, 404 to those who cannot (as for its page)
         if role == "approver":
             return 200
-        if name == "api_decide" and expected("api_approval", role, whose) == 404:
+        if expected("api_approval", role, whose) == 404:
             return 404
         return 403
     raise AssertionError(f"no rule for {name}, per object: {per_object}")

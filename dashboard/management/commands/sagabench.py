@@ -171,7 +171,7 @@ class Command(BaseCommand):
     def setup(self):
         from django.contrib.auth import get_user_model
 
-        from sagas.services import publish_workflow
+        from sagas.authoring import publish_workflow
 
         User = get_user_model()
         User.objects.get_or_create(username="bench_initiator")

@@ -5,9 +5,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from sagas.authoring import check_document, documents_in
+from sagas.authoring import check_document, documents_in, publish_workflow, validation_context
 from sagas.definitions import DefinitionError
-from sagas.services import publish_workflow, validation_context
 
 
 class Command(BaseCommand):
