@@ -116,9 +116,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First, so that every request sets its own log context (sagas/logging.py):
+    # First, so that every request sets its own log context (sagas/logcontext.py):
     # an incoming X-Correlation-ID, or none.
-    "sagas.logging.CorrelationIdMiddleware",
+    "sagas.logcontext.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -339,11 +339,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     # JSON lines in production, one readable line in development (LOG_FORMAT
     # chooses); either way each line of engine work carries its saga id, step,
-    # attempt and correlation id (sagas/logging.py).
-    "filters": {"saga_context": {"()": "sagas.logging.SagaContextFilter"}},
+    # attempt and correlation id (sagas/logcontext.py).
+    "filters": {"saga_context": {"()": "sagas.logcontext.SagaContextFilter"}},
     "formatters": {
-        "plain": {"()": "sagas.logging.ReadableFormatter"},
-        "json": {"()": "sagas.logging.JsonFormatter"},
+        "plain": {"()": "sagas.logcontext.ReadableFormatter"},
+        "json": {"()": "sagas.logcontext.JsonFormatter"},
     },
     "handlers": {
         "console": {

@@ -32,7 +32,7 @@ from .definitions import (
     retry_policy,
     validate_input,
 )
-from .logging import step_context
+from .logcontext import step_context
 from .models import Saga, SagaEvent, SagaStep, WorkflowDefinition
 from .states import SagaState, StepStatus, check_saga_transition, check_step_transition
 
