@@ -13,7 +13,7 @@ class SagasConfig(AppConfig):
         from django.conf import settings
         from django_q.signals import post_spawn
 
-        from . import actions, http, wait  # noqa: F401  (register the built-in kinds)
+        from .kinds import action, http, wait  # noqa: F401  (register the built-in kinds)
 
         for module in settings.SAGAS_ACTION_MODULES:
             import_module(module)

@@ -1113,7 +1113,9 @@ def on_deadline(step_id):
             deadline=step.deadline.isoformat(),
             late_seconds=round((tx.now - step.deadline).total_seconds(), 3),
         )
-        kind_of(step).on_deadline(tx, step, step_spec(tx.saga, step))
+        timed_out = kind_of(step).on_deadline(tx, step, step_spec(tx.saga, step))
+        if timed_out is not None:
+            fail_waiting_step(tx, step, error=timed_out.error, cause=timed_out.cause)
 
 
 # --- compensation ------------------------------------------------------------

@@ -21,7 +21,7 @@ def check_target(url):
     """A webhook URL must be http(s) on a host of SAGAS_HTTP_ALLOWED_HOSTS, like `http` steps."""
     from urllib.parse import urlparse
 
-    from sagas.http import host_allowed
+    from sagas.outbound import host_allowed
 
     parsed = urlparse(url or "")
     if parsed.scheme not in ("http", "https") or not parsed.hostname:

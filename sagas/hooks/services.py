@@ -24,8 +24,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from sagas import queue
-from sagas.http import refusal
 from sagas.models import WorkflowDefinition
+from sagas.outbound import refusal
 
 from .models import Delivery, Subscription
 
