@@ -8,7 +8,7 @@ class ApprovalsConfig(AppConfig):
     verbose_name = "Approvals"
 
     def ready(self):
-        from sagas.sweeper import register_sweep
+        from sagas.q2.sweeper import register_sweep
 
         from . import kind  # noqa: F401  (registers the `approval` step kind)
         from .services import send_due_reminders

@@ -46,7 +46,7 @@ def database_from_url(url):
             f"DATABASE_URL must start with postgres:// (got {parsed.scheme or 'nothing'}://)"
         )
     options = dict(parse_qsl(parsed.query, keep_blank_values=True))
-    # The engine's own statements (sagas/engine.py, sagas/queue.py) are prepared
+    # The engine's own statements (sagas/engine/store.py, sagas/q2/broker.py) are prepared
     # once per connection; Django's cursors bind on the client and are never
     # prepared. Behind a transaction-pooling PgBouncer older than 1.21, turn it
     # off with ?prepare_threshold= (empty).
@@ -63,7 +63,8 @@ def database_from_url(url):
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": parsed.hostname or "",
         "PORT": str(parsed.port or ""),
-        # Persistent connections, checked before reuse; no pool (DESIGN §6.9).
+        # Persistent connections, checked before reuse; no psycopg pool: each
+        # worker process keeps its own connection.
         "CONN_MAX_AGE": envint("DB_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": options,
@@ -307,11 +308,15 @@ SAGAS_REQUEUE_AFTER = envfloat("SAGAS_REQUEUE_AFTER", 30.0)
 SAGAS_TAKE_QUEUED_SECONDS = envfloat("SAGAS_TAKE_QUEUED_SECONDS", 5.0)
 
 # django-q2: ORM broker on the same database, so an enqueue commits or rolls
-# back with the state change that made it (DESIGN §6.2).
+# back with the state change that made it (README "How it works": one
+# transaction per transition).
 Q_CLUSTER = {
     "name": "sagas",
     # The broker is a table in the default database: no extra server to run.
     "orm": "default",
+    # django-q2's ORM broker, plus delayed tasks and workers that take queued
+    # engine runs themselves (sagas/q2/broker.py).
+    "broker_class": "sagas.q2.broker.SagaBroker",
     "workers": envint("Q_WORKERS", 2),
     # A task is one run of consecutive automatic steps; each step has its own
     # lease, so this only guards against a task that hangs outright.
@@ -372,7 +377,7 @@ METRICS_ALLOWED_NETWORKS = envlist(
 )
 # How long a qcluster worker that got SIGTERM lets the step in hand finish
 # before it releases the step's lease (the step is retried elsewhere) and
-# exits; keep it below your supervisor's stop timeout (sagas/shutdown.py).
+# exits; keep it below your supervisor's stop timeout (sagas/q2/shutdown.py).
 SAGAS_SHUTDOWN_GRACE = envfloat("SAGAS_SHUTDOWN_GRACE", 20.0)
 # django-q2's own task results (Success, Failure) older than this are deleted
 # by a daily schedule (sagas/retention.py).

@@ -23,7 +23,7 @@ from django.db.models import JSONField
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import counts, kinds, queue, shutdown
+from . import counts, kinds, pgcursor
 from .actions import ActionContext, StepFailed
 from .definitions import (
     DefinitionError,
@@ -34,6 +34,7 @@ from .definitions import (
 )
 from .logcontext import step_context
 from .models import Saga, SagaEvent, SagaStep, WorkflowDefinition
+from .q2.broker import broker, enqueue
 from .states import SagaState, StepStatus, check_saga_transition, check_step_transition
 
 log = logging.getLogger("sagas.engine")
@@ -239,7 +240,7 @@ class Transition:
         """Queue a run of this step; if the task is lost the sweeper queues it again."""
         step.next_attempt_at = self.now + timedelta(seconds=settings.SAGAS_REQUEUE_AFTER)
         self.touch(step)
-        queue.enqueue(RUN_STEP_TASK, step.pk, step.fence, str(self.saga.pk))
+        enqueue(RUN_STEP_TASK, step.pk, step.fence, str(self.saga.pk))
 
     def save(self, *, commit=False):
         """Write the transition; `commit`: also commit, in the same round trip.
@@ -357,8 +358,7 @@ def _cursor():
     psycopg prepares a statement once it has run a few times. Errors still
     come out as Django's (connection.wrap_database_errors at the call sites).
     """
-    connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
+    return pgcursor.cursor(connection)
 
 
 EVENT_FIELDS = ["saga", "step", "kind", "actor", "actor_label", "at", "details"]
@@ -384,7 +384,7 @@ def _write(tx, *, commit=False):
             with connection.connection.pipeline():
                 _write_statements(tx, cursor)
                 if tx.taken_row is not None:
-                    cursor.execute(queue.delete_sql(), [tx.taken_row], prepare=True)
+                    cursor.execute(broker().delete_sql(), [tx.taken_row], prepare=True)
                 # The execution locks given back and taken, in one statement.
                 calls = ["pg_advisory_unlock(%s)"] * len(tx.unlock_steps)
                 calls += ["pg_try_advisory_lock(%s)"] * len(tx.lock_steps)
@@ -784,6 +784,45 @@ def _release(claim):
         claim.exclusive = None
 
 
+_stopping = False
+_in_hand = None  # the Claim this worker is running now
+
+
+def request_stop():
+    """This worker was asked to stop (SIGTERM, sagas/q2/shutdown.py): run nothing new."""
+    global _stopping
+    _stopping = True
+
+
+def stop_requested():
+    return _stopping
+
+
+def claim_in_hand():
+    """The claim this worker is running now, if any (a stop that runs out of grace hands it back)."""
+    return _in_hand
+
+
+@contextmanager
+def _holding(claim):
+    global _in_hand
+    _in_hand = claim
+    try:
+        yield
+    finally:
+        _in_hand = None
+
+
+def release_lease(claim):
+    """End the claim's lease now and let the engine record it as a lost attempt."""
+    ended = SagaStep.objects.filter(
+        pk=claim.step_id, fence=claim.fence, lease_expires_at__gt=timezone.now()
+    ).update(lease_expires_at=timezone.now())
+    if ended:
+        expire_lease(claim.step_id)
+    return bool(ended)
+
+
 def run_step(step_id, fence, saga_id=None):
     """The worker's task: claim the queued step, run it and every automatic step after it.
 
@@ -793,15 +832,15 @@ def run_step(step_id, fence, saga_id=None):
     A worker that is stopping (sagas/shutdown.py) finishes the step in hand and
     hands back the rest; a task it takes after that is queued again for another.
     """
-    if shutdown.requested():
-        queue.enqueue(RUN_STEP_TASK, step_id, fence, saga_id)
+    if stop_requested():
+        enqueue(RUN_STEP_TASK, step_id, fence, saga_id)
         return
     until = time.monotonic() + settings.SAGAS_TAKE_QUEUED_SECONDS
     claim = claim_queued(step_id, fence, saga_id)
     while True:
         if not _run_claims(claim):
             return
-        if shutdown.requested() or time.monotonic() >= until:
+        if stop_requested() or time.monotonic() >= until:
             return
         took, claim = take_queued()
         if not took:
@@ -811,7 +850,7 @@ def run_step(step_id, fence, saga_id=None):
 def _run_claims(claim):
     """Run the claim and the automatic steps after it; False if the worker is stopping."""
     while claim is not None:
-        with step_context(claim), shutdown.step_in_hand(claim), exclusive_execution(claim) as ours:
+        with step_context(claim), _holding(claim), exclusive_execution(claim) as ours:
             outcome = execute(claim) if ours else Outcome(ok=False, error=SUPERSEDED)
             log.info(
                 "%s %s: %s",
@@ -824,7 +863,7 @@ def _run_claims(claim):
             finally:
                 _release(claim)
         claim = next_claim
-        if claim is not None and shutdown.requested():
+        if claim is not None and stop_requested():
             hand_back(claim)
             return False
     return True
@@ -877,7 +916,7 @@ def take_queued():
     None when the queued run was stale.
     """
     with transaction.atomic():
-        taken = queue.take(RUN_STEP_TASK)
+        taken = broker().take(RUN_STEP_TASK)
         if taken is None:
             return False, None
         row_id, args = taken
@@ -927,7 +966,7 @@ def _drop_taken(row_id):
     """Delete a taken broker row whose run turned out to have nothing to do."""
     if row_id is not None:
         with connection.cursor() as cursor:
-            cursor.execute(queue.delete_sql(), [row_id])
+            cursor.execute(broker().delete_sql(), [row_id])
 
 
 class _Changed(Exception):

@@ -18,11 +18,11 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sagas import engine, queue, services
+from sagas import engine, q2, services
 from sagas.definitions import NAME_RE, load_document, validate
 from sagas.filters import SagaFilter, StrictBooleanField, can_start, is_operator, visible_sagas
 from sagas.models import SagaEvent, SagaStep, WorkflowDefinition
-from sagas.sweeper import sweeper_lag
+from sagas.q2.sweeper import sweeper_lag
 
 from . import serializers as s
 from .pagination import KeysetPagination, strict_page_size
@@ -427,7 +427,7 @@ class HealthView(APIView):
             problems.append(f"the database does not answer: {exc}".strip())
         if database == "ok":
             lag = sweeper_lag()
-            queued = queue.queue_depth()
+            queued = q2.queue_depth()
             if lag is None:
                 problems.append("no qcluster has ever run here (the sweeper never swept)")
             elif lag > QCLUSTER_SEEN_WITHIN:

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from sagas import queue
+from sagas import q2
 from sagas.models import WorkflowDefinition
 from sagas.outbound import refusal
 
@@ -150,7 +150,7 @@ def emit(webhook_type, payload, *, subscriptions=None):
                 for sub in targets
             ]
         )
-        queue.enqueue_many(DELIVER_TASK, [(str(d.pk),) for d in deliveries])
+        q2.enqueue_many(DELIVER_TASK, [(str(d.pk),) for d in deliveries])
     return deliveries
 
 
@@ -257,7 +257,7 @@ def sweep_due_deliveries(now):
             ):
                 queued.append((str(pk),))
         if queued:
-            queue.enqueue_many(DELIVER_TASK, queued)
+            q2.enqueue_many(DELIVER_TASK, queued)
     return len(queued)
 
 
@@ -272,5 +272,5 @@ def redeliver(deliveries):
             locked_until=None,
             next_attempt_at=now + timedelta(seconds=settings.SAGAS_REQUEUE_AFTER),
         )
-        queue.enqueue_many(DELIVER_TASK, [(pk,) for pk in ids])
+        q2.enqueue_many(DELIVER_TASK, [(pk,) for pk in ids])
     return len(ids)

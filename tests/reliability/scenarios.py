@@ -18,10 +18,10 @@ from django.test.utils import override_settings
 
 from sagas import engine
 from sagas.models import Saga, SagaEvent, SagaStep
-from sagas.runner import run_queued, settle
+from sagas.q2.runner import run_queued, settle
+from sagas.q2.sweeper import sweep
 from sagas.services import publish_workflow
 from sagas.states import FINISHED_SAGA_STATES, SagaState
-from sagas.sweeper import sweep
 
 from . import actions as ledger
 
