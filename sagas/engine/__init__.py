@@ -23,19 +23,19 @@ from django.db.models import JSONField
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import counts, kinds, pgcursor
-from .actions import ActionContext, StepFailed
-from .definitions import (
+from .. import counts, kinds, pgcursor
+from ..actions import ActionContext, StepFailed
+from ..definitions import (
     DefinitionError,
     condition_holds,
     parse_duration,
     retry_policy,
     validate_input,
 )
-from .logcontext import step_context
-from .models import Saga, SagaEvent, SagaStep, WorkflowDefinition
-from .q2.broker import broker, enqueue
-from .states import SagaState, StepStatus, check_saga_transition, check_step_transition
+from ..logcontext import step_context
+from ..models import Saga, SagaEvent, SagaStep, WorkflowDefinition
+from ..q2.broker import broker, enqueue
+from ..states import SagaState, StepStatus, check_saga_transition, check_step_transition
 
 log = logging.getLogger("sagas.engine")
 
