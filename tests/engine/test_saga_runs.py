@@ -84,7 +84,7 @@ def test_a_queued_row_that_does_not_verify_is_left_to_django_q2(demo_workflows):
     from django.utils import timezone
     from django_q.models import OrmQ
 
-    from sagas.engine import _release, take_queued
+    from sagas.engine import release_execution_lock, take_queued
     from sagas.q2.broker import broker
 
     forged = OrmQ.objects.create(
@@ -93,7 +93,7 @@ def test_a_queued_row_that_does_not_verify_is_left_to_django_q2(demo_workflows):
     start()
     took, claim = take_queued()
     assert took and claim is not None and claim.context.step == STEPS[0]
-    _release(claim)
+    release_execution_lock(claim)
     assert OrmQ.objects.filter(pk=forged.pk).exists()
 
 
@@ -112,14 +112,14 @@ def test_a_worker_returns_to_django_q2_when_taking_is_off(demo_workflows, settin
 def test_a_stale_queued_run_is_taken_and_dropped(demo_workflows):
     """A duplicate trigger taken off the table finds its step moved on and does nothing."""
     from sagas import q2
-    from sagas.engine import RUN_STEP_TASK, _release, take_queued
+    from sagas.engine import RUN_STEP_TASK, release_execution_lock, take_queued
 
     saga = start()
     step = saga.steps.get(index=0)
     q2.enqueue(RUN_STEP_TASK, step.pk, step.fence - 1, str(saga.pk))  # an old fence
     took, claim = take_queued()  # the real trigger, oldest first
     assert took and claim is not None and claim.step_id == step.pk
-    _release(claim)
+    release_execution_lock(claim)
     took, stale = take_queued()
     assert took and stale is None
     assert take_queued() == (False, None)
