@@ -21,6 +21,7 @@ import logging
 import time
 
 import psycopg
+from django.db import connections
 
 log = logging.getLogger("django.db.backends")
 
@@ -33,7 +34,7 @@ def cursor(db):
     db.ensure_connection()
     if db.queries_logged or db.execute_wrappers:
         observed = ObservedCursor(db.connection)
-        observed.db = db
+        observed.db = connections[db.alias]  # the connection itself, not django.db.connection
         return observed
     return psycopg.Cursor(db.connection)
 
