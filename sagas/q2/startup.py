@@ -1,6 +1,6 @@
-"""How sagas joins each qcluster: the sweeper at worker start, the graceful stop, and the checks
-that refuse to start a cluster this code would not run right on.
+"""How sagas joins each qcluster: the sweeper at worker start, the graceful stop, their checks.
 
+The checks refuse to start a cluster this code would not run right on.
 `connect()` runs once per process, from sagas/apps.py; the checks are Django
 system checks, which `manage.py qcluster` runs before it starts a cluster
 (as do the other management commands).
