@@ -21,20 +21,24 @@ import logging
 import time
 
 import psycopg
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections
 
 log = logging.getLogger("django.db.backends")
 
 
-def cursor(db):
-    """A server-bound cursor on Django connection `db`, in its current transaction.
+def cursor(using=DEFAULT_DB_ALIAS):
+    """A server-bound cursor on the database `using`, in Django's current transaction there.
 
-    Errors still come out as psycopg's: wrap calls in `db.wrap_database_errors`.
+    Errors still come out as psycopg's: wrap calls in the connection's
+    `wrap_database_errors`.
     """
+    # The connection itself, looked up once: each attribute of django.db.connection
+    # is a lookup in a context-local (this runs several times per step).
+    db = connections[using]
     db.ensure_connection()
     if db.queries_logged or db.execute_wrappers:
         observed = ObservedCursor(db.connection)
-        observed.db = connections[db.alias]  # the connection itself, not django.db.connection
+        observed.db = db
         return observed
     return psycopg.Cursor(db.connection)
 

@@ -231,11 +231,11 @@ class PostgresStore(Store):
 
     def load(self, saga_id, *, known=None):
         with connection.wrap_database_errors:
-            cursor = pgcursor.cursor(connection)
+            cursor = pgcursor.cursor()
             # BEGIN goes with the SELECT: one round trip. Without a copy of
             # the steps to reuse, their SELECT goes too (it runs once the saga
             # row is locked: a pipeline's statements run in order).
-            steps_cursor = None if known is not None else pgcursor.cursor(connection)
+            steps_cursor = None if known is not None else pgcursor.cursor()
             with connection.connection.pipeline():
                 cursor.execute(self._loader("saga").sql, [saga_id], prepare=True)
                 if steps_cursor is not None:
@@ -258,7 +258,7 @@ class PostgresStore(Store):
     def write(self, tx, *, commit=False):
         # None of these statements needs an answer before the next: one round trip.
         with connection.wrap_database_errors:
-            cursor = pgcursor.cursor(connection)
+            cursor = pgcursor.cursor()
             try:
                 with connection.connection.pipeline():
                     self._write_rows(tx, cursor, prepare=True)
@@ -268,7 +268,7 @@ class PostgresStore(Store):
                     calls = ["pg_advisory_unlock(%s)"] * len(tx.unlock_steps)
                     calls += ["pg_try_advisory_lock(%s)"] * len(tx.lock_steps)
                     if calls:
-                        locks = pgcursor.cursor(connection)
+                        locks = pgcursor.cursor()
                         locks.execute(
                             f"SELECT {', '.join(calls)}",
                             [*tx.unlock_steps, *tx.lock_steps],
@@ -313,13 +313,15 @@ class DjangoStore(Store):
             self._write_rows(tx, cursor)
 
 
-_stores = {"postgresql": PostgresStore()}
-_portable = DjangoStore()
+_current = None
 
 
 def current():
-    """The store of the default database."""
-    return _stores.get(connection.vendor, _portable)
+    """The store of the default database (its vendor is fixed for the life of the process)."""
+    global _current
+    if _current is None:
+        _current = PostgresStore() if connection.vendor == "postgresql" else DjangoStore()
+    return _current
 
 
 def saga_of_step(step_id):

@@ -90,7 +90,7 @@ class SagaBroker(ORM):
         table = db.ops.quote_name(OrmQ._meta.db_table)
         key, now = self.list_key, timezone.now()
         # A server-bound, prepared statement, as in the engine's hot path (sagas/pgcursor.py).
-        with db.wrap_database_errors, pgcursor.cursor(db) as cursor:
+        with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:
             with db.connection.pipeline():  # the transaction's BEGIN goes with it: one round trip
                 cursor.execute(
                     f"SELECT id, key, lock, payload FROM {table} ORDER BY id LIMIT %s "

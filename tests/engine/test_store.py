@@ -152,8 +152,8 @@ def test_a_wrapper_can_refuse_an_engine_statement(publish):
 def test_nothing_watching_means_a_plain_psycopg_cursor(db):
     """The hot path pays nothing for the instrumentation when it is off."""
     assert not connection.queries_logged and not connection.execute_wrappers
-    assert type(pgcursor.cursor(connection)) is psycopg.Cursor
+    assert type(pgcursor.cursor()) is psycopg.Cursor
     with CaptureQueriesContext(connection):
-        assert type(pgcursor.cursor(connection)) is pgcursor.ObservedCursor
+        assert type(pgcursor.cursor()) is pgcursor.ObservedCursor
     with connection.execute_wrapper(lambda execute, *args: execute(*args)):
-        assert type(pgcursor.cursor(connection)) is pgcursor.ObservedCursor
+        assert type(pgcursor.cursor()) is pgcursor.ObservedCursor
