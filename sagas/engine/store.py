@@ -311,6 +311,8 @@ class DjangoStore(Store):
     def write(self, tx, *, commit=False):
         with connection.cursor() as cursor:
             self._write_rows(tx, cursor)
+            if tx.taken_row is not None:
+                cursor.execute(broker().delete_sql(), [tx.taken_row])
 
 
 _current = None

@@ -88,3 +88,13 @@ def test_the_schedules_name_functions_that_exist():
     assert {"sagas.tasks.keep_sweeper_alive", "sagas.retention.prune_task_results"} <= funcs
     for func in funcs:
         assert callable(import_string(func))
+
+
+@pytest.mark.django_db
+def test_a_delayed_broker_survives_pickling_as_django_q2_brokers_do():
+    import pickle
+
+    delayed = pickle.loads(pickle.dumps(broker().delayed(3.5)))
+    assert isinstance(delayed, SagaBroker)
+    assert delayed.delay == 3.5 and delayed.list_key == broker().list_key
+    assert broker().delay == 0.0  # the process's broker is not changed by delayed()

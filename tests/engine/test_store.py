@@ -13,10 +13,6 @@ from sagas.engine import store
 from sagas.models import Saga, SagaEvent, SagaStep
 from sagas.q2.runner import run_queued
 
-pytestmark = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="the suite runs on PostgreSQL"
-)
-
 TWO_STEPS = {
     "name": "two_steps",
     "steps": [
@@ -157,3 +153,36 @@ def test_nothing_watching_means_a_plain_psycopg_cursor(db):
         assert type(pgcursor.cursor()) is pgcursor.ObservedCursor
     with connection.execute_wrapper(lambda execute, *args: execute(*args)):
         assert type(pgcursor.cursor()) is pgcursor.ObservedCursor
+
+
+UNDONE = {
+    "name": "undone",
+    "steps": [
+        {"name": "a", "type": "action", "action": "test.ok", "compensation": "test.undo"},
+        {"name": "b", "type": "action", "action": "test.flaky", "retry": {"max_attempts": 1}},
+    ],
+}
+
+
+def history(saga):
+    return list(saga.events.order_by("id").values_list("kind", "step"))
+
+
+@pytest.mark.parametrize("errors", [{}, {"b": 1}], ids=["completes", "compensates"])
+def test_the_portable_store_runs_a_saga_as_the_postgresql_one_does(publish, monkeypatch, errors):
+    """DjangoStore (SQLite's path), run here on PostgreSQL through Django's cursor and ORM."""
+    publish(UNDONE)
+    by_pipeline = engine.start_saga(workflow="undone", input={"errors": errors})[0]
+    run_queued()
+    monkeypatch.setattr(store, "_current", store.DjangoStore())
+    assert not store.current().conditional_writes and not store.current().execution_locks
+    portable = engine.start_saga(workflow="undone", input={"errors": errors})[0]
+    run_queued()
+    by_pipeline.refresh_from_db()
+    portable.refresh_from_db()
+    assert portable.state == by_pipeline.state
+    assert portable.state == ("failed" if errors else "completed")
+    assert history(portable) == history(by_pipeline)
+    assert list(portable.steps.values_list("status", "attempt", "compensation_attempt")) == list(
+        by_pipeline.steps.values_list("status", "attempt", "compensation_attempt")
+    )
