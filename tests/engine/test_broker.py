@@ -1,5 +1,6 @@
 """Engine work is queued through django-q2's own path, with the broker class the settings name."""
 
+import pickle
 from datetime import timedelta
 
 import pytest
@@ -92,8 +93,6 @@ def test_the_schedules_name_functions_that_exist():
 
 @pytest.mark.django_db
 def test_a_delayed_broker_survives_pickling_as_django_q2_brokers_do():
-    import pickle
-
     delayed = pickle.loads(pickle.dumps(broker().delayed(3.5)))
     assert isinstance(delayed, SagaBroker)
     assert delayed.delay == 3.5 and delayed.list_key == broker().list_key
