@@ -174,8 +174,9 @@ def test_the_portable_store_runs_a_saga_as_the_postgresql_one_does(publish, monk
     publish(UNDONE)
     by_pipeline = engine.start_saga(workflow="undone", input={"errors": errors})[0]
     run_queued()
-    monkeypatch.setattr(store, "_current", store.DjangoStore())
-    assert not store.current().conditional_writes and not store.current().execution_locks
+    portable_store = store.DjangoStore()
+    monkeypatch.setattr(store, "current", lambda: portable_store)
+    assert not portable_store.conditional_writes and not portable_store.execution_locks
     portable = engine.start_saga(workflow="undone", input={"errors": errors})[0]
     run_queued()
     by_pipeline.refresh_from_db()
