@@ -16,7 +16,7 @@ class ApprovalsConfig(AppConfig):
         from sagas.access import register_saga_visibility
         from sagas.hooks.registry import register_event_type
         from sagas.metrics import register_metrics
-        from sagas.sweeper import register_sweep
+        from sagas.q2.sweeper import register_sweep
 
         from . import kind  # noqa: F401  (registers the `approval` step kind)
         from .metrics import approval_metrics

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 
-from sagas import engine, queue
+from sagas import engine, q2
 from sagas.definitions import parse_duration, render
 from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
 from sagas.models import SagaEvent
@@ -577,4 +577,4 @@ def _remind(pk, saga_id):
 def _notify(request, reason, user_ids):
     """Queue the e-mails in this transaction: they go out only if it commits."""
     if user_ids:
-        queue.enqueue(NOTIFY_TASK, request.pk, reason, list(user_ids), 1)
+        q2.enqueue(NOTIFY_TASK, request.pk, reason, list(user_ids), 1)

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from sagas import queue
+from sagas import q2
 from sagas.models import SagaEvent
 
 from .mailtext import email_texts
@@ -93,7 +93,7 @@ def notify(request_id, reason, user_ids, attempt=1):
         if failed:
             if attempt < max_attempts:
                 delay = retry_delay(attempt)
-                queue.enqueue(
+                q2.enqueue(
                     "approvals.tasks.notify", request.pk, reason, failed, attempt + 1, delay=delay
                 )
                 record(

@@ -46,7 +46,7 @@ def database_from_url(url):
             f"DATABASE_URL must start with postgres:// (got {parsed.scheme or 'nothing'}://)"
         )
     options = dict(parse_qsl(parsed.query, keep_blank_values=True))
-    # The engine's own statements (sagas/engine.py, sagas/queue.py) are prepared
+    # The engine's own statements (sagas/engine/store.py, sagas/q2/broker.py) are prepared
     # once per connection; Django's cursors bind on the client and are never
     # prepared. Behind a transaction-pooling PgBouncer older than 1.21, turn it
     # off with ?prepare_threshold= (empty).
@@ -119,9 +119,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First, so that every request sets its own log context (sagas/logging.py):
+    # First, so that every request sets its own log context (sagas/logcontext.py):
     # an incoming X-Correlation-ID, or none.
-    "sagas.logging.CorrelationIdMiddleware",
+    "sagas.logcontext.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -324,6 +324,9 @@ Q_CLUSTER = {
     "name": "sagas",
     # The broker is a table in the default database: no extra server to run.
     "orm": "default",
+    # django-q2's ORM broker, plus delayed tasks and workers that take queued
+    # engine runs themselves (sagas/q2/broker.py).
+    "broker_class": "sagas.q2.broker.SagaBroker",
     "workers": envint("Q_WORKERS", 2),
     # A task is one run of consecutive automatic steps; each step has its own
     # lease, so this only guards against a task that hangs outright.
@@ -351,11 +354,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     # JSON lines in production, one readable line in development (LOG_FORMAT
     # chooses); either way each line of engine work carries its saga id, step,
-    # attempt and correlation id (sagas/logging.py).
-    "filters": {"saga_context": {"()": "sagas.logging.SagaContextFilter"}},
+    # attempt and correlation id (sagas/logcontext.py).
+    "filters": {"saga_context": {"()": "sagas.logcontext.SagaContextFilter"}},
     "formatters": {
-        "plain": {"()": "sagas.logging.ReadableFormatter"},
-        "json": {"()": "sagas.logging.JsonFormatter"},
+        "plain": {"()": "sagas.logcontext.ReadableFormatter"},
+        "json": {"()": "sagas.logcontext.JsonFormatter"},
     },
     "handlers": {
         "console": {
@@ -388,7 +391,7 @@ METRICS_ALLOWED_NETWORKS = envlist(
 )
 # How long a qcluster worker that got SIGTERM lets the step in hand finish
 # before it releases the step's lease (the step is retried elsewhere) and
-# exits; keep it below your supervisor's stop timeout (sagas/shutdown.py).
+# exits; keep it below your supervisor's stop timeout (sagas/q2/shutdown.py).
 SAGAS_SHUTDOWN_GRACE = envfloat("SAGAS_SHUTDOWN_GRACE", 20.0)
 # django-q2's own task results (Success, Failure) older than this are deleted
 # by a daily schedule (sagas/retention.py).

@@ -26,7 +26,6 @@ from sagas import engine
 from sagas.access import get_visible_saga, is_operator, visible_sagas
 from sagas.filters import SagaFilter
 from sagas.models import Saga, WorkflowDefinition
-from sagas.states import SagaState, StepStatus
 
 from . import selectors
 from .forms import BulkActionForm, DecisionForm, ReasonForm, StartSagaForm
@@ -301,8 +300,10 @@ def _saga_or_problem(request, saga_id):
 def _detail_context(request, saga, **extra):
     steps = saga.step_list
     operator = is_operator(request.user)
+    # The buttons are the actions the engine would take now; it decides again on a press.
+    allowed = engine.allowed_actions(saga, steps)
     for step in steps:
-        step.actions = _step_actions(saga, step) if operator else []
+        step.actions = allowed.on(step) if operator else ()
     return {
         "saga": saga,
         "steps": steps,
@@ -310,28 +311,12 @@ def _detail_context(request, saga, **extra):
         "operator": operator,
         # Results are the services' own data: for operators and whoever started the saga.
         "show_results": operator or saga.started_by_id == request.user.pk,
-        "can_cancel": operator and saga.state in (SagaState.STARTED, SagaState.PENDING),
+        "can_cancel": operator and engine.CANCEL in allowed.saga,
         "poll_seconds": _poll(),
         "live": not saga.is_finished,
         "approvals": saga.approval_requests,
         **extra,
     }
-
-
-def _step_actions(saga, step):
-    """Which buttons to offer on a step; the engine still decides when one is pressed."""
-    if saga.state == SagaState.PENDING and step.status == StepStatus.FAILED:
-        return ["retry", "skip"]
-    if saga.state == SagaState.PENDING and step.status == StepStatus.WAITING:
-        return ["skip"]
-    if (
-        saga.state == SagaState.COMPENSATING
-        and step.status == StepStatus.COMPENSATING
-        and step.lease_expires_at is None
-        and step.next_attempt_at is None
-    ):
-        return ["retry-compensation", "skip-compensation"]
-    return []
 
 
 @require_GET

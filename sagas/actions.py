@@ -1,8 +1,12 @@
-"""Python actions: the registry behind `@action("name")`, their context, and the `action` kind."""
+"""Python actions, for their authors: `@action("name")`, the context an action gets, `StepFailed`.
+
+This is the public module of action authors (the demo, SAGAS_ACTION_MODULES,
+tests): it stays here, apart from the engine and the step kinds, so that
+code which writes actions never depends on how they are run. The `action`
+step kind that calls them is sagas/kinds/action.py.
+"""
 
 from dataclasses import dataclass, field
-
-from . import kinds
 
 _actions = {}
 
@@ -67,31 +71,3 @@ def get_action(name):
 
 def all_actions():
     return dict(_actions)
-
-
-class ActionKind(kinds.StepKind):
-    name = "action"
-    keys = frozenset({"action", "compensation"})
-    description = "Calls a registered Python action; its compensation is another action."
-
-    def validate(self, step, path, errors, context):
-        if "action" not in step:
-            errors.add(f"{path}.action", "required: the name of a registered action")
-        for key in ("action", "compensation"):
-            if key in step and get_action(step[key]) is None:
-                errors.add(f"{path}.{key}", f"unknown action {step[key]!r}")
-
-    def execute(self, ctx, spec):
-        return get_action(spec["action"]).func(ctx)
-
-    def has_compensation(self, spec):
-        return bool(spec.get("compensation"))
-
-    def compensate(self, ctx, spec):
-        return get_action(spec["compensation"]).func(ctx)
-
-    def uses(self, spec):
-        return [spec[key] for key in ("action", "compensation") if spec.get(key)]
-
-
-kinds.register(ActionKind())

@@ -1,55 +1,15 @@
-"""Saga counts by state without counting rows: deltas written with each transition."""
+"""Saga counts by state and per minute without counting rows: the read side of the counters.
 
-import random
+The transitions write the deltas, in their own statements (add_state_counts
+and add_minute_counts in sagas/engine/store.py); this module sums them.
+"""
+
 from collections import Counter
 
-from django.db import connection
-from django.db.models import Sum
+from django.db.models import Count, Sum
 
-from .models import SagaMinuteCount, SagaStateCount
+from .models import Saga, SagaMinuteCount, SagaStateCount
 from .states import SagaState
-
-SHARDS = 16
-
-
-def _add(model, keys, deltas, *, cursor=None):
-    """Add {key tuple: n} to a sharded counter table, in the current transaction (one statement).
-
-    `keys` names the columns of each key; the shard is chosen at random and
-    completes the unique key, so concurrent writers rarely meet on a row.
-    """
-    deltas = {key: n for key, n in deltas.items() if n}
-    if not deltas:
-        return
-    shard = random.randrange(SHARDS)
-    table = model._meta.db_table
-    columns = [*keys, "shard", "n"]
-    values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * len(deltas))
-    params = []
-    for key, n in sorted(deltas.items()):  # a fixed order: no deadlock between two writers
-        params += [*key, shard, n]
-    conflict = ", ".join([*keys, "shard"])
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
-        f"ON CONFLICT ({conflict}) DO UPDATE SET n = {table}.n + EXCLUDED.n"
-    )
-    if cursor is not None:
-        cursor.execute(sql, params)
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-
-
-def add(deltas, *, cursor=None):
-    """Apply {state: delta} to the counts by state."""
-    _add(SagaStateCount, ["state"], {(str(s),): n for s, n in deltas.items()}, cursor=cursor)
-
-
-def add_minute(kinds, at, *, cursor=None):
-    """Add {kind: n} ("started", "completed", "failed") to the minute of `at`."""
-    minute = at.replace(second=0, microsecond=0)
-    deltas = {(minute, str(kind)): n for kind, n in kinds.items()}
-    _add(SagaMinuteCount, ["minute", "kind"], deltas, cursor=cursor)
 
 
 def per_minute(first):
@@ -73,10 +33,6 @@ def by_state():
 
 def recount():
     """Rebuild the counters from the sagas themselves (after a bulk load or a repair)."""
-    from django.db.models import Count
-
-    from .models import Saga
-
     real = Counter(dict(Saga.objects.values_list("state").annotate(n=Count("pk")).order_by()))
     SagaStateCount.objects.all().delete()
     SagaStateCount.objects.bulk_create(

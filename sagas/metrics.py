@@ -32,8 +32,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .models import Saga, SagaEvent, SagaStep, SweeperHeartbeat
+from .q2.sweeper import sweeper_lag
 from .states import FINISHED_SAGA_STATES
-from .sweeper import sweeper_lag
 
 # Steps take milliseconds to minutes; waits and approvals hours to days.
 DURATION_BUCKETS = (

@@ -1,4 +1,7 @@
-"""One outgoing request (http steps, webhooks): checked, resolved once, sent to that address.
+"""Where outgoing calls may go, and one outgoing request (http steps, webhooks) sent there.
+
+Both `http` steps (sagas/kinds/http.py) and outbound webhooks (sagas/hooks) ask
+here, so the two cannot differ.
 
 The host must be on SAGAS_HTTP_ALLOWED_HOSTS; its name is resolved once, every
 address it resolves to is checked against SAGAS_HTTP_FORBIDDEN_NETWORKS, and
@@ -14,8 +17,63 @@ import ipaddress
 import socket
 
 import httpx
+from django.conf import settings
 
-from . import http  # the allowlist and the forbidden networks (imported both ways)
+
+def host_allowed(host):
+    """Exact names, or ".example.com" entries that admit a domain and its subdomains."""
+    host = (host or "").lower().rstrip(".")
+    for allowed in settings.SAGAS_HTTP_ALLOWED_HOSTS:
+        allowed = allowed.lower()
+        if allowed.startswith("."):
+            if host == allowed[1:] or host.endswith(allowed):
+                return True
+        elif host == allowed:
+            return True
+    return False
+
+
+def forbidden_address(host):
+    """The first address `host` resolves to inside SAGAS_HTTP_FORBIDDEN_NETWORKS, else None.
+
+    The allowlist holds names; this catches an allowed name that resolves (or
+    is made to resolve) to a forbidden address, such as the cloud metadata
+    service at 169.254.169.254. Checked just before each call, since DNS
+    answers change. A name that does not resolve is left to the call to fail.
+    """
+    try:
+        infos = socket.getaddrinfo((host or "").rstrip("."), None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError, ValueError):
+        return None
+    for info in infos:
+        address = info[4][0].split("%", 1)[0]
+        if forbidden(address):
+            return address
+    return None
+
+
+def forbidden(address):
+    """Is this address (text) inside SAGAS_HTTP_FORBIDDEN_NETWORKS (an IPv4-mapped one too)?"""
+    networks = [
+        ipaddress.ip_network(n, strict=False) for n in settings.SAGAS_HTTP_FORBIDDEN_NETWORKS
+    ]
+    address = ipaddress.ip_address(address)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return any(
+        candidate is not None and candidate.version == net.version and candidate in net
+        for candidate in (address, mapped)
+        for net in networks
+    )
+
+
+def refusal(host):
+    """Why an outgoing call to `host` is refused (allowlist, then resolution), or None."""
+    if not host_allowed(host):
+        return f"host {host!r} is not in SAGAS_HTTP_ALLOWED_HOSTS"
+    address = forbidden_address(host)
+    if address is not None:
+        return f"host {host!r} resolves to {address}, in SAGAS_HTTP_FORBIDDEN_NETWORKS"
+    return None
 
 
 class Refused(Exception):
@@ -49,7 +107,7 @@ def checked_address(target):
         raise Unreachable(f"cannot resolve host {target.host!r}: {exc}") from None
     addresses = list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
     for address in addresses:
-        if http.forbidden(address):
+        if forbidden(address):
             raise Refused(
                 f"host {target.host!r} resolves to {address}, in SAGAS_HTTP_FORBIDDEN_NETWORKS"
             )
@@ -71,7 +129,7 @@ def send(method, url, *, headers, timeout, json=None, content=None):
     except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
         # e.g. a Unicode host label that IDNA refuses, though the URL validator took it
         raise Refused(f"invalid host or URL: {exc}") from None
-    if not http.host_allowed(target.host):
+    if not host_allowed(target.host):
         raise Refused(f"host {target.host!r} is not in SAGAS_HTTP_ALLOWED_HOSTS")
     address = checked_address(target)
     headers = {**headers, "Host": target.netloc.decode("ascii")}

@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import Task
 
-from . import counts as state_counts
+from .engine import add_state_counts
 from .models import Saga, SagaEvent, SagaMinuteCount, SagaStep
 from .states import FINISHED_SAGA_STATES
 
@@ -107,7 +107,7 @@ def prune_sagas(*, finished_before, dry_run=False, export_to=None, batch=BATCH):
             # approval requests) go by the foreign keys' CASCADE.
             gone = Counter(Saga.objects.filter(pk__in=saga_ids).values_list("state", flat=True))
             Saga.objects.filter(pk__in=saga_ids).delete()
-            state_counts.add({state: -n for state, n in gone.items()})
+            add_state_counts({state: -n for state, n in gone.items()})
             counts["sagas"] += len(saga_ids)
 
 

@@ -54,7 +54,7 @@ def demo_workflows(db):
 @pytest.fixture
 def settle():
     """Sweep and run queued tasks in this process until nothing is due."""
-    from sagas.runner import settle
+    from sagas.q2.runner import settle
 
     return settle
 

@@ -131,7 +131,7 @@ def generate(n_sagas, n_approvals, progress):
 
     counts.recount()
     with connection.cursor() as cursor:
-        # What the transitions would have counted for the chart (sagas.counts.add_minute).
+        # What the transitions would have counted for the chart (sagas.engine.add_minute_counts).
         cursor.execute(
             """
             INSERT INTO sagas_sagaminutecount (minute, kind, shard, n)

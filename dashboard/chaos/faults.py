@@ -19,7 +19,7 @@ from django.db import connection
 from sagas import engine
 from sagas.authoring import publish_workflow
 from sagas.models import Saga, SagaEvent, SagaStep
-from sagas.runner import run_queued
+from sagas.q2.runner import run_queued
 from sagas.states import FINISHED_SAGA_STATES, SagaState
 
 from . import actions as ledger

@@ -19,9 +19,9 @@ from approvals.services import decide
 from sagas import engine
 from sagas.authoring import publish_workflow
 from sagas.models import Saga, SagaEvent, SagaStep
-from sagas.runner import run_queued, settle
+from sagas.q2.runner import run_queued, settle
+from sagas.q2.sweeper import sweep
 from sagas.states import SagaState
-from sagas.sweeper import sweep
 
 from . import actions  # noqa: F401  (registers chaos.ok and chaos.flaky)
 

@@ -18,13 +18,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sagas import engine, queue
+from sagas import engine, q2
 from sagas.access import can_start, get_visible_saga, is_operator, visible_sagas
 from sagas.authoring import publish_workflow, validation_context
 from sagas.definitions import NAME_RE, load_document, validate
 from sagas.filters import SagaFilter, StrictBooleanField
 from sagas.models import Saga, SagaEvent, SagaStep, WorkflowDefinition
-from sagas.sweeper import sweeper_lag
+from sagas.q2.sweeper import sweeper_lag
 
 from . import serializers as s
 from .errors import error_responses
@@ -426,7 +426,7 @@ class HealthView(APIView):
             problems.append(f"the database does not answer: {exc}".strip())
         if database == "ok":
             lag = sweeper_lag()
-            queued = queue.queue_depth()
+            queued = q2.queue_depth()
             if lag is None:
                 problems.append("no qcluster has ever run here (the sweeper never swept)")
             elif lag > QCLUSTER_SEEN_WITHIN:

@@ -13,7 +13,7 @@ class HooksConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from sagas.engine import transition_saved
-        from sagas.sweeper import register_sweep
+        from sagas.q2.sweeper import register_sweep
 
         from . import services
         from .models import Subscription

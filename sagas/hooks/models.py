@@ -14,7 +14,7 @@ def check_target(url):
     """A webhook URL must be http(s) on a host of SAGAS_HTTP_ALLOWED_HOSTS, like `http` steps."""
     from urllib.parse import urlparse
 
-    from sagas.http import host_allowed
+    from sagas.outbound import host_allowed
 
     if "{{" in (url or "") or "}}" in (url or ""):
         raise ValidationError("a webhook URL is sent as written: it takes no {{ … }} template")

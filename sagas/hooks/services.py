@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from sagas import outbound, queue, secrets
+from sagas import outbound, q2, secrets
 from sagas.models import WorkflowDefinition
 from sagas.urltemplates import TemplateError, fill_headers
 
@@ -130,7 +130,7 @@ def emit(webhook_type, payload, *, subscriptions=None):
                 for sub in targets
             ]
         )
-        queue.enqueue_many(DELIVER_TASK, [(str(d.pk),) for d in deliveries])
+        q2.enqueue_many(DELIVER_TASK, [(str(d.pk),) for d in deliveries])
     return deliveries
 
 
@@ -255,7 +255,7 @@ def sweep_due_deliveries(now):
             ):
                 queued.append((str(pk),))
         if queued:
-            queue.enqueue_many(DELIVER_TASK, queued)
+            q2.enqueue_many(DELIVER_TASK, queued)
     return len(queued)
 
 
@@ -270,5 +270,5 @@ def redeliver(deliveries):
             locked_until=None,
             next_attempt_at=now + timedelta(seconds=settings.SAGAS_REQUEUE_AFTER),
         )
-        queue.enqueue_many(DELIVER_TASK, [(pk,) for pk in ids])
+        q2.enqueue_many(DELIVER_TASK, [(pk,) for pk in ids])
     return len(ids)

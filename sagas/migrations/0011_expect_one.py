@@ -1,6 +1,6 @@
 """sagaflow_expect_one(n): raises SQLSTATE SF409 unless n = 1.
 
-The engine's conditional UPDATE of a saga (sagas/engine.py, record) goes out in
+The engine's conditional UPDATE of a saga (sagas/engine/store.py, worker.record) goes out in
 one pipeline with the rest of the transition and its COMMIT; when the saga has
 changed since the worker's copy, this aborts the pipeline before anything else
 in it runs, and the engine redoes the transition on the re-read saga.

@@ -168,7 +168,7 @@ def test_health_is_503_until_a_qcluster_has_swept(api, db):
 
 
 def test_health_is_200_when_the_sweeper_ran_recently(api, db):
-    from sagas.sweeper import keep_sweeper_alive
+    from sagas.q2.sweeper import keep_sweeper_alive
 
     keep_sweeper_alive()  # what a starting worker does
     response = api(None).get("/api/v1/health/")
@@ -180,7 +180,7 @@ def test_health_is_503_when_the_sweeper_stopped_a_minute_ago(api, db):
     import time_machine
     from django.utils import timezone
 
-    from sagas.sweeper import keep_sweeper_alive
+    from sagas.q2.sweeper import keep_sweeper_alive
 
     keep_sweeper_alive()
     with time_machine.travel(timezone.now() + timezone.timedelta(seconds=90)):

@@ -42,7 +42,7 @@ def test_the_live_api_conforms_to_its_schema(
     from approvals.models import ApprovalRequest
     from sagas.demo.models import Stock
     from sagas.models import Saga, SagaStep
-    from sagas.sweeper import sweeper_lag
+    from sagas.q2.sweeper import sweeper_lag
 
     for name in ["operators", "managers", "directors"]:
         Group.objects.get_or_create(name=name)

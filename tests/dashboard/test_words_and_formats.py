@@ -29,7 +29,7 @@ def test_recent_failures_leave_out_cancelled_sagas_and_the_list_names_each_cause
     failed = make_saga("stuck")  # a step refused: a failure
     cancelled = make_saga("waiting")
     cancel_saga(cancelled.pk, reason="customer withdrew")
-    from sagas.runner import settle
+    from sagas.q2.runner import settle
 
     settle()
     cancelled.refresh_from_db()

@@ -8,7 +8,7 @@ from sagas import engine
 from sagas.demo.models import Attempt
 from sagas.engine import Conflict, InvalidInput, cancel_saga, retry_saga, skip_step, start_saga
 from sagas.models import SagaEvent, SagaStep
-from sagas.runner import run_queued
+from sagas.q2.runner import run_queued
 from sagas.states import SagaState, StepStatus
 
 PAUSING = {

@@ -44,7 +44,7 @@ def test_it_completes_the_happy_path(demo_workflows, settle):
 
 
 def test_consecutive_steps_run_in_one_task(demo_workflows):
-    from sagas.runner import run_queued
+    from sagas.q2.runner import run_queued
 
     start()
     # One queued task for the new saga; the worker runs all four steps in it.
@@ -56,26 +56,26 @@ def run_first_queued_task():
     """What one django-q2 worker does with the oldest queued row, and nothing more."""
     from django_q.models import OrmQ
 
-    from sagas import queue
+    from sagas import q2
     from sagas.engine import RUN_STEP_TASK, run_step
 
-    row_id, func, args = queue.queued_tasks()[0]
+    row_id, func, args = q2.queued_tasks()[0]
     assert func == RUN_STEP_TASK
     OrmQ.objects.filter(pk=row_id).delete()  # django-q2 acknowledges it
     run_step(*args)
 
 
 def test_a_worker_takes_the_next_queued_sagas_itself(demo_workflows):
-    """After its own saga the task takes the queued runs off the broker table (queue.take)."""
-    from sagas import queue
+    """After its own saga the task takes the queued runs off the broker table (SagaBroker.take)."""
+    from sagas import q2
     from sagas.engine import RUN_STEP_TASK
 
     for n in range(3):
         start(**{**ORDER, "order_id": f"take-{n}"})
-    queue.enqueue("sagas.tasks.keep_sweeper_alive")  # not an engine run: left for django-q2
+    q2.enqueue("sagas.tasks.keep_sweeper_alive")  # not an engine run: left for django-q2
     run_first_queued_task()
     assert set(Saga.objects.values_list("state", flat=True)) == {SagaState.COMPLETED}
-    left = queue.queued_tasks()
+    left = q2.queued_tasks()
     assert [func for _, func, _ in left] == ["sagas.tasks.keep_sweeper_alive"]
     assert RUN_STEP_TASK not in {func for _, func, _ in left}
 
@@ -84,14 +84,16 @@ def test_a_queued_row_that_does_not_verify_is_left_to_django_q2(demo_workflows):
     from django.utils import timezone
     from django_q.models import OrmQ
 
-    from sagas import queue
-    from sagas.engine import _release, take_queued
+    from sagas.engine import release_execution_lock, take_queued
+    from sagas.q2.broker import broker
 
-    forged = OrmQ.objects.create(key=queue._key(), payload="not:signed:by:us", lock=timezone.now())
+    forged = OrmQ.objects.create(
+        key=broker().list_key, payload="not:signed:by:us", lock=timezone.now()
+    )
     start()
     took, claim = take_queued()
     assert took and claim is not None and claim.context.step == STEPS[0]
-    _release(claim)
+    release_execution_lock(claim)
     assert OrmQ.objects.filter(pk=forged.pk).exists()
 
 
@@ -109,15 +111,15 @@ def test_a_worker_returns_to_django_q2_when_taking_is_off(demo_workflows, settin
 
 def test_a_stale_queued_run_is_taken_and_dropped(demo_workflows):
     """A duplicate trigger taken off the table finds its step moved on and does nothing."""
-    from sagas import queue
-    from sagas.engine import RUN_STEP_TASK, _release, take_queued
+    from sagas import q2
+    from sagas.engine import RUN_STEP_TASK, release_execution_lock, take_queued
 
     saga = start()
     step = saga.steps.get(index=0)
-    queue.enqueue(RUN_STEP_TASK, step.pk, step.fence - 1, str(saga.pk))  # an old fence
+    q2.enqueue(RUN_STEP_TASK, step.pk, step.fence - 1, str(saga.pk))  # an old fence
     took, claim = take_queued()  # the real trigger, oldest first
     assert took and claim is not None and claim.step_id == step.pk
-    _release(claim)
+    release_execution_lock(claim)
     took, stale = take_queued()
     assert took and stale is None
     assert take_queued() == (False, None)
@@ -126,15 +128,15 @@ def test_a_stale_queued_run_is_taken_and_dropped(demo_workflows):
 def test_a_queued_run_of_a_deleted_saga_is_taken_and_dropped(demo_workflows):
     import uuid
 
-    from sagas import queue
+    from sagas import q2
     from sagas.engine import RUN_STEP_TASK, take_queued
 
-    queue.enqueue(RUN_STEP_TASK, 10**9, 1, str(uuid.uuid4()))  # its saga was pruned
-    queue.enqueue(RUN_STEP_TASK, 10**9 + 1, 1)  # and one without a saga id, as of old
+    q2.enqueue(RUN_STEP_TASK, 10**9, 1, str(uuid.uuid4()))  # its saga was pruned
+    q2.enqueue(RUN_STEP_TASK, 10**9 + 1, 1)  # and one without a saga id, as of old
     assert take_queued() == (True, None)
     assert take_queued() == (True, None)
     assert take_queued() == (False, None)
-    assert queue.queued_tasks() == []
+    assert q2.queued_tasks() == []
 
 
 STEPS = ["reserve_inventory", "process_payment", "create_shipment", "send_confirmation"]

@@ -111,8 +111,8 @@ def test_a_wait_that_times_out_compensates(demo_workflows, settle):
 
 def test_a_deadline_that_fails_to_fire_does_not_hold_up_the_others(publish, monkeypatch, caplog):
     from sagas import engine
-    from sagas.runner import run_queued
-    from sagas.sweeper import sweep
+    from sagas.q2.runner import run_queued
+    from sagas.q2.sweeper import sweep
 
     publish(
         {"name": "waits", "steps": [{"name": "w", "type": "wait", "event": "e", "timeout": "2s"}]}

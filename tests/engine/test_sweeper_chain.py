@@ -7,10 +7,10 @@ import time_machine
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from sagas.apps import _start_sweeper
 from sagas.models import SweeperHeartbeat
-from sagas.runner import run_queued
-from sagas.sweeper import KEEP_ALIVE_TASK, TICK_TASK, keep_sweeper_alive, stale_after
+from sagas.q2.runner import run_queued
+from sagas.q2.startup import start_sweeper
+from sagas.q2.sweeper import KEEP_ALIVE_TASK, TICK_TASK, keep_sweeper_alive, stale_after
 
 
 @pytest.mark.django_db(transaction=True)
@@ -21,7 +21,7 @@ def test_a_worker_starting_beside_a_dead_chain_replaces_it_within_seconds():
     OrmQ.objects.update(lock=timezone.now() + timedelta(seconds=900))
     assert [row.task["func"] for row in OrmQ.objects.all()] == [TICK_TASK]
 
-    _start_sweeper(sender=None, proc_name="Worker-1")  # the new cluster's worker: "alive"
+    start_sweeper(sender=None, proc_name="Worker-1")  # the new cluster's worker: "alive"
     assert SweeperHeartbeat.objects.get().chain == dead
     recheck = OrmQ.objects.filter(lock__lte=timezone.now() + timedelta(seconds=60))
     assert [row.task["func"] for row in recheck] == [KEEP_ALIVE_TASK]

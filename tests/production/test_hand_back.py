@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from sagas import engine, queue
+from sagas import engine, q2
 from sagas.demo.models import Attempt
 from sagas.models import SagaEvent
 from sagas.states import SagaState, StepStatus
@@ -25,7 +25,7 @@ def first_run(publish):
 
     def _run(**data):
         saga, _ = engine.start_saga(workflow="undoable", input=data)
-        (row_id, _func, args), *_ = queue.queued_tasks()
+        (row_id, _func, args), *_ = q2.queued_tasks()
         OrmQ.objects.filter(pk=row_id).delete()  # taken by "the worker"
         claim = engine.claim_queued(*args)
         return saga, engine.record(claim, engine.execute(claim))

@@ -10,7 +10,7 @@ import time_machine
 from django.utils import timezone
 
 from sagas.engine import start_saga
-from sagas.logging import JsonFormatter, ReadableFormatter, SagaContextFilter
+from sagas.logcontext import JsonFormatter, ReadableFormatter, SagaContextFilter
 from sagas.models import Saga
 from sagas.states import SagaState
 from tests.conftest import wait_for

@@ -7,7 +7,7 @@ import time_machine
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from sagas import queue
+from sagas import q2
 from sagas.engine import start_saga
 from sagas.models import SweeperHeartbeat
 
@@ -125,9 +125,9 @@ def test_step_durations_are_a_histogram_from_the_rows(client, some_sagas, open_m
 def test_queue_depth_and_oldest_task_age(client, db, open_metrics):
     now = timezone.now()
     with time_machine.travel(now - timedelta(seconds=40)):
-        queue.enqueue("sagas.tasks.keep_sweeper_alive")
-    queue.enqueue("sagas.tasks.keep_sweeper_alive")
-    queue.enqueue("sagas.tasks.keep_sweeper_alive", delay=60)  # not due yet
+        q2.enqueue("sagas.tasks.keep_sweeper_alive")
+    q2.enqueue("sagas.tasks.keep_sweeper_alive")
+    q2.enqueue("sagas.tasks.keep_sweeper_alive", delay=60)  # not due yet
     samples = scrape(client)
     assert value(samples, "sagaflow_queue_depth") == 2
     assert 40 <= value(samples, "sagaflow_queue_oldest_task_age_seconds") < 60

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from sagas.engine import start_saga
 from sagas.hooks.models import Delivery, Subscription
-from sagas.http import forbidden_address, refusal
 from sagas.models import SagaStep
+from sagas.outbound import forbidden_address, refusal
 from sagas.states import SagaState
 
 

@@ -437,7 +437,7 @@ class Command(BaseCommand):
                 cluster.wait()
 
     def wait_for_sweeper(self):
-        from sagas.sweeper import sweeper_lag
+        from sagas.q2.sweeper import sweeper_lag
 
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -1,6 +1,14 @@
-"""The registry of step kinds: other apps add a kind here without editing the engine."""
+"""What a step kind is: the hooks the engine calls on a step of that kind."""
 
-_kinds = {}
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """A waiting step's answer to its deadline: the engine fails the step and compensates."""
+
+    error: str
+    cause: dict
 
 
 class StepKind:
@@ -9,8 +17,8 @@ class StepKind:
     Automatic kinds (`automatic = True`) run in a worker: `execute` and
     `compensate` are called outside any transaction. Waiting kinds park the
     saga: `enter`, `on_deadline` and `on_abandon` run inside the transition's
-    transaction with the saga locked; `tx` (an engine.Transition) carries the
-    saga, its steps, the time and the actor, and appends events.
+    transaction with the saga locked; `tx` (a sagas.engine.Transition) carries
+    the saga, its steps, the time and the actor, and appends events.
     """
 
     name = ""
@@ -43,12 +51,12 @@ class StepKind:
         return None
 
     def on_deadline(self, tx, step, spec):
-        """The deadline passed: by default the step times out and the saga compensates."""
-        from . import engine
+        """The deadline passed; by default the step times out and the saga compensates.
 
-        engine.fail_waiting_step(
-            tx,
-            step,
+        Return a TimedOut for the engine to fail the step with, or None when
+        the kind has dealt with the deadline itself (an approval escalates).
+        """
+        return TimedOut(
             error=f"timed out: nothing arrived by {step.deadline:%Y-%m-%d %H:%M:%S} UTC",
             cause={"reason": "timeout", "step": step.name},
         )
@@ -59,22 +67,3 @@ class StepKind:
     def uses(self, spec):
         """Names this step refers to (actions), for the catalogue."""
         return []
-
-
-def register(kind):
-    if not kind.name:
-        raise ValueError("a step kind needs a name")
-    _kinds[kind.name] = kind
-    return kind
-
-
-def get(name):
-    return _kinds.get(name) if isinstance(name, str) else None
-
-
-def names():
-    return list(_kinds)
-
-
-def all_kinds():
-    return dict(_kinds)

@@ -17,12 +17,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import engine, queue
-from .models import SagaStep, SweeperHeartbeat
-from .states import StepStatus
+from sagas import engine
+from sagas.models import SagaStep, SweeperHeartbeat
+from sagas.states import StepStatus
+
+from .broker import enqueue, enqueue_many
 
 log = logging.getLogger("sagas.sweeper")
 
+# Task paths are persisted in queued rows and schedules: see sagas/tasks.py.
 TICK_TASK = "sagas.tasks.sweeper_tick"
 KEEP_ALIVE_TASK = "sagas.tasks.keep_sweeper_alive"
 BATCH = 500
@@ -60,7 +63,7 @@ def sweep():
                     queued.append((pk, fence, str(saga_id)))
                     lateness.append((now - at).total_seconds())
             if queued:
-                queue.enqueue_many(engine.RUN_STEP_TASK, queued)
+                enqueue_many(engine.RUN_STEP_TASK, queued)
         done += len(queued)
 
     for pk, at in SagaStep.objects.filter(lease_expires_at__lte=now).values_list(
@@ -118,7 +121,7 @@ def sweeper_tick(chain):
         heartbeat.last_swept_at = timezone.now()
         heartbeat.save(update_fields=["last_swept_at"])
         # Queued in the same transaction: the chain cannot break between ticks.
-        queue.enqueue(TICK_TASK, str(chain), delay=settings.SAGAS_SWEEP_INTERVAL)
+        enqueue(TICK_TASK, str(chain), delay=settings.SAGAS_SWEEP_INTERVAL)
     try:
         sweep()
     except Exception:
@@ -146,13 +149,13 @@ def keep_sweeper_alive(*, recheck=False):
             seconds=stale_after()
         ):
             if recheck:
-                queue.enqueue(KEEP_ALIVE_TASK, delay=stale_after() + 0.5)
+                enqueue(KEEP_ALIVE_TASK, delay=stale_after() + 0.5)
             return "alive"
         heartbeat.chain = uuid.uuid4()
         # Counts as a sweep so that a second caller right now does not start a third chain.
         heartbeat.last_swept_at = now
         heartbeat.save()
-        queue.enqueue(TICK_TASK, str(heartbeat.chain))
+        enqueue(TICK_TASK, str(heartbeat.chain))
     log.info("started sweeper chain %s", heartbeat.chain)
     return "started"
 

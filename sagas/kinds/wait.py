@@ -2,11 +2,13 @@
 
 from datetime import timedelta
 
-from . import kinds
-from .definitions import parse_duration
+from sagas.definitions import parse_duration
+
+from . import register
+from .base import StepKind
 
 
-class WaitKind(kinds.StepKind):
+class WaitKind(StepKind):
     name = "wait"
     automatic = False
     keys = frozenset({"event"})
@@ -24,4 +26,4 @@ class WaitKind(kinds.StepKind):
         return None
 
 
-kinds.register(WaitKind())
+register(WaitKind())

@@ -1,74 +1,18 @@
 """The `http` step kind: calls another service, with a second request as its compensation."""
 
-import ipaddress
-import socket
 from urllib.parse import urlparse
 
-from django.conf import settings
+from sagas import documents, outbound, secrets
+from sagas.actions import StepFailed
+from sagas.definitions import check_duration, parse_duration, render
+from sagas.outbound import host_allowed
+from sagas.urltemplates import TemplateError, check_headers, check_url, fill_headers, fill_url
 
-from . import documents, kinds, outbound, secrets
-from .actions import StepFailed
-from .definitions import check_duration, parse_duration, render
-from .urltemplates import TemplateError, check_headers, check_url, fill_headers, fill_url
+from . import register
+from .base import StepKind
 
 REQUEST_KEYS = {"method", "url", "headers", "body", "timeout"}
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
-
-
-def host_allowed(host):
-    """Exact names, or ".example.com" entries that admit a domain and its subdomains."""
-    host = (host or "").lower().rstrip(".")
-    for allowed in settings.SAGAS_HTTP_ALLOWED_HOSTS:
-        allowed = allowed.lower()
-        if allowed.startswith("."):
-            if host == allowed[1:] or host.endswith(allowed):
-                return True
-        elif host == allowed:
-            return True
-    return False
-
-
-def forbidden_address(host):
-    """The first address `host` resolves to inside SAGAS_HTTP_FORBIDDEN_NETWORKS, else None.
-
-    The allowlist holds names; this catches an allowed name that resolves (or
-    is made to resolve) to a forbidden address, such as the cloud metadata
-    service at 169.254.169.254. Checked just before each call, since DNS
-    answers change. A name that does not resolve is left to the call to fail.
-    """
-    try:
-        infos = socket.getaddrinfo((host or "").rstrip("."), None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError, ValueError):
-        return None
-    for info in infos:
-        address = info[4][0].split("%", 1)[0]
-        if forbidden(address):
-            return address
-    return None
-
-
-def forbidden(address):
-    """Is this address (text) inside SAGAS_HTTP_FORBIDDEN_NETWORKS (an IPv4-mapped one too)?"""
-    networks = [
-        ipaddress.ip_network(n, strict=False) for n in settings.SAGAS_HTTP_FORBIDDEN_NETWORKS
-    ]
-    address = ipaddress.ip_address(address)
-    mapped = getattr(address, "ipv4_mapped", None)
-    return any(
-        candidate is not None and candidate.version == net.version and candidate in net
-        for candidate in (address, mapped)
-        for net in networks
-    )
-
-
-def refusal(host):
-    """Why an outgoing call to `host` is refused (allowlist, then resolution), or None."""
-    if not host_allowed(host):
-        return f"host {host!r} is not in SAGAS_HTTP_ALLOWED_HOSTS"
-    address = forbidden_address(host)
-    if address is not None:
-        return f"host {host!r} resolves to {address}, in SAGAS_HTTP_FORBIDDEN_NETWORKS"
-    return None
 
 
 class RetryableHttpError(Exception):
@@ -89,7 +33,7 @@ def _detail(text):
     return f"response body (first {BODY_SHOWN} characters):\n{text[:BODY_SHOWN]}" if text else ""
 
 
-class HttpKind(kinds.StepKind):
+class HttpKind(StepKind):
     name = "http"
     keys = frozenset({"request", "compensation_request"})
     secret_keys = frozenset({"request", "compensation_request"})
@@ -186,4 +130,4 @@ class HttpKind(kinds.StepKind):
         return secrets.redact(value, used)
 
 
-kinds.register(HttpKind())
+register(HttpKind())

@@ -1,0 +1,129 @@
+"""The saga engine: start, run and compensate steps, and what operators do; one concern per module.
+
+- errors.py       what the engine refuses (SagaError and its kinds)
+- specs.py        what it reads from a saga's pinned workflow document
+- transition.py   one transaction: Transition, locked_saga, the engine's signals
+- store.py        the only SQL: load and lock a saga, write a transition, counters
+- claims.py       a claim (a step a worker owns under a lease) and how one is made
+- flow.py         moving forward: the next step, results, retries, waits, events, deadlines
+- compensation.py turning back: compensations last-first, retried, never skipped silently
+- leases.py       expired leases, and never two executions of one step at a time
+- worker.py       the task: claim, execute, record, take the next queued run, hand back
+- operators.py    start, cancel, retry, skip, and which of those are allowed now
+
+Dependencies point down this list (errors and specs first, operators last);
+nothing outside this package imports its modules' private names: what other
+code uses is re-exported here.
+"""
+
+from .claims import Claim
+from .compensation import compensation_plan, start_compensation
+from .errors import (
+    Conflict,
+    Expired,
+    Forbidden,
+    IdempotencyConflict,
+    InvalidInput,
+    NotFound,
+    SagaError,
+)
+from .flow import (
+    complete_waiting_step,
+    deliver_event,
+    fail_waiting_step,
+    fire_passed_deadlines,
+    on_deadline,
+)
+from .leases import exclusive_execution, expire_lease, release_execution_lock, release_lease
+from .operators import (
+    CANCEL,
+    RETRY,
+    RETRY_COMPENSATION,
+    SKIP,
+    SKIP_COMPENSATION,
+    AllowedActions,
+    allowed_actions,
+    cancel_saga,
+    published_definition,
+    retry_saga,
+    skip_step,
+    start_saga,
+)
+from .specs import forget_definitions, kind_of, spec_of, step_spec
+from .store import add_minute_counts, add_state_counts
+from .transition import (
+    RUN_STEP_TASK,
+    Transition,
+    locked_saga,
+    saga_finished,
+    saga_needs_attention,
+    transition_saved,
+)
+from .worker import (
+    Outcome,
+    claim_in_hand,
+    claim_queued,
+    execute,
+    hand_back,
+    record,
+    request_stop,
+    run_step,
+    stop_requested,
+    take_queued,
+)
+
+__all__ = [
+    "CANCEL",
+    "RETRY",
+    "RETRY_COMPENSATION",
+    "RUN_STEP_TASK",
+    "SKIP",
+    "SKIP_COMPENSATION",
+    "AllowedActions",
+    "Claim",
+    "Conflict",
+    "Expired",
+    "Forbidden",
+    "IdempotencyConflict",
+    "InvalidInput",
+    "NotFound",
+    "Outcome",
+    "SagaError",
+    "Transition",
+    "add_minute_counts",
+    "add_state_counts",
+    "allowed_actions",
+    "cancel_saga",
+    "claim_in_hand",
+    "claim_queued",
+    "compensation_plan",
+    "complete_waiting_step",
+    "deliver_event",
+    "exclusive_execution",
+    "execute",
+    "expire_lease",
+    "fail_waiting_step",
+    "fire_passed_deadlines",
+    "forget_definitions",
+    "hand_back",
+    "kind_of",
+    "locked_saga",
+    "on_deadline",
+    "published_definition",
+    "record",
+    "release_execution_lock",
+    "release_lease",
+    "request_stop",
+    "retry_saga",
+    "run_step",
+    "saga_finished",
+    "saga_needs_attention",
+    "skip_step",
+    "spec_of",
+    "start_compensation",
+    "start_saga",
+    "step_spec",
+    "stop_requested",
+    "take_queued",
+    "transition_saved",
+]

@@ -1,0 +1,119 @@
+"""Compensation: the saga turns back and undoes its completed steps, last first, each retried.
+
+When a compensation runs out of retries the saga needs attention and stays
+compensating until an operator retries or skips it: a compensation is never
+silently skipped (README "How it works").
+"""
+
+from sagas.models import Saga
+from sagas.states import SagaState, StepStatus
+
+from .claims import claim_step
+from .specs import kind_of, next_retry_at, step_spec
+
+
+def start_compensation(tx, cause, *, inline):
+    """The saga turns back: undo the completed steps, last first."""
+    tx.saga.cause = cause
+    tx.clear_attention()
+    tx.saga_to(SagaState.COMPENSATING, "compensation_started", cause=cause)
+    for step in tx.steps:
+        if step.status == StepStatus.PENDING and step.next_attempt_at is not None:
+            step.next_attempt_at = None  # a queued or backing-off step will not run now
+            tx.touch(step)
+        elif step.status == StepStatus.WAITING:
+            kind_of(step).on_abandon(tx, step)
+            step.deadline = None
+            step.awaiting = None
+            step.error = f"abandoned: the saga is compensating ({cause.get('reason')})"
+            tx.step_to(step, StepStatus.FAILED, "step_abandoned", reason=cause.get("reason"))
+    return next_compensation(tx, inline=inline)
+
+
+def compensation_plan(tx_or_saga):
+    """The steps whose compensations would run, in the order they would run (a dry run)."""
+    if isinstance(tx_or_saga, Saga):
+        saga, steps = tx_or_saga, list(tx_or_saga.steps.order_by("index"))
+    else:
+        saga, steps = tx_or_saga.saga, tx_or_saga.steps
+    plan = []
+    for step in reversed(steps):
+        if step.status in (StepStatus.COMPLETED, StepStatus.RUNNING, StepStatus.COMPENSATING):
+            if kind_of(step).has_compensation(step_spec(saga, step)):
+                plan.append(step)
+    return plan
+
+
+def next_compensation(tx, *, inline):
+    """Schedule (or, `inline`, claim) the next compensation; the saga fails when none is left."""
+    if any(s.status in (StepStatus.RUNNING, StepStatus.COMPENSATING) for s in tx.steps):
+        return None  # a step still running or undoing will bring us back here
+    candidates = [
+        s
+        for s in tx.steps
+        if s.status == StepStatus.COMPLETED and kind_of(s).has_compensation(step_spec(tx.saga, s))
+    ]
+    if not candidates:
+        tx.finish(SagaState.FAILED, "saga_failed", cause=tx.saga.cause)
+        return None
+    step = candidates[-1]
+    step.retry_base = 0
+    tx.step_to(step, StepStatus.COMPENSATING, "compensation_scheduled")
+    if inline:
+        return claim_step(tx, step, compensating=True)
+    tx.enqueue(step)
+    return None
+
+
+def record_compensation(tx, step, outcome):
+    """What a claimed compensation produced; returns the next claim to run inline, if any."""
+    if outcome.ok:
+        step.compensated_at = tx.now
+        step.error = step.traceback = ""
+        tx.step_to(
+            step, StepStatus.COMPENSATED, "step_compensated", attempt=step.compensation_attempt
+        )
+        return next_compensation(tx, inline=True)
+    compensation_failed(tx, step, outcome.error, outcome.traceback)
+    return None
+
+
+def compensation_failed(tx, step, error, trace=""):
+    """Retry the compensation with backoff, or flag the saga for a person when retries ran out."""
+    step.error, step.traceback = error, trace
+    tx.touch(step)
+    made = step.compensation_attempt - step.retry_base
+    retry_at = next_retry_at(step_spec(tx.saga, step), made, tx.now, key="compensation_retry")
+    if retry_at is not None:
+        step.next_attempt_at = retry_at
+        tx.event(
+            "compensation_retry_scheduled",
+            step,
+            attempt=step.compensation_attempt,
+            error=error,
+            retry_at=step.next_attempt_at.isoformat(),
+        )
+        return
+    tx.event("compensation_failed", step, attempt=step.compensation_attempt, error=error)
+    tx.flag_attention(
+        f"compensation of {step.name} failed {made} time{'s' if made != 1 else ''}: {error} — "
+        "fix the cause and retry the compensation, or skip it with a reason",
+        code="compensation_failed",
+        step=step,
+    )
+
+
+def stuck_compensation(steps):
+    """The compensation that ran out of retries and waits for an operator, if any.
+
+    It is compensating with neither a claim (lease) nor a retry (next attempt)
+    under way: nothing will move it but a person.
+    """
+    for step in steps:
+        if (
+            step.status == StepStatus.COMPENSATING
+            and step.lease_expires_at is None
+            and step.next_attempt_at is None
+        ):
+            return step
+    return None

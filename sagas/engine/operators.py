@@ -1,0 +1,270 @@
+"""What people do to sagas through the dashboard and the API: start, cancel, retry, skip.
+
+`allowed_actions` says which of these the engine accepts now, on a saga and
+on each of its steps; the services below decide by the same rule, so a
+button the dashboard offers is an action the engine takes, and an action it
+refuses (409) is one no page offers.
+"""
+
+import json
+from dataclasses import dataclass
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from sagas.definitions import DefinitionError, validate_input
+from sagas.models import Saga, SagaStep, WorkflowDefinition
+from sagas.states import SagaState, StepStatus
+
+from .compensation import next_compensation, start_compensation, stuck_compensation
+from .errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
+from .flow import advance, check_depth, fire_passed_deadlines
+from .specs import kind_of
+from .transition import Transition, locked_saga
+
+# The operator actions, as the dashboard's URLs and buttons name them.
+CANCEL = "cancel"  # the saga: stop it and compensate what it did
+RETRY = "retry"  # a failed step of a paused saga (or, on the saga, whatever holds it)
+SKIP = "skip"  # a failed or waiting step: pass over it with a reason
+RETRY_COMPENSATION = "retry-compensation"  # a compensation that ran out of retries
+SKIP_COMPENSATION = "skip-compensation"  # give that compensation up, with a reason
+
+
+@dataclass(frozen=True)
+class AllowedActions:
+    """The operator actions the engine accepts now: on the saga, and on each step by name."""
+
+    saga: tuple
+    steps: dict
+
+    def on(self, step):
+        """The actions allowed on this step (a SagaStep, or its name)."""
+        return self.steps.get(getattr(step, "name", step), ())
+
+
+def allowed_actions(saga, steps=None):
+    """Which operator actions are allowed on the saga and each of its steps, right now.
+
+    `steps`: the saga's steps in order, when the caller has them already.
+    """
+    steps = list(saga.steps.order_by("index")) if steps is None else steps
+    stuck = stuck_compensation(steps) if saga.state == SagaState.COMPENSATING else None
+    per_step = {}
+    for step in steps:
+        if saga.state == SagaState.PENDING and step.status == StepStatus.FAILED:
+            per_step[step.name] = (RETRY, SKIP)
+        elif saga.state == SagaState.PENDING and step.status == StepStatus.WAITING:
+            per_step[step.name] = (SKIP,)
+        elif step is stuck:
+            per_step[step.name] = (RETRY_COMPENSATION, SKIP_COMPENSATION)
+    on_saga = ()
+    if saga.state in (SagaState.STARTED, SagaState.PENDING):
+        on_saga += (CANCEL,)
+    if any(map(_retries, per_step.values())):
+        on_saga += (RETRY,)  # retry_saga without a step retries the first of these
+    return AllowedActions(on_saga, per_step)
+
+
+def _retries(actions):
+    return RETRY in actions or RETRY_COMPENSATION in actions
+
+
+# --- starting ----------------------------------------------------------------
+
+
+def _same_json(a, b):
+    return json.dumps(a, sort_keys=True, cls=DjangoJSONEncoder) == json.dumps(
+        b, sort_keys=True, cls=DjangoJSONEncoder
+    )
+
+
+def published_definition(workflow, version=None):
+    qs = WorkflowDefinition.objects.filter(name=workflow)
+    if version is not None:
+        definition = qs.filter(version=version).first()
+        if definition is None:
+            raise NotFound(f"workflow {workflow!r} has no version {version}")
+        if definition.status != WorkflowDefinition.Status.PUBLISHED:
+            raise Conflict(f"workflow {workflow!r} version {version} is {definition.status}")
+        return definition
+    definition = qs.filter(status=WorkflowDefinition.Status.PUBLISHED).order_by("-version").first()
+    if definition is None:
+        if qs.filter(status=WorkflowDefinition.Status.ARCHIVED).exists():
+            raise Conflict(f"workflow {workflow!r} is archived: it starts no new sagas")
+        raise NotFound(f"no published workflow {workflow!r}")
+    return definition
+
+
+def start_saga(
+    *,
+    workflow,
+    input,
+    version=None,
+    idempotency_key=None,
+    correlation_id="",
+    user=None,
+    actor_label="engine",
+):
+    """Start a saga; returns (saga, created).
+
+    The same idempotency key with the same input returns the existing saga;
+    with another input it is a Conflict.
+    """
+    definition = published_definition(workflow, version)
+    check_depth(input, "input")
+    try:
+        validate_input(definition.spec, input)
+    except DefinitionError as exc:
+        raise InvalidInput(
+            "the input does not match the workflow's input_schema", exc.errors
+        ) from None
+    try:
+        json.dumps(input)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"the input is not JSON: {exc}", {"input": [str(exc)]}) from exc
+    if idempotency_key is not None and (
+        not isinstance(idempotency_key, str) or not idempotency_key
+    ):
+        raise InvalidInput("idempotency_key must be a non-empty string")
+    if len(idempotency_key or "") > 200 or len(correlation_id or "") > 200:
+        raise InvalidInput("idempotency_key and correlation_id are at most 200 characters")
+    started_by = user if getattr(user, "is_authenticated", False) else None
+
+    with transaction.atomic():
+        saga = Saga(
+            definition=definition,
+            workflow=definition.name,
+            input=input,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id or "",
+            started_by=started_by,
+        )
+        if idempotency_key:
+            # The unique constraint decides between concurrent starts; the loser
+            # reads the winner's saga.
+            try:
+                with transaction.atomic():
+                    saga.save(force_insert=True)
+            except IntegrityError:
+                existing = Saga.objects.get(
+                    workflow=definition.name, idempotency_key=idempotency_key
+                )
+                if not _same_json(existing.input, input):
+                    raise IdempotencyConflict(
+                        f"idempotency key {idempotency_key!r} was used for saga {existing.pk} "
+                        "with a different input",
+                        saga_id=existing.pk,
+                    ) from None
+                return existing, False
+        else:
+            saga.save(force_insert=True)
+        steps = SagaStep.objects.bulk_create(
+            [
+                SagaStep(saga=saga, index=i, name=spec["name"], kind=spec["type"])
+                for i, spec in enumerate(definition.spec["steps"])
+            ]
+        )
+        tx = Transition(saga, steps, timezone.now(), started_by, actor_label)
+        tx.counted[SagaState.STARTED] = 1
+        tx.per_minute["started"] = 1
+        tx.event(
+            "saga_started",
+            workflow=definition.name,
+            version=definition.version,
+            idempotency_key=idempotency_key,
+            correlation_id=saga.correlation_id,
+        )
+        tx.saga_to(SagaState.PENDING, "saga_pending")
+        advance(tx, 0, inline=False)
+        tx.save()
+    return saga, True
+
+
+# --- cancel, retry, skip ---------------------------------------------------------
+
+
+def _require_reason(reason):
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInput("a reason is required", {"reason": ["required"]})
+    if len(reason) > 2000:
+        raise InvalidInput("the reason is at most 2000 characters", {"reason": ["too long"]})
+    return reason.strip()
+
+
+def cancel_saga(saga_id, *, user=None, reason, actor_label="operator"):
+    """Stop a started or pending saga and compensate what it did."""
+    reason = _require_reason(reason)
+    with locked_saga(saga_id, actor=user, actor_label=actor_label) as tx:
+        if late := fire_passed_deadlines(tx, act="cancel"):
+            raise late
+        if CANCEL not in allowed_actions(tx.saga, tx.steps).saga:
+            raise Conflict(
+                f"the saga is {tx.saga.state}; only a started or pending saga can be cancelled"
+            )
+        tx.event("saga_cancelled", reason=reason)
+        who = tx.actor.get_username() if tx.actor else actor_label
+        start_compensation(tx, {"reason": "cancelled", "by": who, "comment": reason}, inline=False)
+    return tx.saga
+
+
+def retry_saga(saga_id, *, user=None, step_name=None, actor_label="operator"):
+    """Retry what holds the saga: a failed step of a paused saga, or a stuck compensation.
+
+    Without `step_name`, the first failed step, or the stuck compensation.
+    """
+    with locked_saga(saga_id, actor=user, actor_label=actor_label) as tx:
+        if late := fire_passed_deadlines(tx, act="retry"):
+            raise late
+        step = tx.step(name=step_name) if step_name else None
+        allowed = allowed_actions(tx.saga, tx.steps)
+        if step is None:
+            step = next((s for s in tx.steps if _retries(allowed.on(s))), None)
+        actions = allowed.on(step) if step is not None else ()
+        if RETRY in actions:
+            step.retry_base = step.attempt
+            step.error = step.traceback = ""
+            tx.clear_attention()
+            tx.step_to(step, StepStatus.PENDING, "step_retried", attempt=step.attempt)
+            tx.saga.current_step = step.name
+            tx.enqueue(step)
+        elif RETRY_COMPENSATION in actions:
+            step.retry_base = step.compensation_attempt
+            tx.clear_attention()
+            tx.event("compensation_retried", step, attempt=step.compensation_attempt)
+            tx.enqueue(step)
+        elif tx.saga.state == SagaState.PENDING:
+            raise Conflict("nothing to retry: no step of this saga has failed")
+        elif tx.saga.state == SagaState.COMPENSATING:
+            raise Conflict("nothing to retry: no compensation of this saga is stuck")
+        else:
+            raise Conflict(f"the saga is {tx.saga.state}; there is nothing to retry")
+    return tx.saga
+
+
+def skip_step(saga_id, step_name, *, user=None, reason, actor_label="operator"):
+    """Pass over a failed or waiting step, or give up a stuck compensation, with a reason."""
+    reason = _require_reason(reason)
+    with locked_saga(saga_id, actor=user, actor_label=actor_label) as tx:
+        step = tx.step(name=step_name)
+        if late := fire_passed_deadlines(tx, act="skip", step=step):
+            raise late
+        actions = allowed_actions(tx.saga, tx.steps).on(step)
+        if SKIP in actions:
+            if step.status == StepStatus.WAITING:
+                kind_of(step).on_abandon(tx, step)
+                step.deadline = None
+                step.awaiting = None
+            tx.clear_attention()
+            tx.step_to(step, StepStatus.SKIPPED, "step_skipped", reason=reason)
+            advance(tx, step.index + 1, inline=False)
+        elif SKIP_COMPENSATION in actions:
+            tx.clear_attention()
+            tx.step_to(step, StepStatus.SKIPPED, "compensation_skipped", reason=reason)
+            next_compensation(tx, inline=False)
+        else:
+            raise Conflict(
+                f"step {step.name} is {step.status} in a {tx.saga.state} saga: only a failed or "
+                "waiting step, or a stuck compensation, can be skipped"
+            )
+    return tx.saga

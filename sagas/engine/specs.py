@@ -1,0 +1,62 @@
+"""What the engine reads from a saga's pinned workflow document: a step's spec, kind, lease, retries."""
+
+import random
+from datetime import timedelta
+
+from django.conf import settings
+
+from sagas import kinds
+from sagas.definitions import parse_duration, retry_policy
+from sagas.models import WorkflowDefinition
+
+# definition id -> its document; published versions never change.
+_specs = {}
+
+
+def forget_definitions(**kwargs):
+    """Published versions never change, but ids can be reused after a delete (tests, SQLite)."""
+    _specs.clear()
+
+
+def spec_of(saga):
+    """The saga's pinned document; published versions never change, so they are cached."""
+    spec = _specs.get(saga.definition_id)
+    if spec is None:
+        spec = WorkflowDefinition.objects.values_list("spec", flat=True).get(pk=saga.definition_id)
+        _specs[saga.definition_id] = spec
+    return spec
+
+
+def step_spec(saga, step):
+    return spec_of(saga)["steps"][step.index]
+
+
+def kind_of(step):
+    kind = kinds.get(step.kind)
+    if kind is None:
+        raise LookupError(f"step kind {step.kind!r} is not registered in this process")
+    return kind
+
+
+def step_timeout(spec):
+    """The lease of a claim of this step, in seconds."""
+    if "timeout" in spec:
+        return parse_duration(spec["timeout"])
+    return settings.SAGAS_DEFAULT_STEP_TIMEOUT
+
+
+def backoff_delay(attempts_made, backoff, ceiling):
+    """Exponential backoff with jitter: about backoff·2ⁿ, at most `ceiling`."""
+    base = min(ceiling, backoff * 2 ** max(attempts_made - 1, 0))
+    return base * random.uniform(0.5, 1.0)
+
+
+def next_retry_at(spec, made, now, *, key="retry"):
+    """When the next attempt is due after `made` attempts, or None when retries ran out.
+
+    `key` names the policy: "retry" (the step) or "compensation_retry" (its undo).
+    """
+    max_attempts, backoff, ceiling = retry_policy(spec, key)
+    if made >= max_attempts:
+        return None
+    return now + timedelta(seconds=backoff_delay(made, backoff, ceiling))

@@ -1,0 +1,373 @@
+"""The engine's only SQL: a saga locked and loaded, a transition written, counters, execution locks.
+
+Hand-written statements because this is the engine's hottest path: Django's
+save() and bulk_update() spend more time building SQL than PostgreSQL spends
+running it. Two stores behind one interface: `PostgresStore` sends each
+transition's writes in one pipeline (one round trip, with the COMMIT), on
+server-bound, prepared statements (sagas/pgcursor.py); `DjangoStore` runs the
+same writes through Django's cursor and the ORM (SQLite, which `make run`
+uses). `current()` is the store of the default connection.
+
+The columns a transition writes are derived from the models: every concrete
+field but the primary key and the columns a saga, step or event never
+changes once created (the IMMUTABLE sets). A field added to Saga or SagaStep
+is therefore written by every transition unless it is listed there.
+"""
+
+import random
+
+import psycopg
+from django.db import connection
+from django.db.models import JSONField
+
+from sagas import pgcursor
+from sagas.models import Saga, SagaEvent, SagaMinuteCount, SagaStateCount, SagaStep
+from sagas.q2.broker import broker
+
+# Set when a saga is created (sagas/engine/operators.py, start_saga), never by a transition.
+SAGA_IMMUTABLE = frozenset(
+    {
+        "definition",
+        "workflow",
+        "input",
+        "correlation_id",
+        "idempotency_key",
+        "started_by",
+        "created_at",
+    }
+)
+# Set when a step is created with its saga.
+STEP_IMMUTABLE = frozenset({"saga", "index", "name", "kind"})
+
+
+def written_fields(model, immutable=frozenset()):
+    """The names of the model's columns a write sets: all concrete fields but the pk and `immutable`."""
+    return [
+        f.name for f in model._meta.concrete_fields if not f.primary_key and f.name not in immutable
+    ]
+
+
+SAGA_FIELDS = written_fields(Saga, SAGA_IMMUTABLE)
+STEP_FIELDS = written_fields(SagaStep, STEP_IMMUTABLE)
+EVENT_FIELDS = written_fields(SagaEvent)  # inserted whole
+
+CHANGED_SQLSTATE = "SF409"  # raised by sagaflow_expect_one (sagas/migrations/0011)
+# Counter rows per key: concurrent writers pick one at random and rarely meet.
+SHARDS = 16
+
+
+class Changed(Exception):
+    """The saga is no longer at the revision a transition was computed on (see Transition.expect)."""
+
+
+class Store:
+    """What the engine asks of the database; one implementation per kind of database."""
+
+    # Whether executions take an advisory lock per step (sagas/engine/leases.py).
+    execution_locks = False
+    # Whether a transition computed on a copy may be written without reading the saga.
+    conditional_writes = False
+
+    def __init__(self):
+        # Statements and per-field value preparers, built once per process.
+        self._statements = {}
+        self._loaders = {}
+
+    def load(self, saga_id, *, known=None):
+        """The saga, locked for this transaction, and its steps: (saga, steps), or None.
+
+        `known` is this worker's previous transition of the same saga: its
+        steps are reused when nobody has written the saga since.
+        """
+        raise NotImplementedError
+
+    def write(self, tx, *, commit=False):
+        """The transition's writes: the saga, changed steps, its events, the counters.
+
+        `commit`: commit too, in the same round trip. A saga UPDATE with
+        `tx.expect` raises Changed, and writes nothing, when the saga is no
+        longer at that revision.
+        """
+        raise NotImplementedError
+
+    def wait_for_execution(self, step_id):
+        """Wait until no other execution of the step holds its lock, and hold it."""
+        raise NotImplementedError
+
+    def release_execution(self, step_id):
+        """Give back the step's execution lock (outside a transition)."""
+        raise NotImplementedError
+
+    def drop_taken(self, row_id):
+        """Delete a broker row taken off the queue (SagaBroker.take) whose run had nothing to do."""
+        with connection.cursor() as cursor:
+            cursor.execute(broker().delete_sql(), [row_id])
+
+    # --- statements ---------------------------------------------------------
+
+    def _preparers(self, model, names):
+        """(attname, prepare) per field: prepare is None where the driver takes the value as it is."""
+        key = ("prep", model, tuple(names))
+        if key not in self._statements:
+            fields = [model._meta.get_field(name) for name in names]
+            self._statements[key] = [
+                (f.attname, f.get_db_prep_save if self._prepares(f) else None) for f in fields
+            ]
+        return self._statements[key]
+
+    def _prepares(self, field):
+        return True
+
+    def _rows(self, model, names, objects, *, with_pk):
+        preparers = self._preparers(model, names)
+        rows = []
+        for obj in objects:
+            row = [
+                getattr(obj, attname)
+                if prepare is None
+                else prepare(getattr(obj, attname), connection)
+                for attname, prepare in preparers
+            ]
+            if with_pk:
+                row.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
+            rows.append(row)
+        return rows
+
+    def _update_sql(self, model, names, *, expect=False):
+        key = ("update", model, expect)
+        if key not in self._statements:
+            quote = connection.ops.quote_name
+            columns = [model._meta.get_field(name).column for name in names]
+            sql = (
+                f"UPDATE {quote(model._meta.db_table)} SET "
+                + ", ".join(f"{quote(c)} = %s" for c in columns)
+                + f" WHERE {quote(model._meta.pk.column)} = %s"
+            )
+            if expect:  # aborts the transaction unless the row is still at that revision
+                sql = (
+                    f'WITH changed AS ({sql} AND "updated_at" = %s RETURNING 1) '
+                    "SELECT sagaflow_expect_one(count(*)) FROM changed"
+                )
+            self._statements[key] = sql
+        return self._statements[key]
+
+    def _insert_sql(self, model, names, n=1):
+        """INSERT of n rows in one statement (one statement costs PostgreSQL less than n)."""
+        key = ("insert", model, n)
+        if key not in self._statements:
+            quote = connection.ops.quote_name
+            columns = [model._meta.get_field(name).column for name in names]
+            one = f"({', '.join(['%s'] * len(columns))})"
+            self._statements[key] = (
+                f"INSERT INTO {quote(model._meta.db_table)} "
+                f"({', '.join(quote(c) for c in columns)}) VALUES {', '.join([one] * n)}"
+            )
+        return self._statements[key]
+
+    def _write_rows(self, tx, cursor, **prepared):
+        """The saga, the changed steps, the events and the counters, on `cursor`, in this order."""
+        # The saga first: with `expect`, this UPDATE is what locks the saga row.
+        row = self._rows(Saga, SAGA_FIELDS, [tx.saga], with_pk=True)[0]
+        if tx.expect is not None:
+            row.append(tx.expect)
+        cursor.execute(
+            self._update_sql(Saga, SAGA_FIELDS, expect=tx.expect is not None), row, **prepared
+        )
+        steps = list(tx.changed.values())
+        if steps:
+            cursor.executemany(
+                self._update_sql(SagaStep, STEP_FIELDS),
+                self._rows(SagaStep, STEP_FIELDS, steps, with_pk=True),
+            )
+        if tx.events:
+            rows = self._rows(SagaEvent, EVENT_FIELDS, tx.events, with_pk=False)
+            cursor.execute(
+                self._insert_sql(SagaEvent, EVENT_FIELDS, len(rows)),
+                [value for row in rows for value in row],
+                **prepared,
+            )
+        add_state_counts(tx.counted, cursor=cursor)
+        add_minute_counts(tx.per_minute, tx.now, cursor=cursor)
+
+
+class _Loader:
+    """Reads whole rows of a model with a hand-written SELECT."""
+
+    def __init__(self, model, where):
+        quote = connection.ops.quote_name
+        fields = model._meta.concrete_fields
+        self.model = model
+        self.names = [f.attname for f in fields]
+        self.converters = [
+            (i, f.from_db_value) for i, f in enumerate(fields) if hasattr(f, "from_db_value")
+        ]
+        self.sql = (
+            f"SELECT {', '.join(quote(f.column) for f in fields)} "
+            f"FROM {quote(model._meta.db_table)} {where}"
+        )
+
+    def load(self, row):
+        row = list(row)
+        for i, convert in self.converters:
+            row[i] = convert(row[i], None, connection)
+        return self.model.from_db(connection.alias, self.names, row)
+
+
+class PostgresStore(Store):
+    """One pipeline per transition on server-bound, prepared statements."""
+
+    execution_locks = True
+    conditional_writes = True
+
+    def _prepares(self, field):
+        # psycopg adapts everything but JSON itself.
+        return isinstance(field, JSONField)
+
+    def _loader(self, name):
+        if name not in self._loaders:
+            self._loaders["saga"] = _Loader(Saga, "WHERE id = %s FOR UPDATE")
+            self._loaders["steps"] = _Loader(SagaStep, 'WHERE saga_id = %s ORDER BY "index"')
+        return self._loaders[name]
+
+    def load(self, saga_id, *, known=None):
+        with connection.wrap_database_errors:
+            cursor = pgcursor.cursor()
+            # BEGIN goes with the SELECT: one round trip. Without a copy of
+            # the steps to reuse, their SELECT goes too (it runs once the saga
+            # row is locked: a pipeline's statements run in order).
+            steps_cursor = None if known is not None else pgcursor.cursor()
+            with connection.connection.pipeline():
+                cursor.execute(self._loader("saga").sql, [saga_id], prepare=True)
+                if steps_cursor is not None:
+                    steps_cursor.execute(self._loader("steps").sql, [saga_id], prepare=True)
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            saga = self._loader("saga").load(row)
+            if steps_cursor is not None:
+                steps = [self._loader("steps").load(r) for r in steps_cursor.fetchall()]
+                steps_cursor.close()
+            elif known.saga.updated_at == saga.updated_at:
+                steps = known.steps  # nobody has changed the saga since our last commit
+            else:
+                cursor.execute(self._loader("steps").sql, [saga_id], prepare=True)
+                steps = [self._loader("steps").load(r) for r in cursor.fetchall()]
+            cursor.close()
+        return saga, steps
+
+    def write(self, tx, *, commit=False):
+        # None of these statements needs an answer before the next: one round trip.
+        with connection.wrap_database_errors:
+            cursor = pgcursor.cursor()
+            try:
+                with connection.connection.pipeline():
+                    self._write_rows(tx, cursor, prepare=True)
+                    if tx.taken_row is not None:
+                        cursor.execute(broker().delete_sql(), [tx.taken_row], prepare=True)
+                    # The execution locks given back and taken, in one statement.
+                    calls = ["pg_advisory_unlock(%s)"] * len(tx.unlock_steps)
+                    calls += ["pg_try_advisory_lock(%s)"] * len(tx.lock_steps)
+                    if calls:
+                        locks = pgcursor.cursor()
+                        locks.execute(
+                            f"SELECT {', '.join(calls)}",
+                            [*tx.unlock_steps, *tx.lock_steps],
+                            prepare=True,
+                        )
+                    if commit:
+                        cursor.execute("COMMIT", prepare=False)
+            except psycopg.Error as exc:
+                if exc.sqlstate == CHANGED_SQLSTATE:
+                    raise Changed from None
+                raise
+            if calls:
+                answers = locks.fetchone()[len(tx.unlock_steps) :]
+                tx.locked.update(zip(tx.lock_steps, map(bool, answers), strict=True))
+                locks.close()
+            cursor.close()
+
+    def wait_for_execution(self, step_id):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [step_id])
+
+    def release_execution(self, step_id):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [step_id])
+
+
+class DjangoStore(Store):
+    """Through Django's own cursor and the ORM: SQLite (and any other database)."""
+
+    def load(self, saga_id, *, known=None):
+        saga = Saga.objects.select_for_update().filter(pk=saga_id).first()
+        if saga is None:
+            return None
+        if known is not None and known.saga.updated_at == saga.updated_at:
+            steps = known.steps
+        else:
+            steps = list(SagaStep.objects.filter(saga_id=saga.pk).order_by("index"))
+        return saga, steps
+
+    def write(self, tx, *, commit=False):
+        with connection.cursor() as cursor:
+            self._write_rows(tx, cursor)
+            if tx.taken_row is not None:
+                cursor.execute(broker().delete_sql(), [tx.taken_row])
+
+
+_current = None
+
+
+def current():
+    """The store of the default database (its vendor is fixed for the life of the process)."""
+    global _current
+    if _current is None:
+        _current = PostgresStore() if connection.vendor == "postgresql" else DjangoStore()
+    return _current
+
+
+def saga_of_step(step_id):
+    return SagaStep.objects.filter(pk=step_id).values_list("saga_id", flat=True).first()
+
+
+# --- counters ------------------------------------------------------------------
+
+
+def _add_counts(model, keys, deltas, *, cursor=None):
+    """Add {key tuple: n} to a sharded counter table, in the current transaction (one statement).
+
+    `keys` names the columns of each key; the shard is chosen at random and
+    completes the unique key, so concurrent writers rarely meet on a row.
+    """
+    deltas = {key: n for key, n in deltas.items() if n}
+    if not deltas:
+        return
+    shard = random.randrange(SHARDS)
+    table = model._meta.db_table
+    columns = [*keys, "shard", "n"]
+    values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * len(deltas))
+    params = []
+    for key, n in sorted(deltas.items()):  # a fixed order: no deadlock between two writers
+        params += [*key, shard, n]
+    conflict = ", ".join([*keys, "shard"])
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
+        f"ON CONFLICT ({conflict}) DO UPDATE SET n = {table}.n + EXCLUDED.n"
+    )
+    if cursor is not None:
+        cursor.execute(sql, params)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def add_state_counts(deltas, *, cursor=None):
+    """Apply {state: delta} to the counts by state (read by sagas/counts.py)."""
+    _add_counts(SagaStateCount, ["state"], {(str(s),): n for s, n in deltas.items()}, cursor=cursor)
+
+
+def add_minute_counts(kinds, at, *, cursor=None):
+    """Add {kind: n} ("started", "completed", "failed") to the minute of `at`."""
+    minute = at.replace(second=0, microsecond=0)
+    deltas = {(minute, str(kind)): n for kind, n in kinds.items()}
+    _add_counts(SagaMinuteCount, ["minute", "kind"], deltas, cursor=cursor)

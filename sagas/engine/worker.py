@@ -1,0 +1,309 @@
+"""What a worker does with a queued step: claim it, run it outside any lock, record the outcome.
+
+The task (`run_step`, queued as sagas.tasks.run_step) runs the claimed step
+and every automatic step after it, one commit each, then keeps taking queued
+engine runs off the broker itself for up to SAGAS_TAKE_QUEUED_SECONDS. A
+worker asked to stop (sagas/q2/shutdown.py calls `request_stop`) finishes the
+step in hand and hands back the rest.
+"""
+
+import json
+import logging
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+
+from sagas.actions import StepFailed
+from sagas.logcontext import step_context
+from sagas.q2.broker import broker, enqueue
+from sagas.states import SagaState, StepStatus
+
+from . import store
+from .claims import claim_step
+from .compensation import next_compensation, record_compensation
+from .errors import NotFound
+from .flow import record_forward
+from .leases import exclusive_execution, lease_expired, release_execution_lock
+from .transition import RUN_STEP_TASK, load, resume
+
+log = logging.getLogger("sagas.engine")
+
+SUPERSEDED = "not run: the claim went stale while an earlier execution of this step still ran"
+
+_stopping = False
+_in_hand = None  # the Claim this worker is running now
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    result: object = None
+    error: str = ""
+    traceback: str = ""
+    business: bool = False  # a StepFailed: no retry
+
+
+def execute(claim):
+    """Run the claimed action or compensation, outside any transaction; never raises."""
+    try:
+        if claim.compensating:
+            value = claim.kind.compensate(claim.context, claim.spec)
+        else:
+            value = claim.kind.execute(claim.context, claim.spec)
+        json.dumps(value, cls=DjangoJSONEncoder)
+        value = json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+        return Outcome(ok=True, result=value)
+    except StepFailed as exc:
+        detail = getattr(exc, "detail", "")  # for operators only (the step's traceback)
+        return Outcome(ok=False, error=str(exc) or "StepFailed", traceback=detail, business=True)
+    except Exception as exc:
+        summary = "".join(traceback.format_exception(exc, limit=-8))[-4000:]
+        if getattr(exc, "detail", ""):
+            summary = f"{summary}\n{exc.detail}"
+        log.warning(
+            "step %s of saga %s raised %s", claim.context.step, claim.saga_id, type(exc).__name__
+        )
+        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:2000], traceback=summary)
+
+
+# --- stopping --------------------------------------------------------------------
+
+
+def request_stop():
+    """This worker was asked to stop: it runs nothing new (safe to call from a signal handler)."""
+    global _stopping
+    _stopping = True
+
+
+def stop_requested():
+    return _stopping
+
+
+def claim_in_hand():
+    """The claim this worker is running now, if any (a stop that runs out of grace releases it)."""
+    return _in_hand
+
+
+@contextmanager
+def _in_hand_while(claim):
+    global _in_hand
+    _in_hand = claim
+    try:
+        yield
+    finally:
+        _in_hand = None
+
+
+# --- the task --------------------------------------------------------------------
+
+
+def run_step(step_id, fence, saga_id=None):
+    """The worker's task: claim the queued step, run it and every automatic step after it.
+
+    Then, for up to SAGAS_TAKE_QUEUED_SECONDS, the worker takes the next
+    queued engine run itself (SagaBroker.take) instead of returning to
+    django-q2. Each step runs in a log context (saga id, step, attempt,
+    correlation id). A worker that is stopping finishes the step in hand and
+    hands back the rest; a task it takes after that is queued again for another.
+    """
+    if stop_requested():
+        enqueue(RUN_STEP_TASK, step_id, fence, saga_id)
+        return
+    until = time.monotonic() + settings.SAGAS_TAKE_QUEUED_SECONDS
+    claim = claim_queued(step_id, fence, saga_id)
+    while True:
+        if not _run_claims(claim):
+            return
+        if stop_requested() or time.monotonic() >= until:
+            return
+        took, claim = take_queued()
+        if not took:
+            return
+
+
+def _run_claims(claim):
+    """Run the claim and the automatic steps after it; False if the worker is stopping."""
+    while claim is not None:
+        with step_context(claim), _in_hand_while(claim), exclusive_execution(claim) as ours:
+            outcome = execute(claim) if ours else Outcome(ok=False, error=SUPERSEDED)
+            log.info(
+                "%s %s: %s",
+                "compensation of" if claim.compensating else "step",
+                claim.context.step,
+                "ok" if outcome.ok else f"failed: {outcome.error[:200]}",
+            )
+            try:
+                next_claim = record(claim, outcome)
+            finally:
+                release_execution_lock(claim)
+        claim = next_claim
+        if claim is not None and stop_requested():
+            hand_back(claim)
+            return False
+    return True
+
+
+def hand_back(claim, *, reason="worker stopping"):
+    """Give back a claim that was never run: the step is queued again at once.
+
+    Its attempt was counted at claim time but never started, so it is taken
+    back; the fence moves, so the claim itself can record nothing.
+    """
+    with transaction.atomic():
+        tx = load(claim.saga_id)
+        step = tx.step(pk=claim.step_id)
+        if step.fence != claim.fence or step.lease_expires_at is None:
+            release_execution_lock(claim)
+            return False  # the sweeper or an operator has moved it already
+        if claim.exclusive:
+            tx.unlock_steps.append(claim.step_id)
+            claim.exclusive = None
+        step.lease_expires_at = None
+        step.fence += 1
+        if claim.compensating:
+            step.compensation_attempt -= 1
+            tx.event("compensation_handed_back", step, reason=reason)
+            tx.enqueue(step)
+        else:
+            step.attempt -= 1
+            tx.step_to(step, StepStatus.PENDING, "step_handed_back", reason=reason)
+            if tx.saga.state == SagaState.COMPENSATING:
+                next_compensation(tx, inline=False)  # cancelled since the claim
+            else:
+                tx.enqueue(step)
+        tx.save()
+    return True
+
+
+# --- claiming a queued run ---------------------------------------------------------
+
+
+def claim_queued(step_id, fence, saga_id=None):
+    """Claim the run a task carries (step id, fence); None when it is stale or a duplicate."""
+    with transaction.atomic():
+        claim, tx = _claim_queued(step_id, fence, saga_id)
+    if claim is not None:
+        claim.exclusive = tx.locked.get(claim.step_id)
+    return claim
+
+
+def take_queued():
+    """Take the oldest queued engine run off the broker and claim it, in one transaction.
+
+    Returns (took, claim): took is False when nothing was queued; the claim is
+    None when the queued run was stale.
+    """
+    with transaction.atomic():
+        taken = broker().take(RUN_STEP_TASK)
+        if taken is None:
+            return False, None
+        row_id, args = taken
+        claim, tx = _claim_queued(*args, taken_row=row_id)
+    if claim is not None:
+        claim.exclusive = tx.locked.get(claim.step_id)
+    return True, claim
+
+
+def _claim_queued(step_id, fence, saga_id=None, *, taken_row=None):
+    """Claim a queued run; `taken_row`: the broker row it came from (take_queued)."""
+    if saga_id is None:
+        saga_id = store.saga_of_step(step_id)
+    if saga_id is None:
+        _drop_taken(taken_row)
+        return None, None
+    try:
+        tx = load(saga_id)
+    except NotFound:
+        if taken_row is None:
+            raise
+        _drop_taken(taken_row)  # a run of a saga since deleted
+        return None, None
+    tx.taken_row = taken_row
+    step = tx.step(pk=step_id)
+    if step.fence != fence:
+        _drop_taken(taken_row)
+        return None, tx  # a duplicate or stale task: someone else has it
+    claim = None
+    if tx.saga.state == SagaState.PENDING and step.status == StepStatus.PENDING:
+        claim = claim_step(tx, step, compensating=False)
+    elif (
+        tx.saga.state == SagaState.COMPENSATING
+        and step.status == StepStatus.COMPENSATING
+        and step.lease_expires_at is None
+        and step.next_attempt_at is not None
+    ):
+        claim = claim_step(tx, step, compensating=True)
+    elif step.next_attempt_at is not None:
+        step.next_attempt_at = None  # nothing to run any more: stop re-queueing it
+        tx.touch(step)
+    tx.save(commit=True)  # deletes the taken row with the claim's writes
+    return claim, tx
+
+
+def _drop_taken(row_id):
+    if row_id is not None:
+        store.current().drop_taken(row_id)
+
+
+# --- recording an outcome ---------------------------------------------------------
+
+
+def record(claim, outcome):
+    """Record what a claimed run produced; returns the next claim to run inline, if any.
+
+    Usually nobody has touched the saga since this worker's own last commit, so
+    the transition is computed on the worker's copy without reading the saga,
+    and its UPDATE applies only if the saga is still at that revision (the
+    conditional UPDATE takes the row lock, as SELECT … FOR UPDATE would). If
+    somebody did change it (an operator, a cancel, the sweeper), that attempt
+    rolls back and the transition runs again on the locked, re-read saga.
+    """
+    if claim.tx is not None and store.current().conditional_writes:
+        try:
+            return _record(claim, outcome, resume_copy=True)
+        except store.Changed:
+            claim.tx = None  # its rows were changed in memory: read them again
+    return _record(claim, outcome, resume_copy=False)
+
+
+def _record(claim, outcome, *, resume_copy):
+    with transaction.atomic():
+        tx = resume(claim.tx) if resume_copy else load(claim.saga_id, known=claim.tx)
+        if claim.exclusive:
+            tx.unlock_steps.append(claim.step_id)  # the execution is over
+        step = tx.step(pk=claim.step_id)
+        if step.fence != claim.fence or step.lease_expires_at is None:
+            tx.event(
+                "stale_result_discarded",
+                step,
+                fence=claim.fence,
+                current_fence=step.fence,
+                ok=outcome.ok,
+            )
+            tx.save()
+            claim.exclusive = None
+            return None
+        if step.lease_expires_at <= tx.now:
+            # Too late: the step timed out. The result is not trusted; this
+            # counts as a lost attempt, exactly as if the sweeper had found it.
+            tx.event("late_result_discarded", step, fence=claim.fence, ok=outcome.ok)
+            lease_expired(tx, step)
+            tx.save()
+            claim.exclusive = None
+            return None
+        step.lease_expires_at = None
+        tx.touch(step)
+        if claim.compensating:
+            next_claim = record_compensation(tx, step, outcome)
+        else:
+            next_claim = record_forward(tx, step, outcome)
+        tx.save(commit=True)
+    claim.exclusive = None
+    if next_claim is not None:
+        next_claim.exclusive = tx.locked.get(next_claim.step_id)
+    return next_claim
