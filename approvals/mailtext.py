@@ -11,9 +11,8 @@ is, quoted text, and the e-mail's only link is the decision page's.
 import re
 
 from sagas import engine
+from sagas.actions import saga_scope
 from sagas.definitions import TEMPLATE_RE, as_text, lookup
-
-from .services import scope_of
 
 # scheme://, and the schemes that need no slashes
 _SCHEME = re.compile(
@@ -52,7 +51,7 @@ def email_texts(request):
     """(title, description) of `request` for an e-mail, its input quoted."""
     saga = request.saga
     spec = engine.spec_of(saga)["steps"][request.step.index]
-    scope = scope_of(saga, list(saga.steps.order_by("index")))
+    scope = saga_scope(saga, list(saga.steps.order_by("index")))
     title = _fill(spec.get("title") or request.step.name.replace("_", " ").capitalize(), scope)
     description = _fill(spec.get("description", ""), scope)
     return (title.strip() or request.step.name)[:300], description

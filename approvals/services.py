@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 
 from sagas import engine, q2
+from sagas.actions import saga_scope
 from sagas.definitions import parse_duration, render
 from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
 from sagas.models import SagaEvent
@@ -366,15 +367,6 @@ def due_dates(now, spec):
     return due_at, remind_at
 
 
-def scope_of(saga, steps):
-    """What the title and description templates may read."""
-    return {
-        "input": saga.input,
-        "steps": {s.name: {"result": s.result} for s in steps if s.result is not None},
-        "saga": {"id": str(saga.pk), "correlation_id": saga.correlation_id},
-    }
-
-
 def texts(tx, step, spec):
     """The request's title and description, rendered from the step's templates.
 
@@ -383,7 +375,7 @@ def texts(tx, step, spec):
     integer or a string (an id, an order number) is written as it is.
     """
     schema = (engine.spec_of(tx.saga) or {}).get("input_schema")
-    scope = scope_of(tx.saga, tx.steps)
+    scope = saga_scope(tx.saga, tx.steps)
     scope["input"] = for_people(tx.saga.input, schema)
     title = _text(render(spec.get("title") or step.name.replace("_", " ").capitalize(), scope))
     description = _text(render(spec.get("description", ""), scope))

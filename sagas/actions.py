@@ -38,13 +38,39 @@ class ActionContext:
     data: dict = field(default_factory=dict)
 
     def scope(self):
-        """The values `{{ … }}` templates may read."""
-        return {
-            "input": self.input,
-            "steps": {name: {"result": value} for name, value in self.results.items()},
-            "saga": {"id": self.saga_id, "correlation_id": self.correlation_id},
-            "attempt": self.attempt,
-        }
+        """The values `{{ … }}` templates may read: the saga's scope and the attempt."""
+        scope = template_scope(
+            input=self.input,
+            results=self.results,
+            saga_id=self.saga_id,
+            correlation_id=self.correlation_id,
+        )
+        scope["attempt"] = self.attempt
+        return scope
+
+
+def template_scope(*, input, results, saga_id, correlation_id):
+    """What `{{ … }}` templates and `when:` conditions read, in one shape everywhere.
+
+    An action's request (ActionContext.scope), a step's condition
+    (sagas/engine/flow.py) and an approval's title (approvals/services.py) all
+    build it here, so a name that one of them can read the others can too.
+    """
+    return {
+        "input": input,
+        "steps": {name: {"result": value} for name, value in results.items()},
+        "saga": {"id": str(saga_id), "correlation_id": correlation_id},
+    }
+
+
+def saga_scope(saga, steps):
+    """template_scope of a saga and its step rows (steps without a result are absent)."""
+    return template_scope(
+        input=saga.input,
+        results={s.name: s.result for s in steps if s.result is not None},
+        saga_id=saga.pk,
+        correlation_id=saga.correlation_id,
+    )
 
 
 @dataclass(frozen=True)

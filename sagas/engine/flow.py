@@ -8,6 +8,7 @@ instead of queueing it; the queue is used where the saga waits.
 import json
 
 from sagas import documents
+from sagas.actions import saga_scope
 from sagas.definitions import condition_holds
 from sagas.models import SagaStep
 from sagas.states import SagaState, StepStatus
@@ -18,15 +19,6 @@ from .compensation import next_compensation, start_compensation
 from .errors import Expired, InvalidInput
 from .specs import kind_of, next_retry_at, step_spec
 from .transition import locked_saga
-
-
-def _scope(tx):
-    """What a step's `when:` condition may read."""
-    return {
-        "input": tx.saga.input,
-        "steps": {s.name: {"result": s.result} for s in tx.steps if s.result is not None},
-        "saga": {"id": str(tx.saga.pk), "correlation_id": tx.saga.correlation_id},
-    }
 
 
 def advance(tx, from_index, *, inline):
@@ -40,7 +32,7 @@ def advance(tx, from_index, *, inline):
         if step.status != StepStatus.PENDING:
             continue
         spec = step_spec(tx.saga, step)
-        if "when" in spec and not condition_holds(spec["when"], _scope(tx)):
+        if "when" in spec and not condition_holds(spec["when"], saga_scope(tx.saga, tx.steps)):
             # Its own kind of event: the engine's skip, never a person's (four-eyes reads it).
             tx.step_to(
                 step, StepStatus.SKIPPED, "step_skipped_by_condition", condition=spec["when"]
