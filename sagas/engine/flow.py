@@ -10,6 +10,7 @@ import json
 from sagas import documents
 from sagas.actions import saga_scope
 from sagas.definitions import condition_holds
+from sagas.kinds.base import Completed, StepRefused
 from sagas.models import SagaStep
 from sagas.states import SagaState, StepStatus
 
@@ -46,13 +47,22 @@ def advance(tx, from_index, *, inline):
             tx.enqueue(step)
             return None
         step.started_at = tx.now
-        step.deadline = kind.enter(tx, step, spec)
+        try:
+            step.deadline = kind.enter(tx, step, spec)
+        except StepRefused as exc:
+            step.error = exc.error
+            tx.step_to(step, StepStatus.FAILED, "step_failed", error=exc.error)
+            start_compensation(tx, exc.cause, inline=False)
+            return None
         tx.step_to(
             step,
             StepStatus.WAITING,
             "step_waiting",
             deadline=step.deadline.isoformat() if step.deadline else None,
         )
+        if step.deadline is not None and step.deadline <= tx.now:
+            # A time already past (a sleep until yesterday) acts at once, not at the next sweep.
+            fire_deadline(tx, step)
         return None
     tx.finish(SagaState.COMPLETED, "saga_completed")
     return None
@@ -202,9 +212,11 @@ def fire_deadline(tx, step, **details):
         late_seconds=round((tx.now - step.deadline).total_seconds(), 3),
         **details,
     )
-    timed_out = kind_of(step).on_deadline(tx, step, step_spec(tx.saga, step))
-    if timed_out is not None:
-        fail_waiting_step(tx, step, error=timed_out.error, cause=timed_out.cause)
+    answer = kind_of(step).on_deadline(tx, step, step_spec(tx.saga, step))
+    if isinstance(answer, Completed):
+        complete_waiting_step(tx, step, answer.result, kind="step_woke")
+    elif answer is not None:
+        fail_waiting_step(tx, step, error=answer.error, cause=answer.cause)
 
 
 # --- deadlines hold at the act -----------------------------------------------------
@@ -236,6 +248,8 @@ def fire_passed_deadlines(tx, *, act, step=None):
                 tx.actor, tx.actor_label = actor, label
             fired.append((candidate, deadline))
     for candidate, deadline in fired:
+        if kind_of(candidate).deadline_is_timer:
+            continue  # a sleep that ended closed nothing a person could act on
         if candidate.status != StepStatus.WAITING and (step is None or candidate.pk == step.pk):
             tx.event("late_act_refused", candidate, act=act, deadline=deadline.isoformat())
             return Expired(

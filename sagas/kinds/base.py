@@ -11,6 +11,22 @@ class TimedOut:
     cause: dict
 
 
+@dataclass(frozen=True)
+class Completed:
+    """A waiting step's answer to its deadline: the step completes (a sleep ends)."""
+
+    result: object = None
+
+
+class StepRefused(Exception):
+    """`enter` cannot start the step (a sleep's `until` is no time): the step fails."""
+
+    def __init__(self, error, *, cause):
+        super().__init__(error)
+        self.error = error
+        self.cause = cause
+
+
 class StepKind:
     """What the engine needs to know about one type of step.
 
@@ -33,6 +49,9 @@ class StepKind:
     # listed follow, sorted.
     key_order = ()
     nested_key_order = {}
+    # True when the deadline is the moment the step goes on (a sleep), not a
+    # limit on people or services: passing it refuses no later act.
+    deadline_is_timer = False
 
     def validate(self, step, path, errors, context):
         """Add an error per problem of this step's own keys."""
@@ -53,8 +72,9 @@ class StepKind:
     def on_deadline(self, tx, step, spec):
         """The deadline passed; by default the step times out and the saga compensates.
 
-        Return a TimedOut for the engine to fail the step with, or None when
-        the kind has dealt with the deadline itself (an approval escalates).
+        Return a TimedOut for the engine to fail the step with, a Completed for
+        it to complete the step, or None when the kind has dealt with the
+        deadline itself (an approval escalates).
         """
         return TimedOut(
             error=f"timed out: nothing arrived by {step.deadline:%Y-%m-%d %H:%M:%S} UTC",
