@@ -50,7 +50,7 @@ def _fill(template, scope):
 def email_texts(request):
     """(title, description) of `request` for an e-mail, its input quoted."""
     saga = request.saga
-    spec = engine.spec_of(saga)["steps"][request.step.index]
+    spec = engine.step_spec(saga, request.step)
     scope = saga_scope(saga, list(saga.steps.order_by("index")))
     title = _fill(spec.get("title") or request.step.name.replace("_", " ").capitalize(), scope)
     description = _fill(spec.get("description", ""), scope)

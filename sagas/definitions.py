@@ -185,51 +185,78 @@ def validate(document, *, context=None):
     if not isinstance(steps, list) or not steps:
         errors.add("steps", "required: a list of at least one step")
         steps = []
-    seen = {}
-    for i, step in enumerate(steps):
-        path = f"steps[{i}]"
-        if not isinstance(step, dict):
-            errors.add(path, "must be a mapping with name and type")
-            continue
-        step_name = step.get("name")
-        if not isinstance(step_name, str) or not NAME_RE.match(step_name):
-            errors.add(f"{path}.name", "required: letters, digits, _ . - (starting with a letter)")
-        elif step_name in seen:
-            errors.add(
-                f"{path}.name", f"duplicate step name {step_name!r} (also steps[{seen[step_name]}])"
-            )
-        else:
-            seen[step_name] = i
-        kind = kind_registry.get(step.get("type"))
-        if kind is None:
-            known = ", ".join(sorted(kind_registry.names()))
-            errors.add(f"{path}.type", f"unknown step type {step.get('type')!r} (known: {known})")
-            continue
-        check_keys(step, COMMON_STEP_KEYS | kind.keys, path, errors)
-        for key, value in step.items():
-            secrets.check_references(
-                value,
-                f"{path}.{key}",
-                errors,
-                allowed=key in kind.secret_keys,
-                known=context.get("secrets"),
-            )
-        if "timeout" in step:
-            check_duration(step["timeout"], f"{path}.timeout", errors)
-        if "retry" in step:
-            check_retry(step["retry"], f"{path}.retry", errors)
-        if "compensation_retry" in step:
-            check_retry(step["compensation_retry"], f"{path}.compensation_retry", errors)
-        if "on_failure" in step and step["on_failure"] not in ("compensate", "pause"):
-            errors.add(f"{path}.on_failure", "must be compensate or pause")
-        if "when" in step:
-            check_when(step["when"], f"{path}.when", errors)
-        if "description" in step and not isinstance(step["description"], str):
-            errors.add(f"{path}.description", "must be text")
-        kind.validate(step, path, errors, context)
+    check_steps(steps, "steps", errors, context, seen={}, depth=0)
     if errors:
         raise DefinitionError(errors.by_path)
     return document
+
+
+# Nested `parallel` steps, at most: deeper trees are hard to read and to undo by hand.
+MAX_PARALLEL_DEPTH = 3
+
+
+def check_steps(steps, path, errors, context, *, seen, depth):
+    """Check a list of steps at `path` (the document's, or a branch's), and the lists inside them.
+
+    `seen` maps each step name to where it was first defined: names are unique
+    across the whole document, branches included, so `steps.NAME` is unambiguous.
+    """
+    for i, step in enumerate(steps):
+        here = f"{path}[{i}]"
+        if not isinstance(step, dict):
+            errors.add(here, "must be a mapping with name and type")
+            continue
+        step_name = step.get("name")
+        if not isinstance(step_name, str) or not NAME_RE.match(step_name):
+            errors.add(f"{here}.name", "required: letters, digits, _ . - (starting with a letter)")
+        elif step_name in seen:
+            errors.add(
+                f"{here}.name", f"duplicate step name {step_name!r} (also {seen[step_name]})"
+            )
+        kind = kind_registry.get(step.get("type"))
+        if kind is None:
+            known = ", ".join(sorted(kind_registry.names()))
+            errors.add(f"{here}.type", f"unknown step type {step.get('type')!r} (known: {known})")
+            continue
+        check_step(step, kind, here, errors, context)
+        if kind.opens_branches:
+            if depth >= MAX_PARALLEL_DEPTH:
+                errors.add(here, f"more than {MAX_PARALLEL_DEPTH} levels of nested parallel steps")
+            reads = step.get("for_each")
+            if isinstance(reads, str) and reads.startswith("steps."):
+                earlier = reads.split(".")[1]
+                if earlier not in seen:
+                    errors.add(f"{here}.for_each", f"reads step {earlier!r}, which is not earlier")
+        if isinstance(step_name, str) and step_name not in seen:
+            seen[step_name] = here
+        for suffix, _branch, inner in kind.nested(step):
+            check_steps(inner, f"{here}{suffix}", errors, context, seen=seen, depth=depth + 1)
+
+
+def check_step(step, kind, path, errors, context):
+    """The keys every step may have, then the kind's own."""
+    check_keys(step, COMMON_STEP_KEYS | kind.keys, path, errors)
+    for key, value in step.items():
+        secrets.check_references(
+            value,
+            f"{path}.{key}",
+            errors,
+            allowed=key in kind.secret_keys,
+            known=context.get("secrets"),
+        )
+    if "timeout" in step:
+        check_duration(step["timeout"], f"{path}.timeout", errors)
+    if "retry" in step:
+        check_retry(step["retry"], f"{path}.retry", errors)
+    if "compensation_retry" in step:
+        check_retry(step["compensation_retry"], f"{path}.compensation_retry", errors)
+    if "on_failure" in step and step["on_failure"] not in ("compensate", "pause"):
+        errors.add(f"{path}.on_failure", "must be compensate or pause")
+    if "when" in step:
+        check_when(step["when"], f"{path}.when", errors)
+    if "description" in step and not isinstance(step["description"], str):
+        errors.add(f"{path}.description", "must be text")
+    kind.validate(step, path, errors, context)
 
 
 def check_bounds(document):

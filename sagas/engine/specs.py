@@ -11,11 +11,14 @@ from sagas.models import WorkflowDefinition
 
 # definition id -> its document; published versions never change.
 _specs = {}
+# definition id -> {step name: its spec}, branches included (names are unique in a document).
+_by_name = {}
 
 
 def forget_definitions(**kwargs):
     """Published versions never change, but ids can be reused after a delete (tests, SQLite)."""
     _specs.clear()
+    _by_name.clear()
 
 
 def spec_of(saga):
@@ -28,7 +31,25 @@ def spec_of(saga):
 
 
 def step_spec(saga, step):
-    return spec_of(saga)["steps"][step.index]
+    """The spec of a step row: found by name, since names are unique across the document.
+
+    Every element of a for_each runs the same steps, so all their rows share a spec.
+    """
+    specs = _by_name.get(saga.definition_id)
+    if specs is None:
+        specs = _by_name[saga.definition_id] = specs_by_name(spec_of(saga)["steps"])
+    return specs[step.name]
+
+
+def specs_by_name(steps, into=None):
+    """{name: spec} of these steps and every step inside their branches."""
+    into = {} if into is None else into
+    for spec in steps:
+        into[spec["name"]] = spec
+        kind = kinds.get(spec["type"])
+        for _suffix, _branch, inner in kind.nested(spec) if kind else ():
+            specs_by_name(inner, into)
+    return into
 
 
 def kind_of(step):

@@ -52,6 +52,9 @@ class StepKind:
     # True when the deadline is the moment the step goes on (a sleep), not a
     # limit on people or services: passing it refuses no later act.
     deadline_is_timer = False
+    # True for a kind whose step runs branches of steps (sagas/kinds/parallel.py):
+    # the engine opens them when the step starts (sagas/engine/branches.py).
+    opens_branches = False
 
     def validate(self, step, path, errors, context):
         """Add an error per problem of this step's own keys."""
@@ -83,6 +86,10 @@ class StepKind:
 
     def on_abandon(self, tx, step):
         """The saga stopped waiting for this step (cancelled or skipped)."""
+
+    def nested(self, step):
+        """(path suffix, branch key, steps) of each list of steps inside this step's document."""
+        return []
 
     def uses(self, spec):
         """Names this step refers to (actions), for the catalogue."""
