@@ -36,6 +36,9 @@ class ActionContext:
     # For a compensation: the result of the step being undone.
     result: object = None
     data: dict = field(default_factory=dict)
+    # Inside a for_each branch: the element and its index (templates read `item`, `item_index`).
+    item: object = None
+    item_index: int | None = None
 
     def scope(self):
         """The values `{{ … }}` templates may read: the saga's scope and the attempt."""
@@ -46,6 +49,8 @@ class ActionContext:
             correlation_id=self.correlation_id,
         )
         scope["attempt"] = self.attempt
+        if self.item_index is not None:
+            scope["item"], scope["item_index"] = self.item, self.item_index
         return scope
 
 

@@ -198,6 +198,18 @@ class SagaStep(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     # The event type a waiting `wait` step listens for.
     awaiting = models.CharField(max_length=200, null=True, blank=True)
+    # Inside a parallel step: the enclosing step's row and the branch, its name or,
+    # for a for_each, the element's index ("0", "1", ...); set at creation, never changed.
+    # No index: a saga's steps are always read whole (sagas/engine/store.py), and
+    # deleted with their saga (DO_NOTHING: no lookup by this column on delete; the
+    # foreign key is checked at commit, when the whole saga is gone).
+    within = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+", db_index=False
+    )
+    branch = models.CharField(max_length=100, blank=True)
+    # In a for_each branch: {"value": the element, "index": its index}, read by
+    # templates and conditions as `item` and `item_index`.
+    item = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["saga", "index"]
@@ -236,6 +248,11 @@ class SagaStep(models.Model):
         if self.started_at and self.executed_at:
             return self.executed_at - self.started_at
         return None
+
+    @property
+    def in_for_each(self):
+        """A row of one element's branch (named branches have names, elements an index)."""
+        return self.branch.isdigit()
 
     @property
     def error_line(self):

@@ -7,7 +7,7 @@ from sagas.actions import ActionContext
 from sagas.kinds import StepKind
 from sagas.states import StepStatus
 
-from . import store
+from . import branches, store
 from .specs import kind_of, step_spec, step_timeout
 
 
@@ -52,17 +52,21 @@ def claim_step(tx, step, *, compensating):
     tx.saga.current_step = step.name
     if store.current().execution_locks:
         tx.lock_steps.append(step.pk)
-    results = {s.name: s.result for s in tx.steps if s.result is not None and s.pk != step.pk}
+    groups = branches.Groups(tx.saga, tx.steps)
+    results = branches.visible_results(tx, step, groups)
+    item, item_index = branches.item_of(step)
     context = ActionContext(
         saga_id=str(tx.saga.pk),
         step=step.name,
         input=tx.saga.input,
         results=results,
         attempt=attempt,
-        idempotency_key=f"{tx.saga.pk}:{step.name}",
+        idempotency_key=f"{tx.saga.pk}:{step.name}{branches.idempotency_suffix(tx, step, groups)}",
         correlation_id=tx.saga.correlation_id,
         compensating=compensating,
         result=step.result if compensating else None,
         data=tx.saga.data,
+        item=item,
+        item_index=item_index,
     )
     return Claim(tx.saga.pk, step.pk, step.fence, compensating, kind_of(step), spec, context, tx)

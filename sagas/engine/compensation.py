@@ -8,6 +8,7 @@ silently skipped (README "How it works").
 from sagas.models import Saga
 from sagas.states import SagaState, StepStatus
 
+from .branches import TOP, Groups
 from .claims import claim_step
 from .specs import kind_of, next_retry_at, step_spec
 
@@ -30,39 +31,77 @@ def start_compensation(tx, cause, *, inline):
     return next_compensation(tx, inline=inline)
 
 
+def frontier(saga, steps, *, done=frozenset()):
+    """The steps whose compensation runs now, or that must end before anything earlier is undone.
+
+    Last-first through the saga's steps; at a parallel step, the frontier of
+    each of its branches at once (branches are undone concurrently), and only
+    when none of them has anything left, the steps before it. A step still
+    running or compensating holds its own line (the saga's, or its branch's).
+    `done`: steps to treat as already undone (the dry run).
+    """
+    groups = Groups(saga, steps)
+
+    def walk(key):
+        for step in reversed(groups.of(key)):
+            if step.pk in done:
+                continue
+            if step.status in (StepStatus.RUNNING, StepStatus.COMPENSATING):
+                return [step]
+            if kind_of(step).opens_branches:
+                inner = [s for b in groups.branches(step) for s in walk((step.pk, b))]
+                if inner:
+                    return inner
+                continue
+            if step.status == StepStatus.COMPLETED and kind_of(step).has_compensation(
+                step_spec(saga, step)
+            ):
+                return [step]
+        return []
+
+    return walk(TOP)
+
+
 def compensation_plan(tx_or_saga):
-    """The steps whose compensations would run, in the order they would run (a dry run)."""
+    """The steps whose compensations would run, in the order they would run (a dry run).
+
+    Steps of different branches that would be undone at the same time follow
+    each other in branch order; each has `branch` (and `within`) to say where it is.
+    """
     if isinstance(tx_or_saga, Saga):
         saga, steps = tx_or_saga, list(tx_or_saga.steps.order_by("index"))
     else:
         saga, steps = tx_or_saga.saga, tx_or_saga.steps
-    plan = []
-    for step in reversed(steps):
-        if step.status in (StepStatus.COMPLETED, StepStatus.RUNNING, StepStatus.COMPENSATING):
+    plan, done = [], set()
+    while front := frontier(saga, steps, done=done):
+        for step in front:
+            done.add(step.pk)
             if kind_of(step).has_compensation(step_spec(saga, step)):
                 plan.append(step)
     return plan
 
 
 def next_compensation(tx, *, inline):
-    """Schedule (or, `inline`, claim) the next compensation; the saga fails when none is left."""
-    if any(s.status in (StepStatus.RUNNING, StepStatus.COMPENSATING) for s in tx.steps):
-        return None  # a step still running or undoing will bring us back here
-    candidates = [
-        s
-        for s in tx.steps
-        if s.status == StepStatus.COMPLETED and kind_of(s).has_compensation(step_spec(tx.saga, s))
-    ]
-    if not candidates:
+    """Schedule (or, `inline`, claim) the compensations due now; the saga fails when none is left.
+
+    Several at once when branches are undone: one may be claimed inline, the
+    others are queued for other workers.
+    """
+    front = frontier(tx.saga, tx.steps)
+    if not front:
         tx.finish(SagaState.FAILED, "saga_failed", cause=tx.saga.cause)
         return None
-    step = candidates[-1]
-    step.retry_base = 0
-    tx.step_to(step, StepStatus.COMPENSATING, "compensation_scheduled")
-    if inline:
-        return claim_step(tx, step, compensating=True)
-    tx.enqueue(step)
-    return None
+    claim = None
+    for step in front:
+        if step.status != StepStatus.COMPLETED:
+            continue  # running or compensating: its end brings us back here
+        step.retry_base = 0
+        tx.step_to(step, StepStatus.COMPENSATING, "compensation_scheduled")
+        if inline and claim is None:
+            claim = claim_step(tx, step, compensating=True)
+        else:
+            tx.enqueue(step)
+    return claim
 
 
 def record_compensation(tx, step, outcome):

@@ -8,13 +8,14 @@ instead of queueing it; the queue is used where the saga waits.
 import json
 
 from sagas import documents
-from sagas.actions import saga_scope
+from sagas.actions import template_scope
 from sagas.definitions import condition_holds
 from sagas.kinds.base import Completed, StepRefused
 from sagas.models import SagaStep
 from sagas.states import SagaState, StepStatus
 
-from . import store
+from . import branches, store
+from .branches import TOP, group_of
 from .claims import claim_step
 from .compensation import next_compensation, start_compensation
 from .errors import Expired, InvalidInput
@@ -22,22 +23,27 @@ from .specs import kind_of, next_retry_at, step_spec
 from .transition import locked_saga
 
 
-def advance(tx, from_index, *, inline):
-    """Move the saga to its next step after `from_index - 1`.
+def advance(tx, group=TOP, after=None, *, inline):
+    """Move a group on — the saga's own steps, or one branch — after its step `after`.
 
     Returns a Claim when `inline` and the next step is automatic: the calling
     worker runs it without a queue round trip. Otherwise the next automatic
-    step is queued, a waiting step starts waiting, or the saga completes.
+    step is queued, a waiting step starts waiting, a parallel step opens its
+    branches, or the group has finished: the saga completes, or the branch's
+    parallel step goes on (sagas/engine/branches.py).
     """
-    for step in tx.steps[from_index:]:
+    for step in tx.steps:
+        if group_of(step) != group or (after is not None and step.index <= after.index):
+            continue
         if step.status != StepStatus.PENDING:
             continue
         spec = step_spec(tx.saga, step)
-        if "when" in spec and not condition_holds(spec["when"], saga_scope(tx.saga, tx.steps)):
+        if "when" in spec and not condition_holds(spec["when"], step_scope(tx, step)):
             # Its own kind of event: the engine's skip, never a person's (four-eyes reads it).
             tx.step_to(
                 step, StepStatus.SKIPPED, "step_skipped_by_condition", condition=spec["when"]
             )
+            skip_branches(tx, step)
             continue
         kind = kind_of(step)
         tx.saga.current_step = step.name
@@ -48,6 +54,8 @@ def advance(tx, from_index, *, inline):
             return None
         step.started_at = tx.now
         try:
+            if kind.opens_branches:
+                branches.open_for_each(tx, step, spec, step_scope(tx, step))
             step.deadline = kind.enter(tx, step, spec)
         except StepRefused as exc:
             step.error = exc.error
@@ -60,12 +68,79 @@ def advance(tx, from_index, *, inline):
             "step_waiting",
             deadline=step.deadline.isoformat() if step.deadline else None,
         )
+        if kind.opens_branches:
+            return start_branches(tx, step, inline=inline)
         if step.deadline is not None and step.deadline <= tx.now:
             # A time already past (a sleep until yesterday) acts at once, not at the next sweep.
             fire_deadline(tx, step)
         return None
-    tx.finish(SagaState.COMPLETED, "saga_completed")
-    return None
+    if group == TOP:
+        tx.finish(SagaState.COMPLETED, "saga_completed")
+        return None
+    parallel = tx.step(pk=group[0])
+    if parallel.pk in tx.opening or tx.saga.state != SagaState.PENDING:
+        return None  # start_branches, further up this call, goes on from here
+    if parallel.status != StepStatus.WAITING:
+        return None
+    return start_branches(tx, parallel, inline=inline)
+
+
+def start_branches(tx, parallel, *, inline):
+    """Start the parallel step's branches that may start now; close it when all have finished.
+
+    Each branch's first automatic step is queued (one may run inline), so
+    branches run on different workers. A branch that finishes at once (its
+    steps skipped by condition) frees its place for the next one: repeated
+    here, not by recursion, so a thousand of them cost no stack.
+    """
+    spec = step_spec(tx.saga, parallel)
+    claim = None
+    tx.opening.add(parallel.pk)
+    try:
+        while True:
+            groups = branches.Groups(tx.saga, tx.steps)
+            chosen = branches.branches_to_start(tx, parallel, spec, groups)
+            if not chosen:
+                break
+            for branch in chosen:
+                tx.event("branch_started", parallel, branch=branch)
+                started = advance(tx, (parallel.pk, branch), None, inline=inline and claim is None)
+                claim = claim or started
+                if tx.saga.state != SagaState.PENDING:
+                    return claim
+    finally:
+        tx.opening.discard(parallel.pk)
+    if all(groups.finished(parallel, b) for b in groups.branches(parallel)):
+        parallel.result = groups.result(parallel)
+        parallel.executed_at = tx.now
+        parallel.deadline = None
+        tx.step_to(parallel, StepStatus.COMPLETED, "step_completed")
+        after = advance(tx, group_of(parallel), parallel, inline=inline and claim is None)
+        claim = claim or after
+    return claim
+
+
+def skip_branches(tx, parallel):
+    """A parallel step passed over: its branches' rows are passed over with it."""
+    for step in tx.steps:
+        if step.within_id == parallel.pk and step.status == StepStatus.PENDING:
+            tx.step_to(
+                step, StepStatus.SKIPPED, "step_skipped_with_parallel", parallel=parallel.name
+            )
+            skip_branches(tx, step)
+
+
+def step_scope(tx, step):
+    """What the step's templates and `when:` read: earlier results it may see, and its element."""
+    scope = template_scope(
+        input=tx.saga.input,
+        results=branches.visible_results(tx, step),
+        saga_id=tx.saga.pk,
+        correlation_id=tx.saga.correlation_id,
+    )
+    if step.item is not None:
+        scope["item"], scope["item_index"] = branches.item_of(step)
+    return scope
 
 
 def record_forward(tx, step, outcome):
@@ -77,7 +152,7 @@ def record_forward(tx, step, outcome):
         tx.step_to(step, StepStatus.COMPLETED, "step_completed", attempt=step.attempt)
         if tx.saga.state == SagaState.COMPENSATING:  # cancelled while it ran
             return next_compensation(tx, inline=True)
-        return advance(tx, step.index + 1, inline=True)
+        return advance(tx, group_of(step), step, inline=True)
     step.error, step.traceback = outcome.error, outcome.traceback
     if tx.saga.state == SagaState.COMPENSATING:
         tx.step_to(
@@ -134,7 +209,7 @@ def complete_waiting_step(tx, step, result, *, kind="step_completed", **details)
     step.deadline = None
     step.awaiting = None
     tx.step_to(step, StepStatus.COMPLETED, kind, **details)
-    advance(tx, step.index + 1, inline=False)
+    advance(tx, group_of(step), step, inline=False)
 
 
 def fail_waiting_step(tx, step, *, error, cause, kind="step_failed"):

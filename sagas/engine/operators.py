@@ -14,9 +14,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from sagas.definitions import DefinitionError, validate_input
-from sagas.models import Saga, SagaStep, WorkflowDefinition
+from sagas.models import Saga, WorkflowDefinition
 from sagas.states import SagaState, StepStatus
 
+from .branches import group_of, rows_for
 from .compensation import next_compensation, start_compensation, stuck_compensation
 from .errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
 from .flow import advance, check_depth, fire_passed_deadlines
@@ -54,7 +55,11 @@ def allowed_actions(saga, steps=None):
     for step in steps:
         if saga.state == SagaState.PENDING and step.status == StepStatus.FAILED:
             per_step[step.name] = (RETRY, SKIP)
-        elif saga.state == SagaState.PENDING and step.status == StepStatus.WAITING:
+        elif (
+            saga.state == SagaState.PENDING
+            and step.status == StepStatus.WAITING
+            and not kind_of(step).opens_branches  # its branches decide when it ends
+        ):
             per_step[step.name] = (SKIP,)
         elif step is stuck:
             per_step[step.name] = (RETRY_COMPENSATION, SKIP_COMPENSATION)
@@ -159,12 +164,7 @@ def start_saga(
                 return existing, False
         else:
             saga.save(force_insert=True)
-        steps = SagaStep.objects.bulk_create(
-            [
-                SagaStep(saga=saga, index=i, name=spec["name"], kind=spec["type"])
-                for i, spec in enumerate(definition.spec["steps"])
-            ]
-        )
+        steps = rows_for(saga, definition.spec["steps"], start=0)
         tx = Transition(saga, steps, timezone.now(), started_by, actor_label)
         tx.counted[SagaState.STARTED] = 1
         tx.per_minute["started"] = 1
@@ -176,7 +176,7 @@ def start_saga(
             correlation_id=saga.correlation_id,
         )
         tx.saga_to(SagaState.PENDING, "saga_pending")
-        advance(tx, 0, inline=False)
+        advance(tx, inline=False)
         tx.save()
     return saga, True
 
@@ -257,7 +257,7 @@ def skip_step(saga_id, step_name, *, user=None, reason, actor_label="operator"):
                 step.awaiting = None
             tx.clear_attention()
             tx.step_to(step, StepStatus.SKIPPED, "step_skipped", reason=reason)
-            advance(tx, step.index + 1, inline=False)
+            advance(tx, group_of(step), step, inline=False)
         elif SKIP_COMPENSATION in actions:
             tx.clear_attention()
             tx.step_to(step, StepStatus.SKIPPED, "compensation_skipped", reason=reason)

@@ -37,7 +37,7 @@ SAGA_IMMUTABLE = frozenset(
     }
 )
 # Set when a step is created with its saga.
-STEP_IMMUTABLE = frozenset({"saga", "index", "name", "kind"})
+STEP_IMMUTABLE = frozenset({"saga", "index", "name", "kind", "within", "branch", "item"})
 
 
 def written_fields(model, immutable=frozenset()):

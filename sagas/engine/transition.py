@@ -64,6 +64,8 @@ class Transition:
     # The broker row this transition's claim came from (SagaBroker.take): deleted
     # with the writes, so the run leaves the queue exactly when it is claimed.
     taken_row: int | None = None
+    # Parallel steps whose branches are being started in this transition (flow.start_branches).
+    opening: set = field(default_factory=set)
 
     def step(self, *, pk=None, name=None):
         for step in self.steps:
@@ -72,6 +74,9 @@ class Transition:
         raise NotFound(f"saga {self.saga.pk} has no step {name or pk!r}")
 
     def event(self, kind, step=None, **details):
+        if step is not None and step.branch:
+            # One timeline for all branches: each event says which one (elements share names).
+            details.setdefault("branch", step.branch)
         self.events.append(
             SagaEvent(
                 saga=self.saga,

@@ -1,0 +1,196 @@
+"""Parallel steps: their branches as step rows, which branch may start, and what they produced.
+
+A saga's steps are rows in one linear `index` order. A row inside a parallel
+step names the enclosing row (`within`) and its `branch`: the branch's name,
+or for a `for_each` the element's index. A *group* — (within id, branch), or
+(None, "") for the saga's own steps — runs in index order, like a saga without
+branches; the parallel step waits until every one of its groups has finished.
+Named branches get their rows with the saga; a for_each gets one set of rows
+per element when its step starts (its list is known only then).
+
+Moving forward through groups is sagas/engine/flow.py; undoing them, branches
+concurrently, is sagas/engine/compensation.py.
+"""
+
+from django.conf import settings
+
+from sagas.definitions import lookup
+from sagas.kinds.base import StepRefused
+from sagas.models import SagaStep
+from sagas.states import StepStatus
+
+from .specs import kind_of, step_spec
+
+TOP = (None, "")
+FINISHED = (StepStatus.COMPLETED, StepStatus.SKIPPED)
+
+
+def group_of(step):
+    return (step.within_id, step.branch)
+
+
+def rows_for(saga, specs, *, start, within=None, branch="", item=None):
+    """Create the rows of a list of steps (and of the named branches inside them), in order.
+
+    Returns the created rows; their indexes follow on from `start`.
+    """
+    rows = SagaStep.objects.bulk_create(
+        [
+            SagaStep(
+                saga=saga,
+                index=start + i,
+                name=spec["name"],
+                kind=spec["type"],
+                within=within,
+                branch=branch,
+                item=item,
+            )
+            for i, spec in enumerate(specs)
+        ]
+    )
+    created = list(rows)
+    for row, spec in zip(rows, specs, strict=True):
+        if isinstance(spec.get("branches"), dict):
+            for name, inner in spec["branches"].items():
+                created += rows_for(
+                    saga,
+                    inner,
+                    start=start + len(created),
+                    within=row,
+                    branch=name,
+                    item=item,
+                )
+    return created
+
+
+def open_for_each(tx, step, spec, scope):
+    """Create one branch per element of the step's list; StepRefused when there is no such list."""
+    if "for_each" not in spec:
+        return
+    elements = lookup(scope, spec["for_each"])
+    if not isinstance(elements, list):
+        got = "nothing" if elements is None else f"a {type(elements).__name__}"
+        raise StepRefused(
+            f"for_each {spec['for_each']} is not a list (it is {got})",
+            cause={"reason": "for_each_not_a_list", "step": step.name},
+        )
+    if len(elements) > settings.SAGAS_MAX_BRANCHES:
+        raise StepRefused(
+            f"for_each {spec['for_each']} has {len(elements)} elements; "
+            f"at most {settings.SAGAS_MAX_BRANCHES} branches are allowed (SAGAS_MAX_BRANCHES)",
+            cause={"reason": "too_many_branches", "step": step.name},
+        )
+    start = tx.steps[-1].index + 1
+    for i, element in enumerate(elements):
+        rows = rows_for(
+            tx.saga,
+            spec["steps"],
+            start=start,
+            within=step,
+            branch=str(i),
+            item={"value": element, "index": i},
+        )
+        start += len(rows)
+        tx.steps.extend(rows)
+
+
+class Groups:
+    """A saga's rows by group, each in index order; built once per use from the live rows."""
+
+    def __init__(self, saga, steps):
+        self.saga = saga
+        self.rows = {}
+        self.by_pk = {}
+        for step in steps:
+            self.rows.setdefault(group_of(step), []).append(step)
+            self.by_pk[step.pk] = step
+
+    def of(self, key):
+        return self.rows.get(key, [])
+
+    def branches(self, parallel):
+        """The branch keys of a parallel step, in order (names in the document's, elements by index)."""
+        keys = [b for (within, b) in self.rows if within == parallel.pk]
+        return sorted(keys, key=int) if keys and keys[0].isdigit() else keys
+
+    def started(self, parallel, branch):
+        return any(_started(s) for s in self.of((parallel.pk, branch)))
+
+    def finished(self, parallel, branch):
+        return all(s.status in FINISHED for s in self.of((parallel.pk, branch)))
+
+    def result(self, parallel):
+        """{branch: {step: result}} for named branches; a list in element order for a for_each."""
+        results = {
+            b: {s.name: s.result for s in self.of((parallel.pk, b))}
+            for b in self.branches(parallel)
+        }
+        if "for_each" in step_spec(self.saga, parallel):
+            return list(results.values())
+        return results
+
+    def element_path(self, step):
+        """The for_each elements a row is inside, outermost first: (within id, index) each."""
+        path = []
+        while step.within_id is not None:
+            if step.in_for_each:
+                path.append((step.within_id, step.branch))
+            step = self.by_pk[step.within_id]
+        return tuple(reversed(path))
+
+
+def _started(step):
+    return step.status != StepStatus.PENDING or step.next_attempt_at is not None or step.attempt
+
+
+def branches_to_start(tx, parallel, spec, groups):
+    """The branches that may start now: not yet started, within max_concurrency."""
+    limit = spec.get("max_concurrency")
+    keys = groups.branches(parallel)
+    running = sum(
+        1 for b in keys if groups.started(parallel, b) and not groups.finished(parallel, b)
+    )
+    chosen = []
+    for b in keys:
+        if limit is not None and running + len(chosen) >= limit:
+            break
+        if not groups.started(parallel, b) and not groups.finished(parallel, b):
+            chosen.append(b)
+    return chosen
+
+
+def visible_results(tx, step, groups=None):
+    """Earlier results a step may read as `steps.NAME.result`.
+
+    Rows inside a for_each element are visible only to that element's own
+    steps (every element has its own `reserve_line`); the rest to everyone.
+    """
+    groups = groups or Groups(tx.saga, tx.steps)
+    mine = groups.element_path(step)
+    results = {}
+    for s in tx.steps:
+        if s.result is None or s.pk == step.pk:
+            continue
+        theirs = groups.element_path(s) if s.within_id is not None else ()
+        if mine[: len(theirs)] == theirs:
+            results[s.name] = s.result
+    return results
+
+
+def item_of(step):
+    """(item, item_index) of a row inside a for_each, else (None, None)."""
+    if step.item is None:
+        return None, None
+    return step.item.get("value"), step.item.get("index")
+
+
+def idempotency_suffix(tx, step, groups=None):
+    """Where a step is among for_each elements ("[2]", "[2][0]"): idempotency keys differ per element."""
+    if step.item is None:
+        return ""
+    groups = groups or Groups(tx.saga, tx.steps)
+    return "".join(f"[{branch}]" for _, branch in groups.element_path(step))
+
+
+def is_parallel(step):
+    return kind_of(step).opens_branches
