@@ -81,3 +81,16 @@ def uncount(ctx):
             Stock.objects.filter(sku="COUNTER").update(available=F("available") - 1)
             _record(ctx, "uncount")
     return None
+
+
+@action("test.echo", compensation="test.undo")
+def echo(ctx):
+    """Returns the for_each element it ran for, and the earlier results it could read."""
+    _record(ctx, "echo")
+    return {"item": ctx.item, "index": ctx.item_index, "saw": sorted(ctx.results)}
+
+
+@action("test.lines")
+def lines(ctx):
+    """A result with a list in it, for a for_each over an earlier step's result."""
+    return {"items": [{"sku": sku} for sku in ctx.input.get("skus", [])]}
