@@ -309,6 +309,8 @@ SAGAS_ACTION_MODULES = envlist("SAGAS_ACTION_MODULES", [])
 # How long a running step may hold its claim when its definition sets no timeout.
 # A parallel step's for_each over more elements than this fails the step (sagas/engine/branches.py).
 SAGAS_MAX_BRANCHES = envint("SAGAS_MAX_BRANCHES", 1000)
+# How deep child sagas (`saga` steps) may nest, the top saga counting as 1.
+SAGAS_MAX_SAGA_DEPTH = envint("SAGAS_MAX_SAGA_DEPTH", 5)
 SAGAS_DEFAULT_STEP_TIMEOUT = envfloat("SAGAS_DEFAULT_STEP_TIMEOUT", 60.0)
 # How often the sweeper looks for due deadlines; lateness is about this plus `poll`.
 SAGAS_SWEEP_INTERVAL = envfloat("SAGAS_SWEEP_INTERVAL", 0.25)

@@ -14,7 +14,7 @@ class SagasConfig(AppConfig):
     def ready(self):
         # Imported here, not at the top: they import models, which load after app configs.
         from .engine import forget_definitions
-        from .kinds import action, http, parallel, sleep, wait  # noqa: F401  (register the built-in kinds)
+        from .kinds import action, http, parallel, saga, sleep, wait  # noqa: F401  (register the built-in kinds)
         from .models import WorkflowDefinition
         from .q2 import startup
 

@@ -186,6 +186,7 @@ def validate(document, *, context=None):
         errors.add("steps", "required: a list of at least one step")
         steps = []
     check_steps(steps, "steps", errors, context, seen={}, depth=0)
+    check_children(document, steps, errors, context)
     if errors:
         raise DefinitionError(errors.by_path)
     return document
@@ -231,6 +232,43 @@ def check_steps(steps, path, errors, context, *, seen, depth):
             seen[step_name] = here
         for suffix, _branch, inner in kind.nested(step):
             check_steps(inner, f"{here}{suffix}", errors, context, seen=seen, depth=depth + 1)
+
+
+def child_workflows(steps, path="steps"):
+    """(path, workflow) of every `saga` step in these steps and their branches."""
+    found = []
+    for i, step in enumerate(steps if isinstance(steps, list) else []):
+        if not isinstance(step, dict):
+            continue
+        kind = kind_registry.get(step.get("type"))
+        if kind is None:
+            continue
+        if kind.starts_child and isinstance(step.get("workflow"), str):
+            found.append((f"{path}[{i}].workflow", step["workflow"]))
+        for suffix, _branch, inner in kind.nested(step):
+            found += child_workflows(inner, f"{path}[{i}]{suffix}")
+    return found
+
+
+def check_children(document, steps, errors, context):
+    """No workflow runs itself as a child, however far down (context["workflows"]: the published)."""
+    published = context.get("workflows")
+    name = document.get("name")
+    if published is None or not isinstance(name, str):
+        return
+    graph = {n: {w for _, w in child_workflows(doc.get("steps"))} for n, doc in published.items()}
+    graph[name] = {w for _, w in child_workflows(steps)}
+    for path, child in child_workflows(steps):
+        chain, stack, seen = None, [(child, [name, child])], set()
+        while stack and chain is None:
+            current, trail = stack.pop()
+            if current == name:
+                chain = trail
+            elif current not in seen:
+                seen.add(current)
+                stack += [(nxt, [*trail, nxt]) for nxt in graph.get(current, ())]
+        if chain is not None:
+            errors.add(path, f"a cycle of child workflows: {' → '.join(chain)}")
 
 
 def check_step(step, kind, path, errors, context):

@@ -114,6 +114,24 @@ class Saga(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A child saga (a `saga` step's): its parent and the step that runs it; set at its start.
+    # Deleted with its parent (CASCADE: found through saga_parent_idx).
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="children",
+        db_index=False,
+    )
+    parent_step = models.ForeignKey(
+        "SagaStep",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+    )
 
     class Meta:
         constraints = [
@@ -150,6 +168,10 @@ class Saga(models.Model):
                 fields=["idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
                 name="saga_idempotency_idx",
+            ),
+            # a saga's children, and the list without them (only child sagas have a parent)
+            models.Index(
+                fields=["parent"], condition=Q(parent__isnull=False), name="saga_parent_idx"
             ),
             # the overview's per-minute chart of completions and failures
             models.Index(

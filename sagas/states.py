@@ -28,7 +28,8 @@ SAGA_TRANSITIONS = {
     S.STARTED: {S.PENDING, S.COMPLETED, S.COMPENSATING, S.FAILED},
     S.PENDING: {S.COMPLETED, S.COMPENSATING},
     S.COMPENSATING: {S.FAILED},
-    S.COMPLETED: set(),
+    # a completed child saga is undone when its parent compensates the step that ran it
+    S.COMPLETED: {S.COMPENSATING},
     S.FAILED: set(),
 }
 
@@ -37,7 +38,8 @@ STEP_TRANSITIONS = {
     T.PENDING: {T.RUNNING, T.WAITING, T.SKIPPED, T.FAILED},
     # finished, failed for good, or handed back for another attempt
     T.RUNNING: {T.COMPLETED, T.FAILED, T.PENDING},
-    T.WAITING: {T.COMPLETED, T.FAILED, T.SKIPPED},
+    # (compensating: a running child saga is cancelled and undone with its parent)
+    T.WAITING: {T.COMPLETED, T.FAILED, T.SKIPPED, T.COMPENSATING},
     # a completed step is undone when the saga compensates
     T.COMPLETED: {T.COMPENSATING},
     # an operator may retry a failed step of a paused saga

@@ -18,6 +18,10 @@ def run_step(step_id, fence, saga_id=None):
     engine.run_step(step_id, fence, saga_id)
 
 
+def child_finished(child_id):
+    engine.child_finished(child_id)
+
+
 def sweeper_tick(chain):
     return sweeper.sweeper_tick(chain)
 

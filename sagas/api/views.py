@@ -354,7 +354,7 @@ class WorkflowListView(APIView):
     def post(self, request):
         document = _document(request.data)
         if _flag(request, "dry_run"):
-            validate(document, context=validation_context())
+            validate(document, context=validation_context(document.get("name")))
             latest = (
                 WorkflowDefinition.objects.filter(name=document["name"])
                 .order_by("-version")

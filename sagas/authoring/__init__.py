@@ -23,6 +23,8 @@ _PUBLIC = {
     "parse_document": "publish",
     "publish_workflow": "publish",
     "validation_context": "publish",
+    "with_batch": "publish",
+    "in_dependency_order": "publish",
     "documents_in": "transfer",
     "dump_document": "transfer",
     "dump_documents": "transfer",

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from sagas import secrets
-from sagas.definitions import DefinitionError, load_document, validate
+from sagas.definitions import DefinitionError, child_workflows, load_document, validate
 from sagas.engine import Conflict, NotFound
 from sagas.models import WorkflowAudit, WorkflowDefinition
 
@@ -25,13 +25,56 @@ def can_publish(user):
     )
 
 
-def validation_context():
-    """What definitions may refer to outside themselves: existing users, groups and secrets."""
+def validation_context(publishing=None):
+    """What definitions may refer to outside themselves: users, groups, secrets, workflows.
+
+    `workflows`: the latest published document of each workflow, for `saga`
+    steps (a child must be published; no cycle of children). `publishing`: the
+    name being published, which a step may name only if that makes no cycle.
+    """
+    workflows = {}
+    for name, spec in (
+        WorkflowDefinition.objects.filter(status=WorkflowDefinition.Status.PUBLISHED)
+        .order_by("name", "-version")
+        .values_list("name", "spec")
+    ):
+        workflows.setdefault(name, spec)
     return {
         "users": set(get_user_model().objects.values_list("username", flat=True)),
         "groups": set(Group.objects.values_list("name", flat=True)),
         "secrets": secrets.known_names(),  # names only
+        "workflows": workflows,
+        "publishing": publishing,
     }
+
+
+def with_batch(context, documents):
+    """The context of a batch (a file, a directory): its documents may name each other as children."""
+    for document in documents:
+        if isinstance(document, dict) and isinstance(document.get("name"), str):
+            context["workflows"][document["name"]] = document
+    context["publishing"] = None
+    return context
+
+
+def in_dependency_order(documents):
+    """The batch's documents, each after the ones it runs as children (publishing checks they exist)."""
+    by_name = {d.get("name"): d for d in documents if isinstance(d, dict)}
+    ordered, placed = [], set()
+
+    def place(document, trail=()):
+        name = document.get("name")
+        if name in placed or name in trail:
+            return
+        for _, child in child_workflows(document.get("steps")):
+            if child in by_name:
+                place(by_name[child], (*trail, name))
+        placed.add(name)
+        ordered.append(document)
+
+    for document in documents:
+        place(document)
+    return ordered
 
 
 def check_json(document):
@@ -47,7 +90,9 @@ def check_json(document):
 def check_document(document, *, context=None):
     """Validate a parsed document (JSON values only); DefinitionError lists every problem by path."""
     check_json(document)
-    validate(document, context=context if context is not None else validation_context())
+    if context is None:
+        context = validation_context(document.get("name") if isinstance(document, dict) else None)
+    validate(document, context=context)
     return document
 
 
@@ -64,7 +109,7 @@ def publish_workflow(document, *, user=None):
     """
     if isinstance(document, str):
         document = load_document(document)
-    validate(document, context=validation_context())
+    validate(document, context=validation_context(document.get("name")))
     name = document["name"]
     with transaction.atomic():
         # Lock the workflow's versions so two publishers cannot both take n+1.

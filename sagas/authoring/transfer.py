@@ -7,7 +7,13 @@ from sagas import documents as bounded
 from sagas import kinds
 from sagas.definitions import DefinitionError, validate, yaml_error
 
-from .publish import check_json, publish_workflow, validation_context
+from .publish import (
+    check_json,
+    in_dependency_order,
+    publish_workflow,
+    validation_context,
+    with_batch,
+)
 
 # Key order of a dumped document: what a person reads first comes first. The
 # stored spec is a JSON column whose key order PostgreSQL does not keep, and a
@@ -141,7 +147,7 @@ def import_workflows(text, *, user):
     with the document's name (`order_fulfillment: steps[1].action`).
     """
     documents = documents_in(text)
-    context = validation_context()
+    context = with_batch(validation_context(), documents)
     errors = {}
     seen = {}
     for i, document in enumerate(documents):
@@ -159,4 +165,5 @@ def import_workflows(text, *, user):
         seen.setdefault(label, i)
     if errors:
         raise DefinitionError(errors)
-    return [publish_workflow(document, user=user) for document in documents]
+    published = {id(d): publish_workflow(d, user=user) for d in in_dependency_order(documents)}
+    return [published[id(d)] for d in documents]

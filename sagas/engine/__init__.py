@@ -28,6 +28,7 @@ from .errors import (
     SagaError,
 )
 from .flow import (
+    child_finished,
     complete_waiting_step,
     deliver_event,
     fail_waiting_step,
@@ -94,6 +95,7 @@ __all__ = [
     "add_state_counts",
     "allowed_actions",
     "cancel_saga",
+    "child_finished",
     "claim_in_hand",
     "claim_queued",
     "compensation_plan",

@@ -9,6 +9,7 @@ from sagas.models import Saga
 from sagas.states import SagaState, StepStatus
 
 from .branches import TOP, Groups
+from .children import undo_child
 from .claims import claim_step
 from .specs import kind_of, next_retry_at, step_spec
 
@@ -22,6 +23,12 @@ def start_compensation(tx, cause, *, inline):
         if step.status == StepStatus.PENDING and step.next_attempt_at is not None:
             step.next_attempt_at = None  # a queued or backing-off step will not run now
             tx.touch(step)
+        elif step.status == StepStatus.WAITING and kind_of(step).starts_child:
+            # A running child is cancelled and undone; this step is undone when it has been.
+            tx.step_to(step, StepStatus.COMPENSATING, "child_cancelled", reason=cause.get("reason"))
+            if not undo_child(tx, step, start_compensation=start_compensation):
+                step.compensated_at = tx.now
+                tx.step_to(step, StepStatus.COMPENSATED, "step_compensated")
         elif step.status == StepStatus.WAITING:
             kind_of(step).on_abandon(tx, step)
             step.deadline = None
@@ -91,16 +98,24 @@ def next_compensation(tx, *, inline):
     if not front:
         tx.finish(SagaState.FAILED, "saga_failed", cause=tx.saga.cause)
         return None
-    claim = None
+    claim, again = None, False
     for step in front:
         if step.status != StepStatus.COMPLETED:
             continue  # running or compensating: its end brings us back here
         step.retry_base = 0
         tx.step_to(step, StepStatus.COMPENSATING, "compensation_scheduled")
+        if kind_of(step).starts_child:
+            if not undo_child(tx, step, start_compensation=start_compensation):
+                step.compensated_at = tx.now
+                tx.step_to(step, StepStatus.COMPENSATED, "step_compensated")
+                again = True
+            continue  # the child's end completes this compensation (flow.child_finished)
         if inline and claim is None:
             claim = claim_step(tx, step, compensating=True)
         else:
             tx.enqueue(step)
+    if again:
+        return next_compensation(tx, inline=inline and claim is None) or claim
     return claim
 
 
@@ -153,6 +168,7 @@ def stuck_compensation(steps):
             step.status == StepStatus.COMPENSATING
             and step.lease_expires_at is None
             and step.next_attempt_at is None
+            and not kind_of(step).starts_child  # its child saga is compensating
         ):
             return step
     return None

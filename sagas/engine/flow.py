@@ -11,10 +11,10 @@ from sagas import documents
 from sagas.actions import template_scope
 from sagas.definitions import condition_holds
 from sagas.kinds.base import Completed, StepRefused
-from sagas.models import SagaStep
+from sagas.models import Saga, SagaStep
 from sagas.states import SagaState, StepStatus
 
-from . import branches, store
+from . import branches, children, store
 from .branches import TOP, group_of
 from .claims import claim_step
 from .compensation import next_compensation, start_compensation
@@ -56,6 +56,8 @@ def advance(tx, group=TOP, after=None, *, inline):
         try:
             if kind.opens_branches:
                 branches.open_for_each(tx, step, spec, step_scope(tx, step))
+            if kind.starts_child:
+                children.start_child(tx, step, spec, step_scope(tx, step), advance=advance)
             step.deadline = kind.enter(tx, step, spec)
         except StepRefused as exc:
             step.error = exc.error
@@ -219,6 +221,38 @@ def fail_waiting_step(tx, step, *, error, cause, kind="step_failed"):
     step.awaiting = None
     tx.step_to(step, StepStatus.FAILED, kind, error=error)
     start_compensation(tx, cause, inline=False)
+
+
+def child_finished(child_id):
+    """A child saga ended: its `saga` step completes, fails, or has been undone."""
+    parent_id, step_id = Saga.objects.filter(pk=child_id).values_list(
+        "parent_id", "parent_step_id"
+    ).first() or (None, None)
+    if parent_id is None:
+        return
+    with locked_saga(parent_id) as tx:
+        child = Saga.objects.get(pk=child_id)  # read under the parent's lock: the lock order
+        step = tx.step(pk=step_id)
+        if step.status == StepStatus.WAITING and child.state == SagaState.COMPLETED:
+            results = dict(
+                SagaStep.objects.filter(saga_id=child_id, within__isnull=True)
+                .order_by("index")
+                .values_list("name", "result")
+            )
+            complete_waiting_step(tx, step, results, kind="child_completed", child=str(child_id))
+        elif step.status == StepStatus.WAITING and child.state == SagaState.FAILED:
+            fail_waiting_step(
+                tx,
+                step,
+                error=f"child saga {child.workflow} {child_id} failed "
+                f"({(child.cause or {}).get('reason')} at {(child.cause or {}).get('step')})",
+                cause={"reason": "child_failed", "step": step.name, "child": str(child_id)},
+                kind="child_failed",
+            )
+        elif step.status == StepStatus.COMPENSATING and child.state == SagaState.FAILED:
+            step.compensated_at = tx.now
+            tx.step_to(step, StepStatus.COMPENSATED, "step_compensated", child=str(child_id))
+            next_compensation(tx, inline=False)
 
 
 def deliver_event(*, type, correlation_id, payload=None, actor=None, actor_label="api"):

@@ -34,6 +34,8 @@ SAGA_IMMUTABLE = frozenset(
         "idempotency_key",
         "started_by",
         "created_at",
+        "parent",
+        "parent_step",
     }
 )
 # Set when a step is created with its saga.

@@ -36,6 +36,8 @@ transition_saved = Signal()
 
 # The task that runs a queued step; its path is persisted (see sagas/tasks.py).
 RUN_STEP_TASK = "sagas.tasks.run_step"
+# The task that tells a parent saga its child has finished (sagas/engine/flow.py child_finished).
+CHILD_FINISHED_TASK = "sagas.tasks.child_finished"
 
 
 @dataclass
@@ -106,6 +108,9 @@ class Transition:
         self.clear_attention()
         self.saga_to(state, kind, **details)
         saga = self.saga
+        if saga.parent_id is not None:
+            # The parent learns it in a transition of its own (flow.child_finished).
+            enqueue(CHILD_FINISHED_TASK, str(saga.pk))
         transaction.on_commit(lambda: saga_finished.send(Saga, saga=saga))
 
     def step_to(self, step, status, kind, **details):

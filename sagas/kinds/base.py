@@ -55,6 +55,9 @@ class StepKind:
     # True for a kind whose step runs branches of steps (sagas/kinds/parallel.py):
     # the engine opens them when the step starts (sagas/engine/branches.py).
     opens_branches = False
+    # True for a kind whose step runs a child saga (sagas/kinds/saga.py,
+    # started and undone by sagas/engine/children.py).
+    starts_child = False
 
     def validate(self, step, path, errors, context):
         """Add an error per problem of this step's own keys."""

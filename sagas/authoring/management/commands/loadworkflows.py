@@ -5,7 +5,14 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from sagas.authoring import check_document, documents_in, publish_workflow, validation_context
+from sagas.authoring import (
+    check_document,
+    documents_in,
+    in_dependency_order,
+    publish_workflow,
+    validation_context,
+    with_batch,
+)
 from sagas.definitions import DefinitionError
 
 
@@ -30,7 +37,7 @@ class Command(BaseCommand):
             except DefinitionError as exc:
                 failed = True
                 self._report(name, exc)
-        context = validation_context()
+        context = with_batch(validation_context(), [d for _, d in documents])
         for name, document in documents:
             try:
                 check_document(document, context=context)
@@ -40,7 +47,10 @@ class Command(BaseCommand):
         if failed:
             raise CommandError("nothing was loaded: fix the errors above")
         with transaction.atomic():  # all files or none
-            for name, document in documents:
+            order = in_dependency_order([d for _, d in documents])
+            files = {id(d): name for name, d in documents}
+            for document in order:
+                name = files[id(document)]
                 definition, created = publish_workflow(document)
                 verb = "published" if created else "unchanged"
                 self.stdout.write(f"{name}: {definition.name} v{definition.version} {verb}")

@@ -1,0 +1,163 @@
+"""Child sagas: published children only, no cycles, started with the step, linked both ways,
+their end ends the step, and undoing the step undoes the child."""
+
+import pytest
+
+from sagas.definitions import DefinitionError
+from sagas.demo.models import Attempt
+from sagas.engine import cancel_saga, compensation_plan, deliver_event, start_saga
+from sagas.models import Saga
+from sagas.states import SagaState, StepStatus
+
+
+def act(name, action="test.ok"):
+    return {"name": name, "type": "action", "action": action, "compensation": "test.undo"}
+
+
+def child_step(name="onboard", workflow="vendor", **keys):
+    return {"name": name, "type": "saga", "workflow": workflow, **keys}
+
+
+VENDOR = {
+    "name": "vendor",
+    "input_schema": {"type": "object", "required": ["vendor"]},
+    "steps": [act("create_vendor"), act("check_vendor")],
+}
+
+
+def parent(*, after=None):
+    return {
+        "name": "purchase",
+        "steps": [
+            act("reserve"),
+            child_step(input={"vendor": "{{ input.vendor_id }}"}),
+            *(after or []),
+        ],
+    }
+
+
+def undone(saga):
+    return [
+        key.split(":", 1)[1]
+        for key in Attempt.objects.filter(key__startswith=str(saga.pk), action="undo")
+        .order_by("id")
+        .values_list("key", flat=True)
+    ]
+
+
+def fresh(saga):
+    saga.refresh_from_db()
+    return saga
+
+
+def test_publishing_refuses_unknown_children_and_cycles(publish):
+    with pytest.raises(DefinitionError) as refused:
+        publish(parent())
+    assert refused.value.errors["steps[1].workflow"] == ["unknown or unpublished workflow 'vendor'"]
+    publish(VENDOR)
+    publish(parent())
+    with pytest.raises(DefinitionError) as refused:
+        publish({**VENDOR, "steps": [*VENDOR["steps"], child_step("loop", "purchase")]})
+    assert refused.value.errors["steps[2].workflow"] == [
+        "a cycle of child workflows: vendor → purchase → vendor"
+    ]
+    with pytest.raises(DefinitionError) as refused:
+        publish({"name": "selfish", "steps": [child_step("me", "selfish")]})
+    assert (
+        "a cycle of child workflows: selfish → selfish" in refused.value.errors["steps[0].workflow"]
+    )
+
+
+def test_a_completed_child_completes_the_step_with_its_results(publish, settle, alice):
+    publish(VENDOR)
+    publish(parent(after=[act("pay")]))
+    saga, _ = start_saga(workflow="purchase", input={"vendor_id": "v-7"}, user=alice)
+    settle()
+    child = Saga.objects.get(parent=saga)
+    # Linked both ways, with the parent's initiator.
+    assert child.parent_step.name == "onboard" and list(saga.children.all()) == [child]
+    assert child.input == {"vendor": "v-7"} and child.started_by == alice
+    assert fresh(saga).state == SagaState.COMPLETED
+    assert fresh(child).state == SagaState.COMPLETED
+    step = saga.steps.get(name="onboard")
+    assert step.result == {
+        "create_vendor": {"step": "create_vendor", "attempt": 1},
+        "check_vendor": {"step": "check_vendor", "attempt": 1},
+    }
+    assert saga.events.filter(kind="child_started", step="onboard").exists()
+    assert saga.events.filter(kind="child_completed", step="onboard").exists()
+
+
+def test_a_failed_child_makes_the_parent_compensate(publish, settle):
+    publish({**VENDOR, "steps": [act("create_vendor"), act("check_vendor", "test.refuse")]})
+    publish(parent(after=[act("pay")]))
+    saga, _ = start_saga(workflow="purchase", input={"vendor_id": "v-7"})
+    settle()
+    child = Saga.objects.get(parent=saga)
+    assert fresh(child).state == SagaState.FAILED and undone(child) == ["create_vendor"]
+    assert fresh(saga).state == SagaState.FAILED
+    assert saga.cause == {"reason": "child_failed", "step": "onboard", "child": str(child.pk)}
+    assert undone(saga) == ["reserve"]
+    assert saga.steps.get(name="pay").status == StepStatus.PENDING
+
+
+def test_undoing_a_completed_saga_step_undoes_the_child_then_the_steps_before(publish, settle):
+    publish(VENDOR)
+    publish(parent(after=[act("pay", "test.refuse")]))
+    saga, _ = start_saga(workflow="purchase", input={"vendor_id": "v-7"})
+    settle()
+    child = Saga.objects.get(parent=saga)
+    assert fresh(saga).state == SagaState.FAILED
+    assert fresh(child).state == SagaState.FAILED
+    assert undone(child) == ["check_vendor", "create_vendor"]
+    assert child.cause["reason"] == "parent_compensating"
+    assert child.cause["parent"] == str(saga.pk) and child.cause["step"] == "onboard"
+    assert undone(saga) == ["reserve"]
+    # The parent's reserve was undone only after the child: its undo is the last of all.
+    last_child = Attempt.objects.filter(key__startswith=str(child.pk), action="undo").latest("id")
+    first_parent = Attempt.objects.filter(key__startswith=str(saga.pk), action="undo").get()
+    assert first_parent.id > last_child.id
+    assert saga.steps.get(name="onboard").status == StepStatus.COMPENSATED
+
+
+def test_cancelling_the_parent_cancels_a_running_child(publish, settle, alice):
+    publish(
+        {
+            **VENDOR,
+            "steps": [
+                act("create_vendor"),
+                {"name": "vendor_ok", "type": "wait", "event": "vendor.ok", "timeout": "1h"},
+            ],
+        }
+    )
+    publish(parent())
+    saga, _ = start_saga(workflow="purchase", input={"vendor_id": "v"}, correlation_id="po-1")
+    settle()
+    child = Saga.objects.get(parent=saga)
+    assert fresh(child).state == SagaState.PENDING
+    assert [s.name for s in compensation_plan(saga)] == ["reserve"]
+    cancel_saga(saga.pk, user=alice, reason="supplier gone")
+    assert saga.steps.get(name="onboard").status == StepStatus.COMPENSATING
+    settle()
+    assert fresh(child).state == SagaState.FAILED
+    assert child.cause["reason"] == "parent_compensating"
+    assert child.cause["parent_reason"] == "cancelled"
+    assert undone(child) == ["create_vendor"]
+    assert fresh(saga).state == SagaState.FAILED
+    assert undone(saga) == ["reserve"]
+    assert deliver_event(type="vendor.ok", correlation_id="po-1") == 0
+
+
+def test_children_nest_at_most_max_saga_depth(publish, settle, settings):
+    settings.SAGAS_MAX_SAGA_DEPTH = 2
+    publish({"name": "c", "steps": [act("c1")]})
+    publish({"name": "b", "steps": [act("b1"), child_step("to_c", "c")]})
+    publish({"name": "a", "steps": [act("a1"), child_step("to_b", "b")]})
+    saga, _ = start_saga(workflow="a", input={})
+    settle()
+    b = Saga.objects.get(parent=saga)
+    assert not Saga.objects.filter(parent=b).exists()
+    to_c = b.steps.get(name="to_c")
+    assert to_c.status == StepStatus.FAILED and "at most 2 are allowed" in to_c.error
+    assert fresh(b).state == SagaState.FAILED and fresh(saga).state == SagaState.FAILED
+    assert undone(saga) == ["a1"] and undone(b) == ["b1"]
