@@ -19,6 +19,12 @@ FOUR_EYES_EVENTS = (
     "compensation_retried",
     "compensation_skipped",
     "approval_reassigned",
+    # Whoever delivered an event to the saga (at once, or kept and taken when
+    # its wait started: sagas/engine/flow.py, take_kept_event, records the
+    # deliverer as the actor) and whoever paused or resumed it.
+    "event_received",
+    "saga_paused",
+    "saga_resumed",
 )
 # A `when:` condition that passes a step over is the engine's act, recorded as
 # its own kind of event (step_skipped_by_condition) with whoever happened to

@@ -15,6 +15,10 @@ urlpatterns = [
     path(
         "sagas/<uuid:saga_id>/cancel/", views.saga_action, {"action": "cancel"}, name="saga_cancel"
     ),
+    path("sagas/<uuid:saga_id>/pause/", views.saga_action, {"action": "pause"}, name="saga_pause"),
+    path(
+        "sagas/<uuid:saga_id>/resume/", views.saga_action, {"action": "resume"}, name="saga_resume"
+    ),
     path(
         "sagas/<uuid:saga_id>/steps/<str:step_name>/retry/",
         views.saga_action,

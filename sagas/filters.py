@@ -77,6 +77,7 @@ class SagaFilter(django_filters.FilterSet):
     )
     workflow = django_filters.CharFilter(max_length=100)
     needs_attention = StrictBooleanFilter()
+    paused = StrictBooleanFilter()
     correlation_id = django_filters.CharFilter(max_length=200)
     search = django_filters.CharFilter(method="filter_search", max_length=200, label="Search")
     created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -88,6 +89,7 @@ class SagaFilter(django_filters.FilterSet):
             "state",
             "workflow",
             "needs_attention",
+            "paused",
             "correlation_id",
             "search",
             "created_after",

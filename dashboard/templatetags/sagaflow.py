@@ -29,6 +29,12 @@ GLYPHS = {
     "attention": "!",
     "overdue": "!",
     "timed_out": "!",
+    "paused": "!",
+    "kept": "…",
+    "consumed": "✓",
+    "matched": "✓",
+    "discarded": "⊘",
+    "not taken": "✕",
 }
 
 

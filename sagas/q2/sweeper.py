@@ -73,9 +73,12 @@ def sweep():
             lateness.append((now - at).total_seconds())
             done += 1
 
-    for pk, at in SagaStep.objects.filter(status=StepStatus.WAITING, deadline__lte=now).values_list(
-        "pk", "deadline"
-    )[:BATCH]:
+    # A paused saga's deadlines wait for its resume (engine.resume_saga fires
+    # them in order); skipping them here keeps them from filling every batch.
+    waiting = SagaStep.objects.filter(
+        status=StepStatus.WAITING, deadline__lte=now, saga__paused=False
+    )
+    for pk, at in waiting.values_list("pk", "deadline")[:BATCH]:
         if _each(engine.on_deadline, pk, "the deadline of step"):
             lateness.append((now - at).total_seconds())
             done += 1
