@@ -72,8 +72,8 @@ def refusal(request, user):
         return "four-eyes: you started this saga, so someone else must decide its approvals"
     if operator_acts(user).filter(saga_id=request.saga_id).exists():
         return (
-            "four-eyes: you retried, skipped or reassigned in this saga, "
-            "so someone else must decide its approvals"
+            "four-eyes: you retried, skipped or reassigned in this saga, paused or resumed "
+            "it, or delivered an event to it, so someone else must decide its approvals"
         )
     return None
 
