@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import events, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -43,6 +43,8 @@ urlpatterns = [
         {"action": "skip-compensation"},
         name="compensation_skip",
     ),
+    path("events/", events.event_list, name="event_list"),
+    path("events/<int:event_id>/discard/", events.event_discard, name="event_discard"),
     path("approvals/", views.inbox, name="inbox"),
     # The stable address approval e-mails link to.
     path("approvals/<int:approval_id>/", views.approval, name="approval"),
