@@ -54,6 +54,9 @@ def next_compensation(tx, *, inline):
         if s.status == StepStatus.COMPLETED and kind_of(s).has_compensation(step_spec(tx.saga, s))
     ]
     if not candidates:
+        if tx.saga.paused:  # its end waits for the resume too (see flow.advance)
+            tx.event("saga_held", outcome=SagaState.FAILED, reason="the saga is paused")
+            return None
         tx.finish(SagaState.FAILED, "saga_failed", cause=tx.saga.cause)
         return None
     step = candidates[-1]

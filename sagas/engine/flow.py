@@ -70,6 +70,10 @@ def advance(tx, from_index, *, inline):
         if step.awaiting:
             take_kept_event(tx, step)  # an event that came early completes it at once
         return None
+    if tx.saga.paused:
+        # Even its last move waits for the resume: a paused saga stays where it stood.
+        tx.event("saga_held", outcome=SagaState.COMPLETED, reason="the saga is paused")
+        return None
     tx.finish(SagaState.COMPLETED, "saga_completed")
     return None
 

@@ -333,7 +333,8 @@ def resume_saga(saga_id, *, user=None, reason="", actor_label="operator"):
             paused_seconds=round(paused_for, 3) if paused_for is not None else None,
         )
         fire_passed_deadlines(tx, act="resume", refuse=False)
-        for step in [s for s in tx.steps if s.held_at is not None]:
+        held = [s for s in tx.steps if s.held_at is not None]
+        for step in held:
             step.held_at = None
             tx.touch(step)
             if tx.saga.state == SagaState.PENDING and step.status == StepStatus.PENDING:
@@ -341,4 +342,12 @@ def resume_saga(saga_id, *, user=None, reason="", actor_label="operator"):
             elif tx.saga.state == SagaState.COMPENSATING and step.status == StepStatus.COMPENSATING:
                 tx.enqueue(step)
             # else: the saga moved on while it was held (a deadline turned it back)
+        if not held and tx.saga.state == SagaState.PENDING and _all_done(tx.steps):
+            advance(tx, len(tx.steps), inline=False)  # its completion was held: complete
+        elif not held and tx.saga.state == SagaState.COMPENSATING:
+            next_compensation(tx, inline=False)  # nothing left to undo: fail (else a no-op)
     return tx.saga
+
+
+def _all_done(steps):
+    return all(s.status in (StepStatus.COMPLETED, StepStatus.SKIPPED) for s in steps)

@@ -99,11 +99,9 @@ class Transition:
         self.saga.current_step = ""
         self.saga.finished_at = self.now
         self.clear_attention()
-        if self.saga.paused:
-            # Nothing is left to hold: a pause ends with the saga (a finished saga
-            # is never paused, so filters and badges stay true).
-            self.saga.paused = False
-            details["was_paused"] = True
+        # A paused saga's end is held (flow.advance, compensation.next_compensation);
+        # should one finish anyway, a finished saga is never left paused.
+        self.saga.paused = False
         self.saga_to(state, kind, **details)
         saga = self.saga
         transaction.on_commit(lambda: saga_finished.send(Saga, saga=saga))

@@ -220,14 +220,53 @@ def test_the_api_pauses_filters_and_resumes(publish, alice, bob):
     assert "/api/v1/sagas/{saga_id}/resume/" in schema["paths"]
 
 
-def test_a_finished_saga_is_never_left_paused(publish, alice):
+def test_a_cancelled_paused_saga_undoes_its_steps_only_after_the_resume(publish, alice):
     publish(WAITS)
     saga, _ = start_saga(workflow="waits", input={}, correlation_id="p-7")
     settle()
     pause_saga(saga.pk, user=alice, reason="watch it")
     engine.cancel_saga(saga.pk, user=alice, reason="stop")  # a compensation is held
+    settle()
     assert step(saga, "a").held_at is not None
+    assert step(saga, "a").status == StepStatus.COMPENSATING
     resume_saga(saga.pk, user=alice)
     settle()
     saga.refresh_from_db()
     assert saga.state == SagaState.FAILED and not saga.paused
+
+
+LAST_WAITS = {
+    "name": "last_waits",
+    "steps": [
+        {"name": "a", "type": "action", "action": "test.ok", "compensation": "test.undo"},
+        {"name": "w", "type": "wait", "event": "parcel.scanned"},
+    ],
+}
+
+
+def test_a_paused_saga_does_not_even_finish_until_the_resume(publish, alice):
+    publish(LAST_WAITS)
+    saga, _ = start_saga(workflow="last_waits", input={}, correlation_id="p-8")
+    settle()
+    pause_saga(saga.pk, user=alice, reason="hold the end")
+    assert engine.deliver_event(type="parcel.scanned", correlation_id="p-8").matched == 1
+    settle()
+    saga.refresh_from_db()
+    assert saga.state == SagaState.PENDING and saga.paused and saga.finished_at is None
+    assert SagaEvent.objects.get(saga=saga, kind="saga_held").details["outcome"] == "completed"
+    resume_saga(saga.pk, user=alice)
+    saga.refresh_from_db()
+    assert saga.state == SagaState.COMPLETED and not saga.paused
+
+
+def test_a_paused_saga_with_nothing_left_to_undo_fails_only_at_the_resume(publish, alice):
+    publish(LAST_WAITS)
+    saga, _ = start_saga(workflow="last_waits", input={}, correlation_id="p-9")
+    claim = claim_the_queued_run()  # a runs
+    pause_saga(saga.pk, user=alice, reason="hold")
+    engine.cancel_saga(saga.pk, user=alice, reason="stop")
+    engine.record(claim, engine.execute(claim))  # a finished while compensating: held undo
+    resume_saga(saga.pk, user=alice)
+    settle()
+    saga.refresh_from_db()
+    assert saga.state == SagaState.FAILED and step(saga, "a").status == StepStatus.COMPENSATED
