@@ -115,12 +115,13 @@ class Saga(models.Model):
     # the state, so the state machine is unchanged; while set, nothing of the
     # saga is claimed (its steps are held, see SagaStep.held_at) and its
     # deadlines wait for the resume.
-    paused = models.BooleanField(default=False)
+    # db_default: workers of the previous release insert sagas without these columns.
+    paused = models.BooleanField(default=False, db_default=False)
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    pause_reason = models.TextField(blank=True)
+    pause_reason = models.TextField(blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
