@@ -168,7 +168,7 @@ class Saga(models.Model):
                 condition=Q(finished_at__isnull=False),
                 name="saga_finished_idx",
             ),
-            # the paused filter, the metric, and the sweeper's skip of paused sagas
+            # the paused filter and the metric
             models.Index(fields=["id"], condition=Q(paused=True), name="saga_paused_idx"),
         ]
 
@@ -212,7 +212,9 @@ class SagaStep(models.Model):
     # The event type a waiting `wait` step listens for.
     awaiting = models.CharField(max_length=200, null=True, blank=True)
     # Set when the step (or its compensation) was due to run, or to start
-    # waiting, while its saga was paused: the resume runs exactly these.
+    # waiting, while its saga was paused: the resume runs exactly these. Also
+    # set on a step already waiting when its saga is paused: the sweeper leaves
+    # its deadline to the resume.
     held_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -232,9 +234,10 @@ class SagaStep(models.Model):
                 condition=Q(lease_expires_at__isnull=False),
                 name="step_lease_idx",
             ),
+            # (held_at: a paused saga's waits are left out, so they never fill a sweep)
             models.Index(
                 fields=["deadline"],
-                condition=Q(status="waiting", deadline__isnull=False),
+                condition=Q(status="waiting", deadline__isnull=False, held_at__isnull=True),
                 name="step_deadline_idx",
             ),
             models.Index(

@@ -305,6 +305,10 @@ def pause_saga(saga_id, *, user=None, reason, actor_label="operator"):
         tx.saga.paused_at = tx.now
         tx.saga.paused_by = tx.actor
         tx.saga.pause_reason = reason
+        for step in tx.steps:
+            if step.status == StepStatus.WAITING:
+                step.held_at = tx.now  # its deadline waits for the resume (q2/sweeper.py)
+                tx.touch(step)
         tx.event("saga_paused", reason=reason, state=tx.saga.state)
     return tx.saga
 
@@ -333,8 +337,7 @@ def resume_saga(saga_id, *, user=None, reason="", actor_label="operator"):
             paused_seconds=round(paused_for, 3) if paused_for is not None else None,
         )
         fire_passed_deadlines(tx, act="resume", refuse=False)
-        held = [s for s in tx.steps if s.held_at is not None]
-        for step in held:
+        for step in [s for s in tx.steps if s.held_at is not None]:
             step.held_at = None
             tx.touch(step)
             if tx.saga.state == SagaState.PENDING and step.status == StepStatus.PENDING:
@@ -342,10 +345,12 @@ def resume_saga(saga_id, *, user=None, reason="", actor_label="operator"):
             elif tx.saga.state == SagaState.COMPENSATING and step.status == StepStatus.COMPENSATING:
                 tx.enqueue(step)
             # else: the saga moved on while it was held (a deadline turned it back)
-        if not held and tx.saga.state == SagaState.PENDING and _all_done(tx.steps):
+        if tx.saga.state == SagaState.PENDING and _all_done(tx.steps):
             advance(tx, len(tx.steps), inline=False)  # its completion was held: complete
-        elif not held and tx.saga.state == SagaState.COMPENSATING:
-            next_compensation(tx, inline=False)  # nothing left to undo: fail (else a no-op)
+        elif tx.saga.state == SagaState.COMPENSATING:
+            # Its end was held (nothing left to undo: it fails); a no-op while a
+            # compensation, such as one just queued above, is under way.
+            next_compensation(tx, inline=False)
     return tx.saga
 
 
