@@ -54,6 +54,9 @@ def next_compensation(tx, *, inline):
         if s.status == StepStatus.COMPLETED and kind_of(s).has_compensation(step_spec(tx.saga, s))
     ]
     if not candidates:
+        if tx.saga.paused:  # its end waits for the resume too (see flow.advance)
+            tx.event("saga_held", outcome=SagaState.FAILED, reason="the saga is paused")
+            return None
         tx.finish(SagaState.FAILED, "saga_failed", cause=tx.saga.cause)
         return None
     step = candidates[-1]
@@ -114,6 +117,7 @@ def stuck_compensation(steps):
             step.status == StepStatus.COMPENSATING
             and step.lease_expires_at is None
             and step.next_attempt_at is None
+            and step.held_at is None  # held by a pause: the resume runs it
         ):
             return step
     return None
