@@ -19,6 +19,12 @@ FOUR_EYES_EVENTS = (
     "compensation_retried",
     "compensation_skipped",
     "approval_reassigned",
+    # Whoever delivered an event to the saga (at once, or kept and taken when
+    # its wait started: sagas/engine/flow.py, take_kept_event, records the
+    # deliverer as the actor) and whoever paused or resumed it.
+    "event_received",
+    "saga_paused",
+    "saga_resumed",
 )
 # A `when:` condition that passes a step over is the engine's act, recorded as
 # its own kind of event (step_skipped_by_condition) with whoever happened to
@@ -66,8 +72,8 @@ def refusal(request, user):
         return "four-eyes: you started this saga, so someone else must decide its approvals"
     if operator_acts(user).filter(saga_id=request.saga_id).exists():
         return (
-            "four-eyes: you retried, skipped or reassigned in this saga, "
-            "so someone else must decide its approvals"
+            "four-eyes: you retried, skipped or reassigned in this saga, paused or resumed "
+            "it, or delivered an event to it, so someone else must decide its approvals"
         )
     return None
 

@@ -320,6 +320,9 @@ SAGAS_REQUEUE_AFTER = envfloat("SAGAS_REQUEUE_AFTER", 30.0)
 # After its own run, a worker keeps taking queued engine runs straight from the
 # broker table for up to this long before it returns to django-q2 (0: never).
 SAGAS_TAKE_QUEUED_SECONDS = envfloat("SAGAS_TAKE_QUEUED_SECONDS", 5.0)
+# An event that matched no waiting step is kept this long (seconds) for a `wait`
+# step that starts later (DESIGN invariant 11); pruned after by prunesagas.
+SAGAS_EVENT_RETENTION = envfloat("SAGAS_EVENT_RETENTION", 24 * 3600.0)
 
 # django-q2: ORM broker on the same database, so an enqueue commits or rolls
 # back with the state change that made it (README, "How it works": one

@@ -30,6 +30,7 @@ LIST_FIELDS = [
     "correlation_id",
     "idempotency_key",
     "needs_attention",
+    "paused",
     "attention_reason",
     "created_at",
     "updated_at",
@@ -147,7 +148,7 @@ def saga_page(queryset, *, cursor=None, size=50, held=None):
 
 def saga_detail_rows():
     """Sagas with what the detail page reads of them in the same query (see `with_history`)."""
-    return Saga.objects.select_related("definition", "started_by")
+    return Saga.objects.select_related("definition", "started_by", "paused_by")
 
 
 def with_history(saga):

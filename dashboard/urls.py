@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import events, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -14,6 +14,10 @@ urlpatterns = [
     path("sagas/<uuid:saga_id>/", views.saga_detail, name="saga_detail"),
     path(
         "sagas/<uuid:saga_id>/cancel/", views.saga_action, {"action": "cancel"}, name="saga_cancel"
+    ),
+    path("sagas/<uuid:saga_id>/pause/", views.saga_action, {"action": "pause"}, name="saga_pause"),
+    path(
+        "sagas/<uuid:saga_id>/resume/", views.saga_action, {"action": "resume"}, name="saga_resume"
     ),
     path(
         "sagas/<uuid:saga_id>/steps/<str:step_name>/retry/",
@@ -39,6 +43,8 @@ urlpatterns = [
         {"action": "skip-compensation"},
         name="compensation_skip",
     ),
+    path("events/", events.event_list, name="event_list"),
+    path("events/<int:event_id>/discard/", events.event_discard, name="event_discard"),
     path("approvals/", views.inbox, name="inbox"),
     # The stable address approval e-mails link to.
     path("approvals/<int:approval_id>/", views.approval, name="approval"),

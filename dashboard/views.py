@@ -312,6 +312,8 @@ def _detail_context(request, saga, **extra):
         # Results are the services' own data: for operators and whoever started the saga.
         "show_results": operator or saga.started_by_id == request.user.pk,
         "can_cancel": operator and engine.CANCEL in allowed.saga,
+        "can_pause": operator and engine.PAUSE in allowed.saga,
+        "can_resume": operator and engine.RESUME in allowed.saga,
         "poll_seconds": _poll(),
         "live": not saga.is_finished,
         "approvals": saga.approval_requests,
@@ -359,6 +361,18 @@ ACTIONS = {
         "verb": "Skip compensation",
         "explain": "The compensation is given up (you repaired it by hand) and the saga carries on undoing the steps before it.",
         "reason": True,
+    },
+    "pause": {
+        "title": "Pause saga",
+        "verb": "Pause saga",
+        "explain": "Nothing new of this saga runs until you resume it: a step already running finishes, decisions and events are still recorded, and deadlines that pass meanwhile are acted on at the resume.",
+        "reason": True,
+    },
+    "resume": {
+        "title": "Resume saga",
+        "verb": "Resume saga",
+        "explain": "The saga carries on where it stood: deadlines that passed while it was paused are acted on first, in order, then what was held runs.",
+        "reason": False,
     },
     "cancel": {
         "title": "Cancel saga",
@@ -437,6 +451,12 @@ def _do(action, saga, step, reason, user):
         engine.cancel_saga(saga.pk, user=user, reason=reason)
         undo = ", ".join(s.name for s in plan) or "none"
         return f"Saga cancelled. Compensations that run, in order: {undo}."
+    if action == "pause":
+        engine.pause_saga(saga.pk, user=user, reason=reason)
+        return "Saga paused: nothing new runs until it is resumed."
+    if action == "resume":
+        engine.resume_saga(saga.pk, user=user)
+        return "Saga resumed."
     if action in ("retry", "retry-compensation"):
         engine.retry_saga(saga.pk, user=user, step_name=step.name if step else None)
         what = "compensation of " if action == "retry-compensation" else ""

@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.db.models.functions import Reverse
 from django.utils import timezone
 
-from .models import Saga
+from .models import InboundEvent, Saga
 from .states import FINISHED_SAGA_STATES, SagaState
 
 
@@ -77,6 +77,7 @@ class SagaFilter(django_filters.FilterSet):
     )
     workflow = django_filters.CharFilter(max_length=100)
     needs_attention = StrictBooleanFilter()
+    paused = StrictBooleanFilter()
     correlation_id = django_filters.CharFilter(max_length=200)
     search = django_filters.CharFilter(method="filter_search", max_length=200, label="Search")
     created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -88,6 +89,7 @@ class SagaFilter(django_filters.FilterSet):
             "state",
             "workflow",
             "needs_attention",
+            "paused",
             "correlation_id",
             "search",
             "created_after",
@@ -147,3 +149,41 @@ class SagaFilter(django_filters.FilterSet):
         for separator in cls.TAIL_SEPARATORS:
             after_separator |= Q(correlation_id__endswith=separator + tail)
         return Q(correlation_tail__startswith=tail[::-1]) & after_separator
+
+
+class InboundEventFilter(django_filters.FilterSet):
+    """Filters of the Events page: the event type, the correlation id (whole or its start),
+    and what became of it."""
+
+    STATUSES = [
+        ("kept", "kept (waiting for a wait)"),
+        ("matched", "matched"),
+        ("consumed", "taken by a wait later"),
+        ("discarded", "discarded"),
+        ("expired", "expired"),
+    ]
+
+    type = django_filters.CharFilter(max_length=200)
+    correlation_id = django_filters.CharFilter(max_length=200, method="filter_correlation")
+    status = django_filters.ChoiceFilter(choices=STATUSES, method="filter_status")
+
+    class Meta:
+        model = InboundEvent
+        fields = ["type", "correlation_id", "status"]
+
+    def filter_correlation(self, queryset, name, value):
+        value = value.strip()
+        return queryset.filter(correlation_id__startswith=value) if value else queryset
+
+    def filter_status(self, queryset, name, value):
+        now = timezone.now()
+        open_ = Q(consumed_at__isnull=True, discarded_at__isnull=True, matched=0)
+        return queryset.filter(
+            {
+                "kept": open_ & Q(keep_until__gt=now),
+                "expired": open_ & Q(keep_until__lte=now),
+                "matched": Q(matched__gt=0),
+                "consumed": Q(consumed_at__isnull=False),
+                "discarded": Q(discarded_at__isnull=False),
+            }[value]
+        )

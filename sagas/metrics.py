@@ -123,11 +123,19 @@ class SagaflowCollector:
             "Sagas flagged as needing a person, by workflow.",
             labels=["workflow"],
         )
+        paused = GaugeMetricFamily(
+            "sagaflow_sagas_paused",
+            "Sagas an operator paused (nothing of them runs until resumed), by workflow.",
+            labels=["workflow"],
+        )
         totals = {}
         rows = Saga.objects.values("workflow", "state").annotate(
-            n=Count("pk"), attention=Count("pk", filter=Q(needs_attention=True))
+            n=Count("pk"),
+            attention=Count("pk", filter=Q(needs_attention=True)),
+            paused=Count("pk", filter=Q(paused=True)),
         )
         attention_by_workflow = {}
+        paused_by_workflow = {}
         for row in rows.order_by():
             workflow, state, n = row["workflow"], row["state"], row["n"]
             by_state.add_metric([workflow, state], n)
@@ -137,11 +145,14 @@ class SagaflowCollector:
             attention_by_workflow[workflow] = (
                 attention_by_workflow.get(workflow, 0) + row["attention"]
             )
+            paused_by_workflow[workflow] = paused_by_workflow.get(workflow, 0) + row["paused"]
         for workflow, n in sorted(totals.items()):
             started.add_metric([workflow], n)
         for workflow, n in sorted(attention_by_workflow.items()):
             attention.add_metric([workflow], n)
-        return [by_state, started, finished, attention]
+        for workflow, n in sorted(paused_by_workflow.items()):
+            paused.add_metric([workflow], n)
+        return [by_state, started, finished, attention, paused]
 
     def _steps(self):
         by_status = GaugeMetricFamily(

@@ -7,11 +7,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Task
 
 from .engine import add_state_counts
-from .models import Saga, SagaEvent, SagaMinuteCount, SagaStep
+from .models import InboundEvent, Saga, SagaEvent, SagaMinuteCount, SagaStep
 from .states import FINISHED_SAGA_STATES
 
 BATCH = 500
@@ -87,6 +88,7 @@ def prune_sagas(*, finished_before, dry_run=False, export_to=None, batch=BATCH):
         return counts
     # The per-minute counters only feed the overview's chart of the last hour.
     SagaMinuteCount.objects.filter(minute__lt=timezone.now() - timedelta(days=1)).delete()
+    counts["inbound_events"] = prune_inbound_events()
     while True:
         with transaction.atomic():
             # Locked and re-checked in the transaction: a finished saga does not
@@ -111,6 +113,24 @@ def prune_sagas(*, finished_before, dry_run=False, export_to=None, batch=BATCH):
             counts["sagas"] += len(saga_ids)
 
 
+def prunable_inbound_events(now=None):
+    """Delivered events older than SAGAS_EVENT_RETENTION, but never one still kept for a wait."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.SAGAS_EVENT_RETENTION)
+    still_kept = Q(keep_until__gt=now, consumed_at__isnull=True, discarded_at__isnull=True)
+    return InboundEvent.objects.filter(received_at__lt=cutoff).exclude(still_kept)
+
+
+def prune_inbound_events(*, batch=BATCH * 10):
+    """Remove expired kept events and the record of old deliveries (the Events page), in batches."""
+    removed = 0
+    while True:
+        ids = list(prunable_inbound_events().values_list("pk", flat=True)[:batch])
+        if not ids:
+            return removed
+        removed += InboundEvent.objects.filter(pk__in=ids).delete()[0]
+
+
 def prune_task_results(days=None):
     """Delete django-q2's saved task results (successes and failures) older than `days`.
 
@@ -118,4 +138,7 @@ def prune_task_results(days=None):
     """
     days = settings.SAGAS_TASK_RESULT_RETENTION_DAYS if days is None else days
     deleted, _ = Task.objects.filter(stopped__lt=timezone.now() - timedelta(days=days)).delete()
+    # The daily schedule (migration 0004) also removes delivered events past
+    # SAGAS_EVENT_RETENTION: expired kept events go without a prunesagas run.
+    prune_inbound_events()
     return deleted

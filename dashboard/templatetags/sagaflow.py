@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince, timeuntil
 
 from sagas import models
+from sagas.access import is_operator
 from sagas.diagram import STATUS_GLYPHS
 
 register = template.Library()
@@ -29,6 +30,12 @@ GLYPHS = {
     "attention": "!",
     "overdue": "!",
     "timed_out": "!",
+    "paused": "!",
+    "kept": "…",
+    "consumed": "✓",
+    "matched": "✓",
+    "discarded": "⊘",
+    "not taken": "✕",
 }
 
 
@@ -42,6 +49,12 @@ def badge(status, label=None):
         GLYPHS.get(status, "•"),
         label or status,
     )
+
+
+@register.filter
+def operator(user):
+    """Whether the user is an operator (the navigation shows operators' pages only to them)."""
+    return is_operator(user)
 
 
 @register.filter

@@ -101,6 +101,7 @@ class SagaSummarySerializer(serializers.ModelSerializer):
     input = serializers.JSONField()
     cause = serializers.JSONField(allow_null=True)
     started_by = UsernameField(allow_null=True)
+    paused_by = UsernameField(allow_null=True)
 
     def to_representation(self, saga):
         data = super().to_representation(saga)
@@ -124,6 +125,10 @@ class SagaSummarySerializer(serializers.ModelSerializer):
             "attention_reason",
             "current_step",
             "cause",
+            "paused",
+            "paused_at",
+            "paused_by",
+            "pause_reason",
             "started_by",
             "created_at",
             "updated_at",
@@ -187,6 +192,10 @@ class ReasonSerializer(serializers.Serializer):
     reason = Text(max_length=2000)
 
 
+class ResumeSerializer(serializers.Serializer):
+    reason = Text(max_length=2000, required=False, allow_blank=True, default="")
+
+
 class RetrySerializer(serializers.Serializer):
     step = Text(
         max_length=100,
@@ -202,10 +211,25 @@ class EventDeliverySerializer(serializers.Serializer):
     type = Text(max_length=200, help_text="The event type, e.g. shipment.created")
     correlation_id = Text(max_length=200)
     payload = JSONObjectField(required=False, default=dict)
+    id = Text(
+        max_length=200,
+        required=False,
+        help_text="The sender's event id: the same id again is a duplicate and changes nothing.",
+    )
 
 
 class MatchedSerializer(serializers.Serializer):
     matched = serializers.IntegerField(help_text="How many waiting steps this event completed.")
+    kept = serializers.BooleanField(
+        help_text="Nothing waited for it: kept for a matching wait that starts later."
+    )
+    id = serializers.IntegerField(help_text="The event's id here (the Events page shows it).")
+    keep_until = serializers.DateTimeField(allow_null=True, help_text="Kept until then.")
+
+
+class DuplicateSerializer(serializers.Serializer):
+    duplicate = serializers.BooleanField(help_text="Always true: this id was delivered before.")
+    id = serializers.IntegerField(help_text="The first delivery's id here.")
 
 
 # --- workflows ---------------------------------------------------------------------

@@ -12,6 +12,8 @@ v1 = [
     path("sagas/<uuid:saga_id>/events/", views.SagaEventsView.as_view(), name="saga-events"),
     path("sagas/<uuid:saga_id>/retry/", views.SagaRetryView.as_view(), name="saga-retry"),
     path("sagas/<uuid:saga_id>/cancel/", views.SagaCancelView.as_view(), name="saga-cancel"),
+    path("sagas/<uuid:saga_id>/pause/", views.SagaPauseView.as_view(), name="saga-pause"),
+    path("sagas/<uuid:saga_id>/resume/", views.SagaResumeView.as_view(), name="saga-resume"),
     path(
         "sagas/<uuid:saga_id>/steps/<str:step_name>/skip/",
         views.StepSkipView.as_view(),

@@ -46,7 +46,7 @@ def check_operator_on(request, saga_id):
     """An operator act: 404 when the caller cannot see the saga, 403 when they may not act."""
     get_visible_saga(request.user, saga_id, queryset=Saga.objects.only("pk"))
     if not is_operator(request.user):
-        raise exceptions.PermissionDenied("only operators may retry, cancel or skip")
+        raise exceptions.PermissionDenied("only operators may retry, cancel, skip or pause")
 
 
 def _saga_response(request, saga_id, code=status.HTTP_200_OK):
@@ -211,6 +211,53 @@ class SagaCancelView(APIView):
         return _saga_response(request, saga_id)
 
 
+class SagaPauseView(APIView):
+    @extend_schema(
+        summary="Pause a started, pending or compensating saga, with a reason",
+        description=(
+            "Nothing of the saga is claimed until it is resumed: a step already running "
+            "finishes and is recorded; decisions and events are still accepted and "
+            "recorded; deadlines that pass meanwhile are acted on at the resume, in order."
+        ),
+        request=s.ReasonSerializer,
+        responses={200: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, saga_id):
+        check_operator_on(request, saga_id)
+        data = s.ReasonSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        engine.pause_saga(
+            saga_id,
+            user=request.user,
+            reason=data.validated_data["reason"],
+            actor_label=_actor_label(request),
+        )
+        return _saga_response(request, saga_id)
+
+
+class SagaResumeView(APIView):
+    @extend_schema(
+        summary="Resume a paused saga where it stood",
+        description=(
+            "The deadlines that passed while it was paused fire first, in order; then "
+            "what was held runs."
+        ),
+        request=s.ResumeSerializer,
+        responses={200: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, saga_id):
+        check_operator_on(request, saga_id)
+        data = s.ResumeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        engine.resume_saga(
+            saga_id,
+            user=request.user,
+            reason=data.validated_data["reason"],
+            actor_label=_actor_label(request),
+        )
+        return _saga_response(request, saga_id)
+
+
 class StepSkipView(APIView):
     @extend_schema(
         summary="Skip a failed or waiting step, or give up a stuck compensation, with a reason",
@@ -238,27 +285,45 @@ class EventDeliveryView(APIView):
     permission_classes = [IsOperator]
 
     @extend_schema(
-        summary="Deliver an event: completes the `wait` steps waiting for it",
+        summary="Deliver an event: completes the `wait` steps waiting for it, or is kept",
         description=(
-            "Matches waiting steps by event type and the saga's correlation id. "
-            "202 with how many matched (0 is not an error: nothing was waiting). "
+            "Matches waiting steps by event type and the saga's correlation id. 202 with "
+            "how many matched; when none waits, the event is kept (`kept`: true) for "
+            "SAGAS_EVENT_RETENTION and the first matching `wait` step that starts takes it. "
+            "With `id` (the sender's event id) a redelivery is a duplicate: 200 "
+            '`{"duplicate": true}` and nothing changes. '
             "409 `expired` when every matching wait had passed its deadline: the "
             "deadline was fired instead (the wait timed out) and the event was not taken."
         ),
         request=s.EventDeliverySerializer,
-        responses={202: s.MatchedSerializer, **error_responses(400, 401, 403, 409)},
+        responses={
+            202: s.MatchedSerializer,
+            200: OpenApiResponse(s.DuplicateSerializer, description="A redelivery of this id."),
+            **error_responses(400, 401, 403, 409),
+        },
     )
     def post(self, request):
         data = s.EventDeliverySerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        matched = engine.deliver_event(
+        delivery = engine.deliver_event(
             type=data.validated_data["type"],
             correlation_id=data.validated_data["correlation_id"],
             payload=data.validated_data["payload"],
+            event_id=data.validated_data.get("id"),
             actor=request.user,
             actor_label=_actor_label(request),
         )
-        return Response({"matched": matched}, status=status.HTTP_202_ACCEPTED)
+        if delivery.duplicate:
+            return Response({"duplicate": True, "id": delivery.id}, status=status.HTTP_200_OK)
+        return Response(
+            {
+                "matched": delivery.matched,
+                "kept": delivery.kept,
+                "id": delivery.id,
+                "keep_until": delivery.keep_until,
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 # --- workflows -------------------------------------------------------------------------------

@@ -9,7 +9,8 @@
 - compensation.py turning back: compensations last-first, retried, never skipped silently
 - leases.py       expired leases, and never two executions of one step at a time
 - worker.py       the task: claim, execute, record, take the next queued run, hand back
-- operators.py    start, cancel, retry, skip, and which of those are allowed now
+- inbound.py      events from other services: delivered, kept for a later wait, discarded
+- operators.py    start, cancel, retry, skip, pause, resume, and which are allowed now
 
 Dependencies point down this list (errors and specs first, operators last);
 nothing outside this package imports its modules' private names: what other
@@ -30,14 +31,16 @@ from .errors import (
 from .flow import (
     child_finished,
     complete_waiting_step,
-    deliver_event,
     fail_waiting_step,
     fire_passed_deadlines,
     on_deadline,
 )
+from .inbound import Delivery, deliver_event, discard_event
 from .leases import exclusive_execution, expire_lease, release_execution_lock, release_lease
 from .operators import (
     CANCEL,
+    PAUSE,
+    RESUME,
     RETRY,
     RETRY_COMPENSATION,
     SKIP,
@@ -45,7 +48,9 @@ from .operators import (
     AllowedActions,
     allowed_actions,
     cancel_saga,
+    pause_saga,
     published_definition,
+    resume_saga,
     retry_saga,
     skip_step,
     start_saga,
@@ -75,6 +80,8 @@ from .worker import (
 
 __all__ = [
     "CANCEL",
+    "PAUSE",
+    "RESUME",
     "RETRY",
     "RETRY_COMPENSATION",
     "RUN_STEP_TASK",
@@ -83,6 +90,7 @@ __all__ = [
     "AllowedActions",
     "Claim",
     "Conflict",
+    "Delivery",
     "Expired",
     "Forbidden",
     "IdempotencyConflict",
@@ -101,6 +109,7 @@ __all__ = [
     "compensation_plan",
     "complete_waiting_step",
     "deliver_event",
+    "discard_event",
     "exclusive_execution",
     "execute",
     "expire_lease",
@@ -111,11 +120,13 @@ __all__ = [
     "kind_of",
     "locked_saga",
     "on_deadline",
+    "pause_saga",
     "published_definition",
     "record",
     "release_execution_lock",
     "release_lease",
     "request_stop",
+    "resume_saga",
     "retry_saga",
     "run_step",
     "saga_finished",

@@ -33,8 +33,12 @@ def claim_step(tx, step, *, compensating):
     """Claim the step (or its compensation) in this transition: a new fence, a lease, an attempt.
 
     The attempt is counted here, so a worker that dies with the claim still
-    spends one; the run happens after the commit, outside any lock.
+    spends one; the run happens after the commit, outside any lock. None when
+    the saga is paused: the step is held instead.
     """
+    if tx.saga.paused:
+        tx.hold(step)  # a paused saga runs nothing new (resume_saga takes it up)
+        return None
     spec = step_spec(tx.saga, step)
     step.fence += 1
     step.next_attempt_at = None

@@ -96,6 +96,9 @@ def next_compensation(tx, *, inline):
     """
     front = frontier(tx.saga, tx.steps)
     if not front:
+        if tx.saga.paused:  # its end waits for the resume too (see flow.advance)
+            tx.event("saga_held", outcome=SagaState.FAILED, reason="the saga is paused")
+            return None
         tx.finish(SagaState.FAILED, "saga_failed", cause=tx.saga.cause)
         return None
     claim, again = None, False
@@ -169,6 +172,7 @@ def stuck_compensation(steps):
             and step.lease_expires_at is None
             and step.next_attempt_at is None
             and not kind_of(step).starts_child  # its child saga is compensating
+            and step.held_at is None  # held by a pause: the resume runs it
         ):
             return step
     return None

@@ -5,13 +5,14 @@ Consecutive automatic steps run in one worker task (README "How it works"):
 instead of queueing it; the queue is used where the saga waits.
 """
 
-import json
+from django.db import transaction
+from django.utils import timezone
 
 from sagas import documents
 from sagas.actions import template_scope
 from sagas.definitions import condition_holds
 from sagas.kinds.base import Completed, StepRefused
-from sagas.models import Saga, SagaStep
+from sagas.models import InboundEvent, Saga, SagaStep
 from sagas.states import SagaState, StepStatus
 
 from . import branches, children, store
@@ -37,6 +38,11 @@ def advance(tx, group=TOP, after=None, *, inline):
             continue
         if step.status != StepStatus.PENDING:
             continue
+        if tx.saga.paused:
+            # Paused: the saga does not move on to its next step, automatic or
+            # waiting; resume_saga takes it up here (its `when:` is read then).
+            tx.hold(step)
+            return None
         spec = step_spec(tx.saga, step)
         if "when" in spec and not condition_holds(spec["when"], step_scope(tx, step)):
             # Its own kind of event: the engine's skip, never a person's (four-eyes reads it).
@@ -75,8 +81,14 @@ def advance(tx, group=TOP, after=None, *, inline):
         if step.deadline is not None and step.deadline <= tx.now:
             # A time already past (a sleep until yesterday) acts at once, not at the next sweep.
             fire_deadline(tx, step)
+        elif step.awaiting:
+            take_kept_event(tx, step)  # an event that came early completes it at once
         return None
     if group == TOP:
+        if tx.saga.paused:
+            # Even its last move waits for the resume: a paused saga stays where it stood.
+            tx.event("saga_held", outcome=SagaState.COMPLETED, reason="the saga is paused")
+            return None
         tx.finish(SagaState.COMPLETED, "saga_completed")
         return None
     parallel = tx.step(pk=group[0])
@@ -255,41 +267,91 @@ def child_finished(child_id):
             next_compensation(tx, inline=False)
 
 
-def deliver_event(*, type, correlation_id, payload=None, actor=None, actor_label="api"):
-    """An event from another service completes every `wait` step that waits for it.
+# --- events kept for a wait that starts later (DESIGN invariant 11) ----------------
 
-    Matching is by event type and the saga's correlation id; returns how many matched.
+
+def kept_events(type, correlation_id, now):
+    """Kept events a wait for `type` in a saga with this correlation id may take, oldest first."""
+    return InboundEvent.objects.filter(
+        type=type,
+        correlation_id=correlation_id,
+        keep_until__gt=now,
+        consumed_at__isnull=True,
+        discarded_at__isnull=True,
+    ).order_by("received_at", "id")
+
+
+def take_kept_event(tx, step, *, recheck=True):
+    """A `wait` step that starts waiting takes the oldest kept event for it and completes.
+
+    In the transition that entered the wait. SKIP LOCKED: two sagas that share
+    a correlation id and start waiting at once never take the same event; the
+    second takes the next one, or waits. Returns whether it took one.
+
+    A delivery that is kept while this transition is open is not visible to
+    it, nor is this wait to that delivery: so each side looks again once its
+    own write is committed (here `recheck`, there inbound.deliver_event), and
+    at least one of the two sees the other.
     """
-    if not isinstance(type, str) or not type.strip() or len(type) > 200:
-        raise InvalidInput("type must be a non-empty event type", {"type": ["required"]})
-    if not isinstance(correlation_id, str) or not correlation_id or len(correlation_id) > 200:
-        raise InvalidInput(
-            "correlation_id must be the saga's correlation id", {"correlation_id": ["required"]}
-        )
-    check_depth(payload, "payload")
+    correlation_id = tx.saga.correlation_id
+    if not correlation_id:
+        return False  # deliveries need a correlation id: nothing can be kept for this saga
+    kept = (
+        kept_events(step.awaiting, correlation_id, tx.now)
+        .select_for_update(skip_locked=True, of=("self",))
+        .select_related("actor")
+        .first()
+    )
+    if kept is None:
+        if recheck:
+            saga_id, step_id = tx.saga.pk, step.pk
+            transaction.on_commit(lambda: offer_kept_events(saga_id, step_id), robust=True)
+        return False
+    kept.consumed_saga_id = tx.saga.pk
+    kept.consumed_step = step.name
+    kept.consumed_at = tx.now
+    kept.save(update_fields=["consumed_saga", "consumed_step", "consumed_at"])
+    step.result = kept.payload
+    step.executed_at = tx.now
+    step.deadline = None
+    step.awaiting = None
+    # The person who delivered the event acts here, as if it had arrived now
+    # (four-eyes counts them: approvals/selectors.py); the engine moves on.
+    actor, label = tx.actor, tx.actor_label
+    tx.actor, tx.actor_label = kept.actor, kept.actor_label
     try:
-        payload = json.loads(json.dumps(payload))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"payload is not JSON: {exc}", {"payload": [str(exc)]}) from exc
-    waiting = SagaStep.objects.filter(
-        status=StepStatus.WAITING, awaiting=type, saga__correlation_id=correlation_id
-    ).values_list("pk", "saga_id")
-    matched, late = 0, None
-    for step_id, saga_id in list(waiting):
-        try:
-            with locked_saga(saga_id, actor=actor, actor_label=actor_label) as tx:
-                step = tx.step(pk=step_id)
-                expired = fire_passed_deadlines(tx, act="event", step=step)
-                if expired is not None:
-                    raise expired
-                if step.status == StepStatus.WAITING and step.awaiting == type:
-                    complete_waiting_step(tx, step, payload, kind="event_received", event=type)
-                    matched += 1
-        except Expired as exc:
-            late = exc  # recorded in that saga; the others still get the event
-    if late is not None and not matched:
-        raise late
-    return matched
+        tx.step_to(
+            step,
+            StepStatus.COMPLETED,
+            "event_received",
+            event=kept.type,
+            event_id=kept.pk,
+            sender_id=kept.sender_id,
+            kept_since=kept.received_at.isoformat(),
+        )
+    finally:
+        tx.actor, tx.actor_label = actor, label
+    advance(tx, group_of(step), step, inline=False)
+    return True
+
+
+def offer_kept_events(saga_id, step_id):
+    """After a commit: the step, if it still waits, takes a kept event committed meanwhile."""
+    step = SagaStep.objects.filter(pk=step_id, status=StepStatus.WAITING).first()
+    if step is None or not step.awaiting:
+        return False
+    correlation_id = Saga.objects.filter(pk=saga_id).values_list("correlation_id", flat=True)
+    if not kept_events(step.awaiting, correlation_id.first() or "", timezone.now()).exists():
+        return False
+    with locked_saga(saga_id) as tx:
+        step = tx.step(pk=step_id)
+        if tx.saga.paused or step.status != StepStatus.WAITING or not step.awaiting:
+            return False
+        if fire_passed_deadlines(tx, act="event", step=step, refuse=False):
+            return False
+        if step.status != StepStatus.WAITING:
+            return False
+        return take_kept_event(tx, step, recheck=False)
 
 
 def check_depth(value, root):
@@ -309,6 +371,8 @@ def on_deadline(step_id):
         step = tx.step(pk=step_id)
         if step.status != StepStatus.WAITING or step.deadline is None or step.deadline > tx.now:
             return
+        if tx.saga.paused:
+            return  # acted on at the resume, in order (operators.resume_saga)
         fire_deadline(tx, step)
 
 
@@ -331,7 +395,7 @@ def fire_deadline(tx, step, **details):
 # --- deadlines hold at the act -----------------------------------------------------
 
 
-def fire_passed_deadlines(tx, *, act, step=None):
+def fire_passed_deadlines(tx, *, act, step=None, refuse=True):
     """Fire every passed deadline of the saga, as the sweeper would, before a person's act.
 
     Called first in the transaction of a decision, an event delivery or an
@@ -346,9 +410,15 @@ def fire_passed_deadlines(tx, *, act, step=None):
     or the deadline only escalated (the request is still open).
     """
     fired = []
-    for candidate in tx.steps:
+    passed = [
+        s
+        for s in tx.steps
+        if s.status == StepStatus.WAITING and s.deadline is not None and s.deadline <= tx.now
+    ]
+    # In the order they passed (a resume fires all that passed while paused).
+    for candidate in sorted(passed, key=lambda s: (s.deadline, s.index)):
         deadline = candidate.deadline
-        if candidate.status == StepStatus.WAITING and deadline is not None and deadline <= tx.now:
+        if candidate.status == StepStatus.WAITING:
             actor, label = tx.actor, tx.actor_label
             tx.actor, tx.actor_label = None, "engine"
             try:
@@ -356,6 +426,8 @@ def fire_passed_deadlines(tx, *, act, step=None):
             finally:
                 tx.actor, tx.actor_label = actor, label
             fired.append((candidate, deadline))
+    if not refuse:
+        return None
     for candidate, deadline in fired:
         if kind_of(candidate).deadline_is_timer:
             continue  # a sleep that ended closed nothing a person could act on

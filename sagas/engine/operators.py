@@ -1,4 +1,4 @@
-"""What people do to sagas through the dashboard and the API: start, cancel, retry, skip.
+"""What people do to sagas through the dashboard and the API: start, cancel, retry, skip, pause.
 
 `allowed_actions` says which of these the engine accepts now, on a saga and
 on each of its steps; the services below decide by the same rule, so a
@@ -30,6 +30,11 @@ RETRY = "retry"  # a failed step of a paused saga (or, on the saga, whatever hol
 SKIP = "skip"  # a failed or waiting step: pass over it with a reason
 RETRY_COMPENSATION = "retry-compensation"  # a compensation that ran out of retries
 SKIP_COMPENSATION = "skip-compensation"  # give that compensation up, with a reason
+PAUSE = "pause"  # the saga: run nothing new until resumed, with a reason
+RESUME = "resume"  # a paused saga: carry on where it stood
+
+
+PAUSABLE = (SagaState.STARTED, SagaState.PENDING, SagaState.COMPENSATING)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ def allowed_actions(saga, steps=None):
     on_saga = ()
     if saga.state in (SagaState.STARTED, SagaState.PENDING):
         on_saga += (CANCEL,)
+    if saga.paused:
+        on_saga += (RESUME,)
+    elif saga.state in PAUSABLE:
+        on_saga += (PAUSE,)
     if any(map(_retries, per_step.values())):
         on_saga += (RETRY,)  # retry_saga without a step retries the first of these
     return AllowedActions(on_saga, per_step)
@@ -268,3 +277,82 @@ def skip_step(saga_id, step_name, *, user=None, reason, actor_label="operator"):
                 "waiting step, or a stuck compensation, can be skipped"
             )
     return tx.saga
+
+
+# --- pause, resume ---------------------------------------------------------------
+
+
+def pause_saga(saga_id, *, user=None, reason, actor_label="operator"):
+    """Pause a started, pending or compensating saga: nothing of it is claimed until resumed.
+
+    A step already running finishes and is recorded; decisions and events are
+    still accepted and recorded; what would run next (a step, a compensation,
+    a wait that would start) is held (Transition.hold), and the sweeper leaves
+    its deadlines for the resume.
+    """
+    reason = _require_reason(reason)
+    with locked_saga(saga_id, actor=user, actor_label=actor_label) as tx:
+        # A deadline that passed before the pause acts before it, as the sweeper would have.
+        fire_passed_deadlines(tx, act="pause", refuse=False)
+        if PAUSE not in allowed_actions(tx.saga, tx.steps).saga:
+            if tx.saga.paused:
+                raise Conflict("the saga is paused already")
+            raise Conflict(
+                f"the saga is {tx.saga.state}; only a started, pending or compensating saga "
+                "can be paused"
+            )
+        tx.saga.paused = True
+        tx.saga.paused_at = tx.now
+        tx.saga.paused_by = tx.actor
+        tx.saga.pause_reason = reason
+        for step in tx.steps:
+            if step.status == StepStatus.WAITING:
+                step.held_at = tx.now  # its deadline waits for the resume (q2/sweeper.py)
+                tx.touch(step)
+        tx.event("saga_paused", reason=reason, state=tx.saga.state)
+    return tx.saga
+
+
+def resume_saga(saga_id, *, user=None, reason="", actor_label="operator"):
+    """Resume a paused saga where it stood.
+
+    First the deadlines that passed while it was paused fire, in the order
+    they passed (as the sweeper would have fired them); then every held step
+    is taken up: a pending one is started (queued, or it starts waiting), a
+    compensation is queued.
+    """
+    if reason and len(reason) > 2000:
+        raise InvalidInput("the reason is at most 2000 characters", {"reason": ["too long"]})
+    with locked_saga(saga_id, actor=user, actor_label=actor_label) as tx:
+        if RESUME not in allowed_actions(tx.saga, tx.steps).saga:
+            raise Conflict(f"the saga is not paused (it is {tx.saga.state})")
+        paused_for = (tx.now - tx.saga.paused_at).total_seconds() if tx.saga.paused_at else None
+        tx.saga.paused = False
+        tx.saga.paused_at = None
+        tx.saga.paused_by = None
+        tx.saga.pause_reason = ""
+        tx.event(
+            "saga_resumed",
+            reason=(reason or "").strip(),
+            paused_seconds=round(paused_for, 3) if paused_for is not None else None,
+        )
+        fire_passed_deadlines(tx, act="resume", refuse=False)
+        for step in [s for s in tx.steps if s.held_at is not None]:
+            step.held_at = None
+            tx.touch(step)
+            if tx.saga.state == SagaState.PENDING and step.status == StepStatus.PENDING:
+                advance(tx, group_of(step), None, inline=False)  # from its first pending step
+            elif tx.saga.state == SagaState.COMPENSATING and step.status == StepStatus.COMPENSATING:
+                tx.enqueue(step)
+            # else: the saga moved on while it was held (a deadline turned it back)
+        if tx.saga.state == SagaState.PENDING and _all_done(tx.steps):
+            advance(tx, inline=False)  # its completion was held: complete
+        elif tx.saga.state == SagaState.COMPENSATING:
+            # Its end was held (nothing left to undo: it fails); a no-op while a
+            # compensation, such as one just queued above, is under way.
+            next_compensation(tx, inline=False)
+    return tx.saga
+
+
+def _all_done(steps):
+    return all(s.status in (StepStatus.COMPLETED, StepStatus.SKIPPED) for s in steps)

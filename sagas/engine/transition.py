@@ -106,6 +106,9 @@ class Transition:
         self.saga.current_step = ""
         self.saga.finished_at = self.now
         self.clear_attention()
+        # A paused saga's end is held (flow.advance, compensation.next_compensation);
+        # should one finish anyway, a finished saga is never left paused.
+        self.saga.paused = False
         self.saga_to(state, kind, **details)
         saga = self.saga
         if saga.parent_id is not None:
@@ -136,10 +139,25 @@ class Transition:
         self.saga.attention_reason = ""
 
     def enqueue(self, step):
-        """Queue a run of this step; if the task is lost the sweeper queues it again."""
+        """Queue a run of this step; if the task is lost the sweeper queues it again.
+
+        In a paused saga the run is held instead: the resume queues it.
+        """
+        if self.saga.paused:
+            self.hold(step)
+            return
         step.next_attempt_at = self.now + timedelta(seconds=settings.SAGAS_REQUEUE_AFTER)
         self.touch(step)
         enqueue(RUN_STEP_TASK, step.pk, step.fence, str(self.saga.pk))
+
+    def hold(self, step):
+        """The step (or its compensation) is due but the saga is paused: nothing runs it
+        until resume_saga (sagas/engine/operators.py) takes the held steps up again."""
+        step.next_attempt_at = None
+        if step.held_at is None:
+            step.held_at = self.now
+            self.event("step_held", step, status=step.status, reason="the saga is paused")
+        self.touch(step)
 
     def save(self, *, commit=False):
         """Write the transition; `commit`: also commit, in the same round trip.

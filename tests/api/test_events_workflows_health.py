@@ -30,7 +30,12 @@ def test_who_may_deliver_an_event(request, api, role, expected, waiting_saga):
     assert response.status_code == expected
     step = waiting_saga.steps.get(name="await_pickup")
     if expected == 202:
-        assert response.json() == {"matched": 1}
+        assert response.json() == {
+            "matched": 1,
+            "kept": False,
+            "id": response.json()["id"],
+            "keep_until": None,
+        }
         assert step.status == StepStatus.COMPLETED and step.result == {"by": "DHL"}
     else:
         assert step.status == StepStatus.WAITING
@@ -39,18 +44,20 @@ def test_who_may_deliver_an_event(request, api, role, expected, waiting_saga):
 def test_an_event_completes_the_wait_and_the_saga_goes_on(api, alice, waiting_saga, settle):
     client = api(alice)
     body = {"type": "shipment.picked_up", "correlation_id": "order-7"}
-    assert client.post("/api/v1/events/", body, format="json").json() == {"matched": 1}
+    assert client.post("/api/v1/events/", body, format="json").json()["matched"] == 1
     settle()
     assert Saga.objects.get(pk=waiting_saga.pk).state == SagaState.COMPLETED
-    # Nothing waits any more: a repeat matches nothing and changes nothing.
+    # Nothing waits any more: a repeat matches nothing and changes no saga (it is kept).
     events = SagaEvent.objects.count()
-    assert client.post("/api/v1/events/", body, format="json").json() == {"matched": 0}
+    again = client.post("/api/v1/events/", body, format="json").json()
+    assert again["matched"] == 0 and again["kept"] is True
     assert SagaEvent.objects.count() == events
 
 
 def test_an_event_for_another_correlation_id_matches_nothing(api, alice, waiting_saga):
     body = {"type": "shipment.picked_up", "correlation_id": "order-99"}
-    assert api(alice).post("/api/v1/events/", body, format="json").json() == {"matched": 0}
+    answer = api(alice).post("/api/v1/events/", body, format="json").json()
+    assert answer["matched"] == 0 and answer["kept"] is True
     assert waiting_saga.steps.get(name="await_pickup").status == StepStatus.WAITING
 
 

@@ -213,7 +213,7 @@ def test_an_event_after_the_waits_deadline_times_it_out_and_is_refused(parked, a
 def test_an_event_in_time_still_completes_the_wait(parked, alice, settle):
     saga, step = parked
     with time_machine.travel(step.deadline - timedelta(seconds=2), tick=False):
-        assert deliver_event(type="shipment.picked_up", correlation_id="order-9") == 1
+        assert deliver_event(type="shipment.picked_up", correlation_id="order-9").matched == 1
         settle()
     saga.refresh_from_db()
     assert saga.state == SagaState.COMPLETED
@@ -229,7 +229,7 @@ def test_one_late_and_one_timely_saga_for_the_same_event(publish, settle, alice)
         settle()
     with past(deadline):
         matched = deliver_event(type="shipment.picked_up", correlation_id="shared", actor=alice)
-    assert matched == 1
+    assert matched.matched == 1
     assert SagaEvent.objects.filter(saga=late, kind="late_act_refused").count() == 1
     assert SagaEvent.objects.filter(saga=timely, kind="event_received").count() == 1
 

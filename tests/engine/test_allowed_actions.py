@@ -8,6 +8,8 @@ from rest_framework.test import APIClient
 from sagas import engine
 from sagas.engine import (
     CANCEL,
+    PAUSE,
+    RESUME,
     RETRY,
     RETRY_COMPENSATION,
     SKIP,
@@ -51,6 +53,15 @@ SCENARIOS = {
         ],
         "input": {"undo_failures": {"a": 9}},
     },
+    # an operator paused it while w waits: resume it, skip w, or cancel
+    "held": {
+        "steps": [
+            {"name": "a", "type": "action", "action": "test.ok", "compensation": "test.undo"},
+            {"name": "w", "type": "wait", "event": "never.comes", "timeout": "1h"},
+        ],
+        "input": {},
+        "pause": True,
+    },
     # nothing left to do
     "completed": {
         "steps": [{"name": "a", "type": "action", "action": "test.ok"}],
@@ -58,14 +69,16 @@ SCENARIOS = {
     },
 }
 EXPECTED = {
-    "paused": ((CANCEL, RETRY), {"b": (RETRY, SKIP)}),
-    "waiting": ((CANCEL,), {"w": (SKIP,)}),
-    "stuck": ((RETRY,), {"a": (RETRY_COMPENSATION, SKIP_COMPENSATION)}),
+    "paused": ((CANCEL, PAUSE, RETRY), {"b": (RETRY, SKIP)}),
+    "waiting": ((CANCEL, PAUSE), {"w": (SKIP,)}),
+    "held": ((CANCEL, RESUME), {"w": (SKIP,)}),
+    "stuck": ((PAUSE, RETRY), {"a": (RETRY_COMPENSATION, SKIP_COMPENSATION)}),
     "completed": ((), {}),
 }
 STATES = {
     "paused": SagaState.PENDING,
     "waiting": SagaState.PENDING,
+    "held": SagaState.PENDING,
     "stuck": SagaState.COMPENSATING,
     "completed": SagaState.COMPLETED,
 }
@@ -77,6 +90,8 @@ def saga_in(publish, settle):
         publish({"name": f"allowed_{name}", "steps": SCENARIOS[name]["steps"]})
         saga, _ = start_saga(workflow=f"allowed_{name}", input=SCENARIOS[name]["input"])
         settle()
+        if SCENARIOS[name].get("pause"):
+            engine.pause_saga(saga.pk, reason="looking into it")
         saga.refresh_from_db()
         assert saga.state == STATES[name]
         return saga
@@ -150,6 +165,18 @@ def test_the_services_and_the_api_accept_exactly_what_is_allowed(saga_in, alice,
     both(
         RETRY in allowed.saga, lambda: engine.retry_saga(saga.pk, user=alice), f"{base}/retry/", {}
     )
+    both(
+        PAUSE in allowed.saga,
+        lambda: engine.pause_saga(saga.pk, user=alice, reason="hold on"),
+        f"{base}/pause/",
+        why,
+    )
+    both(
+        RESUME in allowed.saga,
+        lambda: engine.resume_saga(saga.pk, user=alice),
+        f"{base}/resume/",
+        {},
+    )
     for step in saga.steps.all():
         actions = allowed.on(step)
         both(
@@ -186,8 +213,13 @@ def test_the_dashboard_offers_the_allowed_actions_and_no_other(saga_in, client, 
         for action, url_name in URLS.items():
             url = reverse(url_name, args=[saga.pk, step.name])
             assert (f'href="{url}"' in page) is (action in allowed.on(step)), (step.name, action)
-    cancel = reverse("saga_cancel", args=[saga.pk])
-    assert (f'href="{cancel}"' in page) is (CANCEL in allowed.saga)
+    for action, url_name in (
+        (CANCEL, "saga_cancel"),
+        (PAUSE, "saga_pause"),
+        (RESUME, "saga_resume"),
+    ):
+        url = reverse(url_name, args=[saga.pk])
+        assert (f'href="{url}"' in page) is (action in allowed.saga), action
 
 
 def test_only_the_stuck_compensation_is_offered_while_another_waits_behind_it(saga_in):

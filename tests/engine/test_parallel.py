@@ -73,7 +73,7 @@ def test_branches_run_and_the_step_goes_on_when_all_have_completed(publish, sett
         ("finance", "book_budget"): StepStatus.COMPLETED,
         ("", "ship"): StepStatus.PENDING,
     }
-    assert deliver_event(type="legal.ok", correlation_id="order-1", payload={"ok": 1}) == 1
+    assert deliver_event(type="legal.ok", correlation_id="order-1", payload={"ok": 1}).matched == 1
     settle()
     saga.refresh_from_db()
     assert saga.state == SagaState.COMPLETED

@@ -83,18 +83,20 @@ def test_an_event_completes_the_waiting_step(demo_workflows, settle):
     settle()
     wait = saga.steps.get(name="await_pickup")
     assert wait.status == StepStatus.WAITING and wait.deadline is not None
-    assert deliver_event(type="shipment.picked_up", correlation_id="other", payload={}) == 0
-    assert deliver_event(type="shipment.lost", correlation_id="order-9", payload={}) == 0
+    assert deliver_event(type="shipment.picked_up", correlation_id="other", payload={}).matched == 0
+    assert deliver_event(type="shipment.lost", correlation_id="order-9", payload={}).matched == 0
     matched = deliver_event(
         type="shipment.picked_up", correlation_id="order-9", payload={"carrier": "DHL"}
     )
-    assert matched == 1
+    assert matched.matched == 1
     settle()
     saga.refresh_from_db()
     assert saga.state == SagaState.COMPLETED
     assert saga.steps.get(name="await_pickup").result == {"carrier": "DHL"}
     # a second delivery finds nothing waiting
-    assert deliver_event(type="shipment.picked_up", correlation_id="order-9", payload={}) == 0
+    assert (
+        deliver_event(type="shipment.picked_up", correlation_id="order-9", payload={}).matched == 0
+    )
 
 
 def test_a_wait_that_times_out_compensates(demo_workflows, settle):

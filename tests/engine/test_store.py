@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection, connections, models, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -57,6 +58,8 @@ def probe(field, current):
         return {"probe": field.name}
     if isinstance(field, (models.CharField, models.TextField)):
         return f"probe {field.name}"[: field.max_length]
+    if isinstance(field, models.ForeignKey) and field.related_model is get_user_model():
+        return get_user_model().objects.get_or_create(username=f"probe-{field.name}")[0].pk
     raise AssertionError(f"give the test a value for {type(field).__name__} ({field.name})")
 
 
@@ -72,7 +75,7 @@ def test_every_field_a_transition_sets_is_written(saga):
                 name = field.name
                 value = probe(field, getattr(obj, field.attname))
                 setattr(obj, field.attname, value)
-                expected[type(obj), name] = value
+                expected[type(obj), field.attname] = value
         tx.touch(step)
     saved_saga = Saga.objects.get(pk=saga.pk)
     saved_step = SagaStep.objects.get(pk=step.pk)
