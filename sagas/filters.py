@@ -82,6 +82,9 @@ class SagaFilter(django_filters.FilterSet):
     search = django_filters.CharFilter(method="filter_search", max_length=200, label="Search")
     created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    # Child sagas (a `saga` step's) are listed with their parent's page, not on
+    # their own, unless asked: include_children=true.
+    include_children = StrictBooleanFilter(method="filter_children", label="Include child sagas")
 
     class Meta:
         model = Saga
@@ -94,7 +97,18 @@ class SagaFilter(django_filters.FilterSet):
             "search",
             "created_after",
             "created_before",
+            "include_children",
         ]
+
+    @property
+    def qs(self):
+        queryset = super().qs
+        if self.is_bound and self.form.is_valid() and self.form.cleaned_data["include_children"]:
+            return queryset
+        return queryset.filter(parent__isnull=True)
+
+    def filter_children(self, queryset, name, value):
+        return queryset  # applied in qs: hiding them is the default, not a filter value
 
     def filter_state(self, queryset, name, value):
         if value == self.RUNNING:

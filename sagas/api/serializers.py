@@ -68,12 +68,24 @@ class StepSerializer(serializers.ModelSerializer):
     attempts = serializers.IntegerField(source="attempt")
     compensation_attempts = serializers.IntegerField(source="compensation_attempt")
     result = serializers.JSONField(allow_null=True)
+    parallel = serializers.CharField(
+        source="within.name",
+        allow_null=True,
+        read_only=True,
+        help_text="The enclosing parallel step's name; null outside a parallel step.",
+    )
+    branch = serializers.CharField(
+        read_only=True,
+        help_text="The branch's name, or in a for_each the element's index; empty outside one.",
+    )
 
     class Meta:
         model = SagaStep
         fields = [
             "index",
             "name",
+            "parallel",
+            "branch",
             "type",
             "status",
             "attempts",
@@ -102,6 +114,11 @@ class SagaSummarySerializer(serializers.ModelSerializer):
     cause = serializers.JSONField(allow_null=True)
     started_by = UsernameField(allow_null=True)
     paused_by = UsernameField(allow_null=True)
+    parent = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        allow_null=True,
+        help_text="The saga whose `saga` step runs this one; null for a saga started on its own.",
+    )
 
     def to_representation(self, saga):
         data = super().to_representation(saga)
@@ -133,6 +150,7 @@ class SagaSummarySerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
             "finished_at",
+            "parent",
         ]
         read_only_fields = fields
 
@@ -149,9 +167,12 @@ def _full_detail(serializer):
 
 class SagaSerializer(SagaSummarySerializer):
     steps = StepSerializer(many=True, read_only=True)
+    children = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True, help_text="The child sagas its `saga` steps started."
+    )
 
     class Meta(SagaSummarySerializer.Meta):
-        fields = SagaSummarySerializer.Meta.fields + ["steps"]
+        fields = SagaSummarySerializer.Meta.fields + ["children", "steps"]
         read_only_fields = fields
 
     def to_representation(self, saga):

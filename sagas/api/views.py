@@ -38,8 +38,11 @@ QCLUSTER_SEEN_WITHIN = 60.0
 
 
 def _with_steps():
-    steps = Prefetch("steps", queryset=SagaStep.objects.order_by("index"))
-    return Saga.objects.select_related("definition", "started_by").prefetch_related(steps)
+    steps = Prefetch("steps", queryset=SagaStep.objects.select_related("within").order_by("index"))
+    children = Prefetch(
+        "children", queryset=Saga.objects.order_by("created_at").only("id", "parent")
+    )
+    return Saga.objects.select_related("definition", "started_by").prefetch_related(steps, children)
 
 
 def check_operator_on(request, saga_id):

@@ -161,3 +161,23 @@ def test_children_nest_at_most_max_saga_depth(publish, settle, settings):
     assert to_c.status == StepStatus.FAILED and "at most 2 are allowed" in to_c.error
     assert fresh(b).state == SagaState.FAILED and fresh(saga).state == SagaState.FAILED
     assert undone(saga) == ["a1"] and undone(b) == ["b1"]
+
+
+def test_the_api_links_parent_and_children_and_lists_children_when_asked(publish, settle, alice):
+    from rest_framework.test import APIClient
+
+    publish(VENDOR)
+    publish(parent())
+    saga, _ = start_saga(workflow="purchase", input={"vendor_id": "v"}, user=alice)
+    settle()
+    child = Saga.objects.get(parent=saga)
+    client = APIClient()
+    client.force_authenticate(alice)
+    body = client.get(f"/api/v1/sagas/{saga.pk}/").json()
+    assert body["parent"] is None and body["children"] == [str(child.pk)]
+    assert {s["name"]: (s["parallel"], s["branch"]) for s in body["steps"]}["onboard"] == (None, "")
+    assert client.get(f"/api/v1/sagas/{child.pk}/").json()["parent"] == str(saga.pk)
+    listed = [row["id"] for row in client.get("/api/v1/sagas/").json()["results"]]
+    assert listed == [str(saga.pk)]
+    listed = client.get("/api/v1/sagas/?include_children=true").json()["results"]
+    assert {row["id"] for row in listed} == {str(saga.pk), str(child.pk)}

@@ -256,3 +256,18 @@ def test_a_parallel_step_skipped_by_condition_skips_its_branches(publish, settle
         StepStatus.SKIPPED
     }
     assert SagaEvent.objects.filter(saga=saga, kind="step_skipped_with_parallel").count() == 4
+
+
+def test_the_api_says_each_steps_branch_and_parallel_step(publish, settle, alice):
+    from rest_framework.test import APIClient
+
+    publish(sign_off())
+    saga, _ = start_saga(workflow="sign_off_flow", input={})
+    settle()
+    client = APIClient()
+    client.force_authenticate(alice)
+    steps = client.get(f"/api/v1/sagas/{saga.pk}/").json()["steps"]
+    where = {s["name"]: (s["parallel"], s["branch"]) for s in steps}
+    assert where["reserve"] == (None, "") and where["sign_off"] == (None, "")
+    assert where["legal_review"] == ("sign_off", "legal")
+    assert where["book_budget"] == ("sign_off", "finance")
