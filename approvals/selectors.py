@@ -70,12 +70,24 @@ def refusal(request, user):
         return "you are not an approver of this request"
     if request.saga.started_by_id == user.pk:
         return "four-eyes: you started this saga, so someone else must decide its approvals"
-    if operator_acts(user).filter(saga_id=request.saga_id).exists():
+    # A parent saga and its children are one transaction: an act in any bars in all.
+    if operator_acts(user).filter(saga_id__in=_family(request)).exists():
         return (
             "four-eyes: you retried, skipped or reassigned in this saga, paused or resumed "
             "it, or delivered an event to it, so someone else must decide its approvals"
         )
     return None
+
+
+def _has_children(request):
+    return Saga.objects.filter(parent_id=request.saga_id).exists()
+
+
+def _family(request):
+    """The sagas whose operator acts count for this request's four-eyes."""
+    if request.saga.parent_id or _has_children(request):
+        return request.saga.family_ids()
+    return {request.saga_id}
 
 
 def is_eligible(request, user):
@@ -196,7 +208,7 @@ def eligible_users(request):
 def barred_users(request):
     """Ids of the users four-eyes bars from deciding `request`."""
     barred = set(
-        SagaEvent.objects.filter(saga_id=request.saga_id, kind__in=FOUR_EYES_EVENTS)
+        SagaEvent.objects.filter(saga_id__in=_family(request), kind__in=FOUR_EYES_EVENTS)
         .exclude(**LEGACY_CONDITION_SKIP)
         .exclude(actor=None)
         .values_list("actor_id", flat=True)

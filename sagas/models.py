@@ -201,6 +201,24 @@ class Saga(models.Model):
     def is_finished(self):
         return self.state in FINISHED_SAGA_STATES
 
+    def family_ids(self):
+        """Ids of this saga, its parent's chain up to the top one, and all of the top's children.
+
+        Child sagas (`saga` steps) are one business transaction with their
+        parent: four-eyes counts an act in any of them as an act in all.
+        """
+        top, parent = self.pk, self.parent_id
+        while parent is not None:
+            top = parent
+            parent = Saga.objects.filter(pk=parent).values_list("parent_id", flat=True).first()
+        family, frontier = {top}, [top]
+        while frontier:
+            frontier = list(
+                Saga.objects.filter(parent_id__in=frontier).values_list("pk", flat=True)
+            )
+            family.update(frontier)
+        return family
+
 
 class SagaStep(models.Model):
     # No index of its own: step_saga_index_unique (saga, index) serves every lookup by saga.
