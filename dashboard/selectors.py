@@ -148,12 +148,23 @@ def saga_page(queryset, *, cursor=None, size=50, held=None):
 
 def saga_detail_rows():
     """Sagas with what the detail page reads of them in the same query (see `with_history`)."""
-    return Saga.objects.select_related("definition", "started_by", "paused_by")
+    return Saga.objects.select_related("definition", "started_by", "paused_by", "parent")
 
 
 def with_history(saga):
     """The saga (from `saga_detail_rows`) with its steps, its latest events and its approvals."""
     saga.step_list = list(saga.steps.order_by("index"))
+    names = {step.pk: step.name for step in saga.step_list}
+    for step in saga.step_list:
+        # Where a branch step is, for the step table: "sign_off › legal".
+        step.parallel_name = names.get(step.within_id, "")
+    saga.children_list = list(
+        Saga.objects.filter(parent_id=saga.pk)
+        .only("id", "workflow", "state", "parent_id", "parent_step_id")
+        .order_by("created_at")
+    )
+    for child in saga.children_list:
+        child.step_name = names.get(child.parent_step_id, "")
     events = list(
         SagaEvent.objects.filter(saga_id=saga.pk)
         .select_related("actor")

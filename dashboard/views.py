@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render, resolve_url
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -317,6 +318,10 @@ def _detail_context(request, saga, **extra):
         "poll_seconds": _poll(),
         "live": not saga.is_finished,
         "approvals": saga.approval_requests,
+        # A `saga` step's box in the diagram opens its child saga.
+        "child_links": {
+            child.step_name: reverse("saga_detail", args=[child.pk]) for child in saga.children_list
+        },
         **extra,
     }
 

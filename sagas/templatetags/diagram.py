@@ -13,5 +13,5 @@ register = template.Library()
 
 
 @register.inclusion_tag(TEMPLATE)
-def step_diagram(spec, statuses=None, current=""):
-    return diagram_context(spec, statuses, current)
+def step_diagram(spec, statuses=None, current="", links=None):
+    return diagram_context(spec, statuses, current, links)

@@ -181,3 +181,24 @@ def test_the_api_links_parent_and_children_and_lists_children_when_asked(publish
     assert listed == [str(saga.pk)]
     listed = client.get("/api/v1/sagas/?include_children=true").json()["results"]
     assert {row["id"] for row in listed} == {str(saga.pk), str(child.pk)}
+
+
+def test_the_pages_link_parent_and_child_and_the_list_hides_children(publish, settle, alice):
+    from django.test import Client
+
+    publish(VENDOR)
+    publish(parent())
+    saga, _ = start_saga(workflow="purchase", input={"vendor_id": "v"})
+    settle()
+    child = Saga.objects.get(parent=saga)
+    client = Client()
+    client.force_login(alice)
+    page = client.get(f"/sagas/{saga.pk}/").content.decode()
+    assert f'href="/sagas/{child.pk}/" class="child-link"' in page  # the diagram's box
+    assert f'data-child="{child.pk}"' in page
+    page = client.get(f"/sagas/{child.pk}/").content.decode()
+    assert "Part of" in page and f'href="/sagas/{saga.pk}/"' in page
+    listed = client.get("/sagas/").content.decode()
+    assert str(saga.pk)[:8] in listed and str(child.pk)[:8] not in listed
+    listed = client.get("/sagas/?include_children=true").content.decode()
+    assert str(child.pk)[:8] in listed

@@ -137,3 +137,19 @@ def test_a_later_failure_undoes_every_element(publish, settle):
     assert set(saga.steps.filter(name="reserve_line").values_list("status", flat=True)) == {
         StepStatus.COMPENSATED
     }
+
+
+def test_the_diagram_draws_one_lane_with_counts_by_status(publish, settle, alice):
+    from django.test import Client
+
+    document = fan_out(
+        steps=[{"name": "line_done", "type": "wait", "event": "line.done", "timeout": "1h"}],
+        max_concurrency=2,
+    )
+    saga = run(publish, settle, document, lines=[1, 2, 3])
+    client = Client()
+    client.force_login(alice)
+    page = client.get(f"/sagas/{saga.pk}/").content.decode()
+    assert 'data-lane="for each input.lines"' in page
+    assert 'data-counts="2 … waiting · 1 ○ pending"' in page
+    assert 'id="step-line_done-2"' in page and "lines › element 2" in page
