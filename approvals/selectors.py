@@ -19,6 +19,7 @@ FOUR_EYES_EVENTS = (
     "compensation_retried",
     "compensation_skipped",
     "approval_reassigned",
+    "saga_rewound",  # sagas/engine/rewind.py: the actor chose to run approvals again
 )
 # A `when:` condition that passes a step over is the engine's act, recorded as
 # its own kind of event (step_skipped_by_condition) with whoever happened to

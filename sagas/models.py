@@ -111,6 +111,13 @@ class Saga(models.Model):
     attention_reason = models.TextField(blank=True)
     # Why the saga compensated: {"reason": "step_failed"|"timeout"|"cancelled"|"rejected", ...}
     cause = models.JSONField(null=True, blank=True)
+    # While a rewind undoes steps (the saga compensating): the index of the step
+    # it then runs forward from again; None otherwise (sagas/engine/rewind.py).
+    rewind_to = models.PositiveIntegerField(null=True, blank=True)
+    # "Run again": the finished saga this one was started from, with its input.
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)

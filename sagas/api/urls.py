@@ -12,6 +12,8 @@ v1 = [
     path("sagas/<uuid:saga_id>/events/", views.SagaEventsView.as_view(), name="saga-events"),
     path("sagas/<uuid:saga_id>/retry/", views.SagaRetryView.as_view(), name="saga-retry"),
     path("sagas/<uuid:saga_id>/cancel/", views.SagaCancelView.as_view(), name="saga-cancel"),
+    path("sagas/<uuid:saga_id>/rewind/", views.SagaRewindView.as_view(), name="saga-rewind"),
+    path("sagas/<uuid:saga_id>/rerun/", views.SagaRerunView.as_view(), name="saga-rerun"),
     path(
         "sagas/<uuid:saga_id>/steps/<str:step_name>/skip/",
         views.StepSkipView.as_view(),

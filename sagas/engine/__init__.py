@@ -5,11 +5,13 @@
 - transition.py   one transaction: Transition, locked_saga, the engine's signals
 - store.py        the only SQL: load and lock a saga, write a transition, counters
 - claims.py       a claim (a step a worker owns under a lease) and how one is made
-- flow.py         moving forward: the next step, results, retries, waits, events, deadlines
+- forward.py      the next step: conditions, a claim or a queued run, a wait begun, the end
 - compensation.py turning back: compensations last-first, retried, never skipped silently
+- flow.py         moving forward: results, retries, waits, events, deadlines
 - leases.py       expired leases, and never two executions of one step at a time
 - worker.py       the task: claim, execute, record, take the next queued run, hand back
 - operators.py    start, cancel, retry, skip, and which of those are allowed now
+- rewind.py       rewind a running saga to a completed step; run a finished one again
 
 Dependencies point down this list (errors and specs first, operators last);
 nothing outside this package imports its modules' private names: what other
@@ -38,7 +40,9 @@ from .leases import exclusive_execution, expire_lease, release_execution_lock, r
 from .operators import (
     CANCEL,
     RETRY,
+    RERUN,
     RETRY_COMPENSATION,
+    REWIND,
     SKIP,
     SKIP_COMPENSATION,
     AllowedActions,
@@ -46,9 +50,11 @@ from .operators import (
     cancel_saga,
     published_definition,
     retry_saga,
+    rewinding,
     skip_step,
     start_saga,
 )
+from .rewind import rerun_saga, rewind_plan, rewind_saga
 from .specs import forget_definitions, kind_of, spec_of, step_spec
 from .store import add_minute_counts, add_state_counts
 from .transition import (
@@ -75,7 +81,9 @@ from .worker import (
 __all__ = [
     "CANCEL",
     "RETRY",
+    "RERUN",
     "RETRY_COMPENSATION",
+    "REWIND",
     "RUN_STEP_TASK",
     "SKIP",
     "SKIP_COMPENSATION",
@@ -114,7 +122,11 @@ __all__ = [
     "release_execution_lock",
     "release_lease",
     "request_stop",
+    "rerun_saga",
     "retry_saga",
+    "rewind_plan",
+    "rewind_saga",
+    "rewinding",
     "run_step",
     "saga_finished",
     "saga_needs_attention",

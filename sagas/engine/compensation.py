@@ -3,12 +3,17 @@
 When a compensation runs out of retries the saga needs attention and stays
 compensating until an operator retries or skips it: a compensation is never
 silently skipped (README "How it works").
+
+A rewind (sagas/engine/rewind.py) turns back only as far as one step
+(`Saga.rewind_to`): the steps before it stay done, and once the last
+compensation ran the saga runs forward again from that step instead of failing.
 """
 
 from sagas.models import Saga
 from sagas.states import SagaState, StepStatus
 
 from .claims import claim_step
+from .forward import advance
 from .specs import kind_of, next_retry_at, step_spec
 
 
@@ -37,7 +42,8 @@ def compensation_plan(tx_or_saga):
     else:
         saga, steps = tx_or_saga.saga, tx_or_saga.steps
     plan = []
-    for step in reversed(steps):
+    floor = saga.rewind_to or 0
+    for step in reversed(steps[floor:]):
         if step.status in (StepStatus.COMPLETED, StepStatus.RUNNING, StepStatus.COMPENSATING):
             if kind_of(step).has_compensation(step_spec(saga, step)):
                 plan.append(step)
@@ -48,12 +54,15 @@ def next_compensation(tx, *, inline):
     """Schedule (or, `inline`, claim) the next compensation; the saga fails when none is left."""
     if any(s.status in (StepStatus.RUNNING, StepStatus.COMPENSATING) for s in tx.steps):
         return None  # a step still running or undoing will bring us back here
+    floor = tx.saga.rewind_to or 0  # a rewind leaves the steps before its own done
     candidates = [
         s
-        for s in tx.steps
+        for s in tx.steps[floor:]
         if s.status == StepStatus.COMPLETED and kind_of(s).has_compensation(step_spec(tx.saga, s))
     ]
     if not candidates:
+        if tx.saga.rewind_to is not None:
+            return run_forward_again(tx, inline=inline)
         tx.finish(SagaState.FAILED, "saga_failed", cause=tx.saga.cause)
         return None
     step = candidates[-1]
@@ -117,3 +126,38 @@ def stuck_compensation(steps):
         ):
             return step
     return None
+
+
+def run_forward_again(tx, *, inline):
+    """A rewind has undone its steps: they are pending again, fresh, and the saga runs forward.
+
+    Every step from the rewind's on is reset, whatever it ended as
+    (compensated, completed without a compensation, skipped, abandoned), with
+    a fresh count of attempts; its fence moves on, so a run queued before the
+    rewind is stale and cannot run a step out of order. The old results and
+    errors stay in the history (the step events).
+    """
+    start = tx.saga.rewind_to
+    rewind = tx.saga.cause or {}
+    tx.saga.rewind_to = None
+    tx.saga.cause = None
+    tx.clear_attention()
+    for step in tx.steps[start:]:
+        step.fence += 1
+        step.attempt = step.compensation_attempt = step.retry_base = 0
+        step.result = None
+        step.error = step.traceback = ""
+        step.started_at = step.executed_at = step.compensated_at = None
+        step.deadline = step.lease_expires_at = step.next_attempt_at = None
+        step.awaiting = None
+        if step.status != StepStatus.PENDING:
+            tx.step_to(step, StepStatus.PENDING, "step_reset", reason="rewind")
+        else:
+            tx.touch(step)
+    tx.saga_to(
+        SagaState.PENDING,
+        "rewind_completed",
+        rewound_to=tx.steps[start].name,
+        by=rewind.get("by"),
+    )
+    return advance(tx, start, inline=inline)

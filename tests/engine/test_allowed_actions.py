@@ -8,8 +8,10 @@ from rest_framework.test import APIClient
 from sagas import engine
 from sagas.engine import (
     CANCEL,
+    RERUN,
     RETRY,
     RETRY_COMPENSATION,
+    REWIND,
     SKIP,
     SKIP_COMPENSATION,
     SagaError,
@@ -58,10 +60,11 @@ SCENARIOS = {
     },
 }
 EXPECTED = {
-    "paused": ((CANCEL, RETRY), {"b": (RETRY, SKIP)}),
-    "waiting": ((CANCEL,), {"w": (SKIP,)}),
+    # a completed step of a running saga may be rewound to; a finished saga run again
+    "paused": ((CANCEL, RETRY), {"a": (REWIND,), "b": (RETRY, SKIP)}),
+    "waiting": ((CANCEL,), {"a": (REWIND,), "w": (SKIP,)}),
     "stuck": ((RETRY,), {"a": (RETRY_COMPENSATION, SKIP_COMPENSATION)}),
-    "completed": ((), {}),
+    "completed": ((RERUN,), {}),
 }
 STATES = {
     "paused": SagaState.PENDING,
@@ -113,8 +116,8 @@ def by_service(call):
 def by_api(client, url, body):
     def act():
         response = client.post(url, body, format="json")
-        assert response.status_code in (200, 409), response.content
-        return response.status_code == 200
+        assert response.status_code in (200, 201, 202, 409), response.content
+        return response.status_code != 409
 
     return act
 
@@ -164,6 +167,15 @@ def test_the_services_and_the_api_accept_exactly_what_is_allowed(saga_in, alice,
             f"{base}/steps/{step.name}/skip/",
             why,
         )
+        both(
+            REWIND in actions,
+            lambda step=step: engine.rewind_saga(saga.pk, step.name, user=alice, reason="x"),
+            f"{base}/rewind/",
+            {"step": step.name, **why},
+        )
+    both(
+        RERUN in allowed.saga, lambda: engine.rerun_saga(saga.pk, user=alice), f"{base}/rerun/", {}
+    )
     # nothing above changed the saga
     assert allowed_actions(Saga.objects.get(pk=saga.pk)) == allowed
 
