@@ -39,8 +39,8 @@ from .flow import (
 from .leases import exclusive_execution, expire_lease, release_execution_lock, release_lease
 from .operators import (
     CANCEL,
-    RETRY,
     RERUN,
+    RETRY,
     RETRY_COMPENSATION,
     REWIND,
     SKIP,
