@@ -129,17 +129,26 @@ def test_retry_in_bulk_through_the_registry(publish, settle, alice):
 
 @pytest.mark.django_db(transaction=True)
 def test_bulk_cancel_racing_the_sweeper_and_other_runs_acts_on_each_saga_once(publish, alice):
-    """Three runs of the task at once, and the sweeper timing the same sagas out meanwhile."""
+    """Three runs of the task at once, and the sweeper timing half of the sagas out meanwhile.
+
+    The sagas of `parked` wait without a deadline: each is cancelled exactly
+    once. Those of `hurried` are past their deadline: whoever comes first —
+    the sweeper, or the cancel firing the deadline at the act — times it
+    out once, and the cancel is refused for it. None is lost, none acted on twice.
+    """
     import time
 
     from sagas.q2.runner import settle
 
-    n = 120
-    parked(
-        publish, settle, n, steps=[WAITING["steps"][0], {**WAITING["steps"][1], "timeout": "1s"}]
-    )
+    half = 60
+    parked(publish, settle, half)
+    short = {**WAITING["steps"][1], "timeout": "1s"}
+    publish({"name": "hurried", "steps": [WAITING["steps"][0], short]})
+    for _ in range(half):
+        start_saga(workflow="hurried", input={})
+    settle()
     op = bulk.create_bulk(user=alice, action="cancel", filter={}, reason="race")
-    time.sleep(1.1)  # every wait is past its deadline now: the sweeper and the cancels race
+    time.sleep(1.1)  # the hurried waits are past their deadline now
     errors = []
 
     def run(func, *args):
@@ -159,13 +168,51 @@ def test_bulk_cancel_racing_the_sweeper_and_other_runs_acts_on_each_saga_once(pu
     assert not errors, errors
     bulk.run_bulk(op.pk)  # whatever a run left "busy elsewhere"
     op.refresh_from_db()
-    outcomes = list(BulkOutcome.objects.filter(operation=op))
-    assert op.status == "done" and len(outcomes) == n == op.total
-    assert {o.status for o in outcomes} <= {"done", "refused"}
-    assert op.done + op.refused == n
-    assert op.done == sum(o.status == "done" for o in outcomes)
+    outcomes = list(BulkOutcome.objects.filter(operation=op).select_related("saga"))
+    assert op.status == "done" and len(outcomes) == 2 * half == op.total
+    assert (op.done, op.refused) == (half, half)
+    for outcome in outcomes:
+        expected = "done" if outcome.saga.workflow == "parked" else "refused"
+        assert outcome.status == expected, (outcome.saga.workflow, outcome.message)
     cancels = SagaEvent.objects.filter(kind="saga_cancelled")
-    assert cancels.count() == op.done  # each saga cancelled once, or refused (timed out first)
-    assert len(set(cancels.values_list("saga_id", flat=True))) == op.done
-    assert SagaEvent.objects.filter(kind="deadline_passed").count() == n  # each fired once
-    print(f"race: {op.done} cancelled, {op.refused} refused (timed out first)")
+    assert cancels.count() == half
+    assert len(set(cancels.values_list("saga_id", flat=True))) == half  # each once
+    assert SagaEvent.objects.filter(kind="deadline_passed").count() == half  # each fired once
+
+
+@pytest.mark.slow
+def test_a_worker_killed_in_the_middle_of_a_bulk_cancel_loses_no_saga(publish, qcluster, alice):
+    """SIGKILL the qcluster mid-way; another takes over through the sweeper: each saga once."""
+    from sagas.q2.runner import settle
+    from tests.conftest import wait_for
+
+    n = 600
+    parked(publish, settle, n)
+    env = {"SAGAS_BULK_BATCH": "10", "SAGAS_BULK_STALE": "2"}
+    first = qcluster(extra_env=env)
+    op = bulk.create_bulk(user=alice, action="cancel", filter={}, reason="kill test")
+
+    def progressed():
+        op.refresh_from_db()
+        return op.done >= 30
+
+    wait_for(progressed, timeout=60, message="the bulk task to get going")
+    first.kill()
+    op.refresh_from_db()
+    left = BulkOutcome.objects.filter(operation=op, status="queued").count()
+    assert op.status == "running" and left > 0, "the kill came too late to prove anything"
+    assert op.done + op.refused + left == n  # what was acted on is recorded, nothing half-done
+    qcluster(extra_env=env)
+
+    def finished():
+        op.refresh_from_db()
+        return op.status == "done"
+
+    wait_for(finished, timeout=120, message="the sweeper to hand the bulk to another worker")
+    outcomes = BulkOutcome.objects.filter(operation=op)
+    assert outcomes.count() == n and not outcomes.filter(status="queued").exists()
+    assert (op.done, op.refused) == (n, 0)
+    cancels = SagaEvent.objects.filter(kind="saga_cancelled")
+    assert cancels.count() == n
+    assert len(set(cancels.values_list("saga_id", flat=True))) == n
+    print(f"killed with {left} of {n} left; all recorded once")
