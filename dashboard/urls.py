@@ -15,6 +15,13 @@ urlpatterns = [
     path(
         "sagas/<uuid:saga_id>/cancel/", views.saga_action, {"action": "cancel"}, name="saga_cancel"
     ),
+    path("sagas/<uuid:saga_id>/rerun/", views.saga_action, {"action": "rerun"}, name="saga_rerun"),
+    path(
+        "sagas/<uuid:saga_id>/steps/<str:step_name>/rewind/",
+        views.saga_action,
+        {"action": "rewind"},
+        name="step_rewind",
+    ),
     path(
         "sagas/<uuid:saga_id>/steps/<str:step_name>/retry/",
         views.saga_action,

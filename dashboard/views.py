@@ -312,6 +312,12 @@ def _detail_context(request, saga, **extra):
         # Results are the services' own data: for operators and whoever started the saga.
         "show_results": operator or saga.started_by_id == request.user.pk,
         "can_cancel": operator and engine.CANCEL in allowed.saga,
+        "can_rerun": operator and engine.RERUN in allowed.saga,
+        "reruns": list(
+            visible_sagas(request.user, Saga.objects.filter(rerun_of=saga.pk)).order_by(
+                "created_at"
+            )
+        ),
         "poll_seconds": _poll(),
         "live": not saga.is_finished,
         "approvals": saga.approval_requests,
@@ -360,6 +366,18 @@ ACTIONS = {
         "explain": "The compensation is given up (you repaired it by hand) and the saga carries on undoing the steps before it.",
         "reason": True,
     },
+    "rewind": {
+        "title": "Rewind to step",
+        "verb": "Rewind",
+        "explain": "The completed steps from this one on are undone, last first; then the saga runs forward again from this step, with fresh attempts. Approvals from here on are asked anew; the old decisions stay in the history.",
+        "reason": True,
+    },
+    "rerun": {
+        "title": "Run again",
+        "verb": "Run again",
+        "explain": "A new saga starts with this saga's input and correlation id, linked to this one.",
+        "reason": False,
+    },
     "cancel": {
         "title": "Cancel saga",
         "verb": "Cancel saga",
@@ -394,11 +412,25 @@ def saga_action(
         "plan": engine.compensation_plan(saga) if action == "cancel" else None,
         "post_url": request.path,
     }
+    if action == "rewind":
+        try:  # the dry run: what would be undone, and what runs again
+            rewind = engine.rewind_saga(saga.pk, step.name, dry_run=True)
+        except engine.SagaError as exc:
+            return problem(request, exc.message, status=exc.status)
+        named = {s.name: s for s in saga.step_list}
+        context.update(plan=[named[n] for n in rewind["compensations"]], rewind=rewind)
+    if action == "rerun":
+        try:
+            context["latest"] = engine.published_definition(saga.workflow)
+        except engine.SagaError:
+            context["latest"] = None  # archived: only its own version, if still published
     if request.method == "GET":
         return _panel(request, context)
     if form is not None and not form.is_valid():
         return _panel(request, context, status=400)
     reason = form.cleaned_data["reason"] if form else None
+    if action == "rerun":
+        reason = request.POST.get("version") == "latest"  # the operator's choice of version
     try:
         outcome = _do(action, saga, step, reason, request.user)
     except engine.SagaError as exc:
@@ -407,6 +439,11 @@ def saga_action(
                 form.add_error(field if field in form.fields else None, errors)
             return _panel(request, context, status=exc.status)
         return problem(request, exc.message, status=exc.status)
+    if action == "rerun":  # the new saga's page
+        messages.success(request, f"Started again as saga {outcome.pk}.")
+        if request.htmx:
+            return HttpResponse(headers={"HX-Redirect": resolve_url("saga_detail", outcome.pk)})
+        return redirect("saga_detail", saga_id=outcome.pk)
     if not request.htmx:
         messages.success(request, outcome)
         return redirect("saga_detail", saga_id=saga.pk)
@@ -432,6 +469,14 @@ def _panel(request, context, status=200):
 
 
 def _do(action, saga, step, reason, user):
+    if action == "rewind":
+        plan = engine.rewind_saga(
+            saga.pk, step.name, user=user, reason=reason, actor_label="dashboard"
+        )
+        undo = ", ".join(plan["compensations"]) or "none"
+        return f"Rewinding to {step.name}. Compensations that run, in order: {undo}; then {step.name} runs again."
+    if action == "rerun":
+        return engine.rerun_saga(saga.pk, user=user, latest=reason, actor_label="dashboard")
     if action == "cancel":
         plan = engine.compensation_plan(saga)
         engine.cancel_saga(saga.pk, user=user, reason=reason)

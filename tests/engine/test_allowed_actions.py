@@ -185,6 +185,7 @@ URLS = {
     SKIP: "step_skip",
     RETRY_COMPENSATION: "compensation_retry",
     SKIP_COMPENSATION: "compensation_skip",
+    REWIND: "step_rewind",
 }
 
 
@@ -200,6 +201,8 @@ def test_the_dashboard_offers_the_allowed_actions_and_no_other(saga_in, client, 
             assert (f'href="{url}"' in page) is (action in allowed.on(step)), (step.name, action)
     cancel = reverse("saga_cancel", args=[saga.pk])
     assert (f'href="{cancel}"' in page) is (CANCEL in allowed.saga)
+    rerun = reverse("saga_rerun", args=[saga.pk])
+    assert (f'href="{rerun}"' in page) is (RERUN in allowed.saga)
 
 
 def test_only_the_stuck_compensation_is_offered_while_another_waits_behind_it(saga_in):
