@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import bulk_views, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -11,6 +11,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("sagas/", views.saga_list, name="saga_list"),
     path("sagas/bulk/", views.saga_bulk, name="saga_bulk"),
+    path("sagas/bulk/all/", bulk_views.bulk_all, name="bulk_all"),
+    path("bulk/<int:bulk_id>/", bulk_views.bulk_detail, name="bulk_detail"),
     path("sagas/<uuid:saga_id>/", views.saga_detail, name="saga_detail"),
     path(
         "sagas/<uuid:saga_id>/cancel/", views.saga_action, {"action": "cancel"}, name="saga_cancel"

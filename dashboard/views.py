@@ -22,7 +22,7 @@ from django_htmx.middleware import HtmxDetails
 
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
-from sagas import engine
+from sagas import bulk, engine
 from sagas.access import get_visible_saga, is_operator, visible_sagas
 from sagas.filters import SagaFilter
 from sagas.models import Saga, WorkflowDefinition
@@ -167,6 +167,9 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
             if query.get(key)
         ),
         "poll_seconds": _poll(),
+        # Bulk on the whole filter (dashboard/bulk_views.py): the registry's actions.
+        "bulk_actions": bulk.actions(),
+        "filter_items": [(k, query[k]) for k in SagaFilter.base_filters if query.get(k)],
         "workflow_names": WorkflowDefinition.objects.order_by("name")
         .values_list("name", flat=True)
         .distinct(),
