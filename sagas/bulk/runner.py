@@ -86,7 +86,7 @@ def _act(operation, action, outcome_id):
                     actor_label=f"bulk:{operation.pk}",
                 )
                 row.status = DONE
-                row.message = f"saga {getattr(saga, 'state', '') or 'changed'}"
+                row.message = f"the saga is now {getattr(saga, 'state', '') or 'changed'}"
             except SagaError as exc:
                 row.status, row.message = REFUSED, exc.message
             row.at = timezone.now()
