@@ -31,7 +31,7 @@ def filter_items(data):
     """
     items = []
     for key in SagaFilter.base_filters:
-        values = [v for v in data.getlist(key)]
+        values = data.getlist(key)
         if values and values[-1]:
             items.append((key, values[-1]))
     return items
@@ -86,7 +86,7 @@ def bulk_detail(request: HtmxHttpRequest, bulk_id: int) -> HttpResponse:
     if which and which not in BulkOutcome.Status.values:
         return problem(request, "Show outcomes that are queued, done or refused.", status=400)
     after = request.GET.get("after") or None
-    if after is not None and not after.isdigit():
+    if after is not None and not (after.isdigit() and len(after) <= 18):
         return problem(request, "Not a page of this list.", status=400)
     rows = bulk.outcomes_page(operation, status=which, after=after, size=OUTCOMES_PAGE + 1)
     context = {

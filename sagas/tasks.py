@@ -26,5 +26,5 @@ def keep_sweeper_alive():
     return sweeper.keep_sweeper_alive()
 
 
-def run_bulk(operation_id):
-    return bulk.run_bulk(operation_id)
+def run_bulk(operation_id, part=None, parts=1):
+    return bulk.run_bulk(operation_id, part, parts)

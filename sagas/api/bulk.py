@@ -125,7 +125,7 @@ class BulkDetailView(APIView):
         if which is not None and which not in BulkOutcome.Status.values:
             raise exceptions.ValidationError({"outcome": ["one of queued, done, refused"]})
         after = request.query_params.get("after") or None
-        if after is not None and not after.isdigit():
+        if after is not None and not (after.isdigit() and len(after) <= 18):
             raise exceptions.ValidationError({"after": ["an outcome id"]})
         rows = bulk.outcomes_page(operation, status=which, after=after, size=OUTCOME_PAGE + 1)
         body = BulkOperationSerializer(operation).data

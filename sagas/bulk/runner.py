@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sagas.engine import SagaError
+from sagas.engine import SagaError, acting_via
 from sagas.models import BulkOperation, BulkOutcome
 from sagas.q2.broker import enqueue
 
@@ -33,8 +33,13 @@ log = logging.getLogger("sagas.bulk")
 Q, DONE, REFUSED = BulkOutcome.Status.QUEUED, BulkOutcome.Status.DONE, BulkOutcome.Status.REFUSED
 
 
-def run_bulk(operation_id):
-    """Work through the operation's queued sagas for one slice; returns what happened."""
+def run_bulk(operation_id, part=None, parts=1):
+    """Work through the operation's queued sagas for one slice; returns what happened.
+
+    `part` of `parts`: this run takes the outcomes whose id ≡ part (mod parts),
+    so that SAGAS_BULK_RUNNERS runs share the work without meeting; None takes
+    them all (the sweeper's takeover, which also picks up a dead run's part).
+    """
     operation = (
         BulkOperation.objects.select_related("actor")
         .filter(pk=operation_id, status=BulkOperation.Status.RUNNING)
@@ -46,14 +51,15 @@ def run_bulk(operation_id):
     if action is None:
         raise LookupError(f"bulk action {operation.action!r} is not registered in this process")
     started = time.monotonic()
+    queued = BulkOutcome.objects.filter(operation=operation, status=Q)
+    if part is not None and parts > 1:
+        queued = queued.alias(part=F("id") % parts).filter(part=part)
     while True:
         batch = list(
-            BulkOutcome.objects.filter(operation=operation, status=Q)
-            .order_by("id")
-            .values_list("pk", flat=True)[: settings.SAGAS_BULK_BATCH]
+            queued.order_by("id").values_list("pk", flat=True)[: settings.SAGAS_BULK_BATCH]
         )
         if not batch:
-            _finish(operation)
+            _finish(operation)  # only when no part has anything left
             return "done"
         acted = [_act(operation, action, pk) for pk in batch]
         if not any(acted):
@@ -63,7 +69,7 @@ def run_bulk(operation_id):
         if time.monotonic() - started > settings.SAGAS_BULK_SLICE:
             with transaction.atomic():
                 _beat(operation.pk)
-                enqueue(BULK_TASK, operation.pk)
+                enqueue(BULK_TASK, operation.pk, part, parts)
             return "continued"
 
 
@@ -79,12 +85,13 @@ def _act(operation, action, outcome_id):
             if row is None:
                 return None  # done already, or another run has it right now
             try:
-                saga = action.run(
-                    row.saga_id,
-                    user=operation.actor,
-                    reason=operation.reason,
-                    actor_label=f"bulk:{operation.pk}",
-                )
+                with acting_via(f"bulk:{operation.pk}"):  # the saga's events name the operation
+                    saga = action.run(
+                        row.saga_id,
+                        user=operation.actor,
+                        reason=operation.reason,
+                        actor_label=f"bulk:{operation.pk}",
+                    )
                 row.status = DONE
                 row.message = f"the saga is now {getattr(saga, 'state', '') or 'changed'}"
             except SagaError as exc:

@@ -60,6 +60,7 @@ from .store import add_minute_counts, add_state_counts
 from .transition import (
     RUN_STEP_TASK,
     Transition,
+    acting_via,
     locked_saga,
     saga_finished,
     saga_needs_attention,
@@ -98,6 +99,7 @@ __all__ = [
     "Outcome",
     "SagaError",
     "Transition",
+    "acting_via",
     "add_minute_counts",
     "add_state_counts",
     "allowed_actions",

@@ -41,9 +41,10 @@ def compensation_plan(tx_or_saga):
         saga, steps = tx_or_saga, list(tx_or_saga.steps.order_by("index"))
     else:
         saga, steps = tx_or_saga.saga, tx_or_saga.steps
+    # A cancel's plan: all of them, also while a rewind undoes only the later ones
+    # (a cancel then turns it into a full undo; operators.cancel_saga).
     plan = []
-    floor = saga.rewind_to or 0
-    for step in reversed(steps[floor:]):
+    for step in reversed(steps):
         if step.status in (StepStatus.COMPLETED, StepStatus.RUNNING, StepStatus.COMPENSATING):
             if kind_of(step).has_compensation(step_spec(saga, step)):
                 plan.append(step)

@@ -64,6 +64,7 @@ def test_bulk_cancel_acts_on_every_saga_the_filter_matches(publish, settle, alic
     # Each saga acted on has its own audited event, with the operator as actor.
     cancelled = SagaEvent.objects.filter(kind="saga_cancelled", details__reason="supplier gone")
     assert cancelled.count() == 4 and {e.actor for e in cancelled} == {alice}
+    assert {e.details["via"] for e in cancelled} == {f"bulk:{op_id}"}
     assert all(s.state == SagaState.FAILED for s in Saga.objects.all())
     refused = client.get(f"/api/v1/bulk/{op_id}/?outcome=refused").json()["outcomes"]
     assert [o["saga"] for o in refused] == [str(finished.pk)]
