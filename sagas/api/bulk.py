@@ -1,6 +1,6 @@
 """The API of bulk actions: POST /sagas/bulk/ → 202 {"id"}; GET /bulk/{id}/ → progress and outcomes."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,6 +30,16 @@ class BulkRequestSerializer(serializers.Serializer):
 
 class BulkCreatedSerializer(serializers.Serializer):
     id = serializers.IntegerField()
+
+
+class BulkPreviewSerializer(serializers.Serializer):
+    action = serializers.CharField()
+    filter = serializers.DictField(child=serializers.CharField())
+    count = serializers.IntegerField(help_text="How many sagas the filter matches now.")
+    limit = serializers.IntegerField(help_text="SAGAS_BULK_MAX")
+    sample = serializers.ListField(
+        child=serializers.UUIDField(), help_text="The newest of them (at most 10)."
+    )
 
 
 class BulkOutcomeSerializer(serializers.ModelSerializer):
@@ -78,7 +88,11 @@ class SagaBulkView(APIView):
             "400 when the filter is invalid, matches no saga or more than SAGAS_BULK_MAX."
         ),
         request=BulkRequestSerializer,
-        responses={202: BulkCreatedSerializer, **error_responses(400, 401, 403)},
+        responses={
+            202: BulkCreatedSerializer,
+            200: OpenApiResponse(BulkPreviewSerializer, description="A dry run's preview."),
+            **error_responses(400, 401, 403),
+        },
     )
     def post(self, request):
         data = BulkRequestSerializer(data=request.data)
