@@ -3,6 +3,10 @@
 When a compensation runs out of retries the saga needs attention and stays
 compensating until an operator retries or skips it: a compensation is never
 silently skipped (README "How it works").
+
+A rewind (sagas/engine/rewind.py) turns back only as far as one step
+(`Saga.rewind_to`): the steps before it stay done, and once the last
+compensation ran the saga runs forward again from that step instead of failing.
 """
 
 from sagas.models import Saga
@@ -10,6 +14,18 @@ from sagas.states import SagaState, StepStatus
 
 from .claims import claim_step
 from .specs import kind_of, next_retry_at, step_spec
+
+# Once a rewind's compensations ran, the saga runs forward again; moving
+# forward is flow.py's, which imports this module, so flow.py registers how
+# (flow.run_forward_again, with `forward_again_by`) instead of a cycle here.
+_forward_again = None
+
+
+def forward_again_by(func):
+    """Register how a rewound saga runs forward again (sagas/engine/flow.py)."""
+    global _forward_again
+    _forward_again = func
+    return func
 
 
 def start_compensation(tx, cause, *, inline):
@@ -36,6 +52,8 @@ def compensation_plan(tx_or_saga):
         saga, steps = tx_or_saga, list(tx_or_saga.steps.order_by("index"))
     else:
         saga, steps = tx_or_saga.saga, tx_or_saga.steps
+    # A cancel's plan: all of them, also while a rewind undoes only the later ones
+    # (a cancel then turns it into a full undo; operators.cancel_saga).
     plan = []
     for step in reversed(steps):
         if step.status in (StepStatus.COMPLETED, StepStatus.RUNNING, StepStatus.COMPENSATING):
@@ -48,15 +66,19 @@ def next_compensation(tx, *, inline):
     """Schedule (or, `inline`, claim) the next compensation; the saga fails when none is left."""
     if any(s.status in (StepStatus.RUNNING, StepStatus.COMPENSATING) for s in tx.steps):
         return None  # a step still running or undoing will bring us back here
+    floor = tx.saga.rewind_to or 0  # a rewind leaves the steps before its own done
     candidates = [
         s
-        for s in tx.steps
+        for s in tx.steps[floor:]
         if s.status == StepStatus.COMPLETED and kind_of(s).has_compensation(step_spec(tx.saga, s))
     ]
     if not candidates:
         if tx.saga.paused:  # its end waits for the resume too (see flow.advance)
-            tx.event("saga_held", outcome=SagaState.FAILED, reason="the saga is paused")
+            outcome = SagaState.PENDING if tx.saga.rewind_to is not None else SagaState.FAILED
+            tx.event("saga_held", outcome=outcome, reason="the saga is paused")
             return None
+        if tx.saga.rewind_to is not None:
+            return _forward_again(tx, inline=inline)
         tx.finish(SagaState.FAILED, "saga_failed", cause=tx.saga.cause)
         return None
     step = candidates[-1]
@@ -117,7 +139,6 @@ def stuck_compensation(steps):
             step.status == StepStatus.COMPENSATING
             and step.lease_expires_at is None
             and step.next_attempt_at is None
-            and step.held_at is None  # held by a pause: the resume runs it
         ):
             return step
     return None
