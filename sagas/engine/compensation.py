@@ -139,6 +139,7 @@ def stuck_compensation(steps):
             step.status == StepStatus.COMPENSATING
             and step.lease_expires_at is None
             and step.next_attempt_at is None
+            and step.held_at is None  # held by a pause: the resume runs it
         ):
             return step
     return None
