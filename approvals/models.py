@@ -16,8 +16,11 @@ class ApprovalRequest(models.Model):
         CANCELLED = "cancelled", "cancelled"
 
     saga = models.ForeignKey("sagas.Saga", on_delete=models.CASCADE, related_name="approvals")
-    step = models.OneToOneField(
-        "sagas.SagaStep", on_delete=models.CASCADE, related_name="approval_request"
+    # A step has one request per time the saga reaches it: a rewind
+    # (sagas/engine/rewind.py) reaches it again and opens a new one; the old
+    # request keeps its decisions. At most one is open (the constraint below).
+    step = models.ForeignKey(
+        "sagas.SagaStep", on_delete=models.CASCADE, related_name="approval_requests"
     )
     title = models.CharField(max_length=300)
     description = models.TextField(blank=True)
@@ -38,6 +41,13 @@ class ApprovalRequest(models.Model):
 
     class Meta:
         ordering = ["due_at", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["step"],
+                condition=Q(status="pending"),
+                name="approval_one_open_request_per_step",
+            )
+        ]
         indexes = [
             models.Index(
                 fields=["remind_at"],

@@ -25,6 +25,7 @@ FOUR_EYES_EVENTS = (
     "event_received",
     "saga_paused",
     "saga_resumed",
+    "saga_rewound",  # sagas/engine/rewind.py: the actor chose to run approvals again
 )
 # A `when:` condition that passes a step over is the engine's act, recorded as
 # its own kind of event (step_skipped_by_condition) with whoever happened to

@@ -451,9 +451,17 @@ def open_request(tx, step, spec):
     return request
 
 
+def _latest_request(step, *, must_exist=True):
+    """The step's request of this time the saga reached it (a rewind opens another)."""
+    request = ApprovalRequest.objects.filter(step=step).order_by("-created_at", "-id").first()
+    if request is None and must_exist:
+        raise ApprovalRequest.DoesNotExist(f"step {step.pk} has no approval request")
+    return request
+
+
 def request_expired(tx, step, spec):
     """The due date passed: escalate once if the step says so, otherwise reject."""
-    request = ApprovalRequest.objects.get(step=step)
+    request = _latest_request(step)
     if request.is_open and spec.get("on_timeout") == "escalate" and not request.escalated:
         before = set(eligible_users(request).values_list("pk", flat=True))
         users, groups = _named(spec.get("escalate_to") or {})
@@ -504,7 +512,7 @@ def request_expired(tx, step, spec):
 
 def request_abandoned(tx, step):
     """The saga stopped waiting (cancelled, compensating, or the step was skipped)."""
-    request = ApprovalRequest.objects.filter(step=step).first()
+    request = _latest_request(step, must_exist=False)
     if request is None or not request.is_open:
         return
     _close(request, Status.CANCELLED, tx.now)

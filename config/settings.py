@@ -312,6 +312,15 @@ SAGAS_MAX_BRANCHES = envint("SAGAS_MAX_BRANCHES", 1000)
 # How deep child sagas (`saga` steps) may nest, the top saga counting as 1.
 SAGAS_MAX_SAGA_DEPTH = envint("SAGAS_MAX_SAGA_DEPTH", 5)
 SAGAS_DEFAULT_STEP_TIMEOUT = envfloat("SAGAS_DEFAULT_STEP_TIMEOUT", 60.0)
+# Bulk actions on a whole filter (sagas/bulk/): at most this many sagas per
+# operation, shared by RUNNERS tasks; each works for about SLICE seconds,
+# BATCH sagas at a time, and an operation silent for STALE seconds (its
+# worker died) is taken over by the sweeper.
+SAGAS_BULK_MAX = envint("SAGAS_BULK_MAX", 100_000)
+SAGAS_BULK_BATCH = envint("SAGAS_BULK_BATCH", 100)
+SAGAS_BULK_RUNNERS = envint("SAGAS_BULK_RUNNERS", 2)
+SAGAS_BULK_SLICE = envfloat("SAGAS_BULK_SLICE", 20.0)
+SAGAS_BULK_STALE = envfloat("SAGAS_BULK_STALE", 60.0)
 # How often the sweeper looks for due deadlines; lateness is about this plus `poll`.
 SAGAS_SWEEP_INTERVAL = envfloat("SAGAS_SWEEP_INTERVAL", 0.25)
 # A queued step whose task never claimed it (a worker died after dequeuing) is

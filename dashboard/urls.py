@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import events, views
+from . import bulk_views, events, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -11,6 +11,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("sagas/", views.saga_list, name="saga_list"),
     path("sagas/bulk/", views.saga_bulk, name="saga_bulk"),
+    path("sagas/bulk/all/", bulk_views.bulk_all, name="bulk_all"),
+    path("bulk/<int:bulk_id>/", bulk_views.bulk_detail, name="bulk_detail"),
     path("sagas/<uuid:saga_id>/", views.saga_detail, name="saga_detail"),
     path(
         "sagas/<uuid:saga_id>/cancel/", views.saga_action, {"action": "cancel"}, name="saga_cancel"
@@ -18,6 +20,13 @@ urlpatterns = [
     path("sagas/<uuid:saga_id>/pause/", views.saga_action, {"action": "pause"}, name="saga_pause"),
     path(
         "sagas/<uuid:saga_id>/resume/", views.saga_action, {"action": "resume"}, name="saga_resume"
+    ),
+    path("sagas/<uuid:saga_id>/rerun/", views.saga_action, {"action": "rerun"}, name="saga_rerun"),
+    path(
+        "sagas/<uuid:saga_id>/steps/<str:step_name>/rewind/",
+        views.saga_action,
+        {"action": "rewind"},
+        name="step_rewind",
     ),
     path(
         "sagas/<uuid:saga_id>/steps/<str:step_name>/retry/",

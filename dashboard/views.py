@@ -23,7 +23,7 @@ from django_htmx.middleware import HtmxDetails
 
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
-from sagas import engine
+from sagas import bulk, engine
 from sagas.access import get_visible_saga, is_operator, visible_sagas
 from sagas.filters import SagaFilter
 from sagas.models import Saga, WorkflowDefinition
@@ -168,6 +168,9 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
             if query.get(key)
         ),
         "poll_seconds": _poll(),
+        # Bulk on the whole filter (dashboard/bulk_views.py): the registry's actions.
+        "bulk_actions": bulk.actions(),
+        "filter_items": [(k, query[k]) for k in SagaFilter.base_filters if query.get(k)],
         "workflow_names": WorkflowDefinition.objects.order_by("name")
         .values_list("name", flat=True)
         .distinct(),
@@ -315,6 +318,12 @@ def _detail_context(request, saga, **extra):
         "can_cancel": operator and engine.CANCEL in allowed.saga,
         "can_pause": operator and engine.PAUSE in allowed.saga,
         "can_resume": operator and engine.RESUME in allowed.saga,
+        "can_rerun": operator and engine.RERUN in allowed.saga,
+        "reruns": list(
+            visible_sagas(request.user, Saga.objects.filter(rerun_of=saga.pk)).order_by(
+                "created_at"
+            )
+        ),
         "poll_seconds": _poll(),
         "live": not saga.is_finished,
         "approvals": saga.approval_requests,
@@ -379,6 +388,18 @@ ACTIONS = {
         "explain": "The saga carries on where it stood: deadlines that passed while it was paused are acted on first, in order, then what was held runs.",
         "reason": False,
     },
+    "rewind": {
+        "title": "Rewind to step",
+        "verb": "Rewind",
+        "explain": "The completed steps from this one on are undone, last first; then the saga runs forward again from this step, with fresh attempts. Approvals from here on are asked anew; the old decisions stay in the history.",
+        "reason": True,
+    },
+    "rerun": {
+        "title": "Run again",
+        "verb": "Run again",
+        "explain": "A new saga starts with this saga's input and correlation id, linked to this one.",
+        "reason": False,
+    },
     "cancel": {
         "title": "Cancel saga",
         "verb": "Cancel saga",
@@ -413,11 +434,25 @@ def saga_action(
         "plan": engine.compensation_plan(saga) if action == "cancel" else None,
         "post_url": request.path,
     }
+    if action == "rewind":
+        try:  # the dry run: what would be undone, and what runs again
+            rewind = engine.rewind_saga(saga.pk, step.name, dry_run=True)
+        except engine.SagaError as exc:
+            return problem(request, exc.message, status=exc.status)
+        named = {s.name: s for s in saga.step_list}
+        context.update(plan=[named[n] for n in rewind["compensations"]], rewind=rewind)
+    if action == "rerun":
+        try:
+            context["latest"] = engine.published_definition(saga.workflow)
+        except engine.SagaError:
+            context["latest"] = None  # archived: only its own version, if still published
     if request.method == "GET":
         return _panel(request, context)
     if form is not None and not form.is_valid():
         return _panel(request, context, status=400)
     reason = form.cleaned_data["reason"] if form else None
+    if action == "rerun":
+        reason = request.POST.get("version") == "latest"  # the operator's choice of version
     try:
         outcome = _do(action, saga, step, reason, request.user)
     except engine.SagaError as exc:
@@ -426,6 +461,11 @@ def saga_action(
                 form.add_error(field if field in form.fields else None, errors)
             return _panel(request, context, status=exc.status)
         return problem(request, exc.message, status=exc.status)
+    if action == "rerun":  # the new saga's page
+        messages.success(request, f"Started again as saga {outcome.pk}.")
+        if request.htmx:
+            return HttpResponse(headers={"HX-Redirect": resolve_url("saga_detail", outcome.pk)})
+        return redirect("saga_detail", saga_id=outcome.pk)
     if not request.htmx:
         messages.success(request, outcome)
         return redirect("saga_detail", saga_id=saga.pk)
@@ -451,6 +491,14 @@ def _panel(request, context, status=200):
 
 
 def _do(action, saga, step, reason, user):
+    if action == "rewind":
+        plan = engine.rewind_saga(
+            saga.pk, step.name, user=user, reason=reason, actor_label="dashboard"
+        )
+        undo = ", ".join(plan["compensations"]) or "none"
+        return f"Rewinding to {step.name}. Compensations that run, in order: {undo}; then {step.name} runs again."
+    if action == "rerun":
+        return engine.rerun_saga(saga.pk, user=user, latest=reason, actor_label="dashboard")
     if action == "cancel":
         plan = engine.compensation_plan(saga)
         engine.cancel_saga(saga.pk, user=user, reason=reason)

@@ -27,7 +27,9 @@ S, T = SagaState, StepStatus
 SAGA_TRANSITIONS = {
     S.STARTED: {S.PENDING, S.COMPLETED, S.COMPENSATING, S.FAILED},
     S.PENDING: {S.COMPLETED, S.COMPENSATING},
-    S.COMPENSATING: {S.FAILED},
+    # Back to pending only when a rewind has undone the steps it was asked to
+    # (Saga.rewind_to set; sagas/engine/rewind.py): the saga runs forward again.
+    S.COMPENSATING: {S.FAILED, S.PENDING},
     # a completed child saga is undone when its parent compensates the step that ran it
     S.COMPLETED: {S.COMPENSATING},
     S.FAILED: set(),
@@ -40,14 +42,18 @@ STEP_TRANSITIONS = {
     T.RUNNING: {T.COMPLETED, T.FAILED, T.PENDING},
     # (compensating: a running child saga is cancelled and undone with its parent)
     T.WAITING: {T.COMPLETED, T.FAILED, T.SKIPPED, T.COMPENSATING},
-    # a completed step is undone when the saga compensates
-    T.COMPLETED: {T.COMPENSATING},
+    # a completed step is undone when the saga compensates; a rewind runs one
+    # that has nothing to undo (an approval, a wait) again
+    T.COMPLETED: {T.COMPENSATING, T.PENDING},
     # an operator may retry a failed step of a paused saga
     T.FAILED: {T.PENDING, T.SKIPPED},
     # done, or given up by an operator who repaired it by hand
     T.COMPENSATING: {T.COMPENSATED, T.SKIPPED},
-    T.COMPENSATED: set(),
-    T.SKIPPED: set(),
+    # A rewind (sagas/engine/rewind.py) runs the steps from the one it names
+    # forward again: undone, completed without a compensation, or passed over,
+    # each becomes pending once more, with a fresh count of attempts.
+    T.COMPENSATED: {T.PENDING},
+    T.SKIPPED: {T.PENDING},
 }
 
 FINISHED_SAGA_STATES = {S.COMPLETED, S.FAILED}

@@ -10,7 +10,7 @@ schedule of migration 0004 names sagas.retention.prune_task_results, which
 stays where it is for the same reason.)
 """
 
-from sagas import engine
+from sagas import bulk, engine
 from sagas.q2 import sweeper
 
 
@@ -28,3 +28,7 @@ def sweeper_tick(chain):
 
 def keep_sweeper_alive():
     return sweeper.keep_sweeper_alive()
+
+
+def run_bulk(operation_id, part=None, parts=1):
+    return bulk.run_bulk(operation_id, part, parts)

@@ -27,6 +27,7 @@ GLYPHS = {
     "rejected": "✕",
     "expired": "!",
     "cancelled": "⊘",
+    "rewinding": "↺",
     "attention": "!",
     "overdue": "!",
     "timed_out": "!",
@@ -196,6 +197,8 @@ CAUSES = {
     "timeout": ("timed out", "a deadline passed"),
     "cancelled": ("cancelled", "an operator cancelled it"),
     "rejected": ("rejected", "an approver rejected it"),
+    # sagas/engine/rewind.py: undoing back to a step, to run forward again from it
+    "rewind": ("rewinding", "an operator rewound it to a step"),
 }
 
 

@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from sagas.access import is_operator
+from sagas.access import is_operator, visible_sagas
 from sagas.models import Saga, SagaEvent, SagaStep, WorkflowDefinition, one_line
 
 
@@ -151,6 +151,7 @@ class SagaSummarySerializer(serializers.ModelSerializer):
             "updated_at",
             "finished_at",
             "parent",
+            "rerun_of",
         ]
         read_only_fields = fields
 
@@ -171,9 +172,17 @@ class SagaSerializer(SagaSummarySerializer):
         many=True, read_only=True, help_text="The child sagas its `saga` steps started."
     )
 
+    reruns = serializers.SerializerMethodField(
+        help_text="The sagas started from this one by Run again (those the caller may see)."
+    )
+
     class Meta(SagaSummarySerializer.Meta):
-        fields = SagaSummarySerializer.Meta.fields + ["children", "steps"]
+        fields = SagaSummarySerializer.Meta.fields + ["children", "reruns", "steps"]
         read_only_fields = fields
+
+    def get_reruns(self, saga) -> list[str]:
+        mine = visible_sagas(_caller(self)).filter(rerun_of=saga.pk).order_by("created_at")
+        return [str(pk) for pk in mine.values_list("pk", flat=True)]
 
     def to_representation(self, saga):
         data = super().to_representation(saga)
@@ -222,6 +231,33 @@ class RetrySerializer(serializers.Serializer):
         max_length=100,
         required=False,
         help_text="The step to retry; by default the failed step or the stuck compensation.",
+    )
+
+
+class RewindSerializer(serializers.Serializer):
+    step = Text(max_length=100, help_text="The completed step to go back to.")
+    reason = Text(max_length=2000, required=False, help_text="Required unless dry_run.")
+    dry_run = serializers.BooleanField(
+        required=False, default=False, help_text="Only say what would be undone."
+    )
+
+
+class RewindPlanSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    step = serializers.CharField()
+    compensations = serializers.ListField(
+        child=serializers.CharField(), help_text="The compensations that run, in this order."
+    )
+    run_again = serializers.ListField(
+        child=serializers.CharField(), help_text="The steps that run again, from `step` on."
+    )
+
+
+class RerunSerializer(serializers.Serializer):
+    latest = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Run the latest published version instead of the saga's own.",
     )
 
 

@@ -3,17 +3,21 @@
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import views
+from . import bulk, views
 from .errors import not_found
 
 v1 = [
     path("sagas/", views.SagaListView.as_view(), name="saga-list"),
+    path("sagas/bulk/", bulk.SagaBulkView.as_view(), name="saga-bulk"),
+    path("bulk/<int:bulk_id>/", bulk.BulkDetailView.as_view(), name="bulk-detail"),
     path("sagas/<uuid:saga_id>/", views.SagaDetailView.as_view(), name="saga-detail"),
     path("sagas/<uuid:saga_id>/events/", views.SagaEventsView.as_view(), name="saga-events"),
     path("sagas/<uuid:saga_id>/retry/", views.SagaRetryView.as_view(), name="saga-retry"),
     path("sagas/<uuid:saga_id>/cancel/", views.SagaCancelView.as_view(), name="saga-cancel"),
     path("sagas/<uuid:saga_id>/pause/", views.SagaPauseView.as_view(), name="saga-pause"),
     path("sagas/<uuid:saga_id>/resume/", views.SagaResumeView.as_view(), name="saga-resume"),
+    path("sagas/<uuid:saga_id>/rewind/", views.SagaRewindView.as_view(), name="saga-rewind"),
+    path("sagas/<uuid:saga_id>/rerun/", views.SagaRerunView.as_view(), name="saga-rerun"),
     path(
         "sagas/<uuid:saga_id>/steps/<str:step_name>/skip/",
         views.StepSkipView.as_view(),

@@ -49,7 +49,9 @@ def check_operator_on(request, saga_id):
     """An operator act: 404 when the caller cannot see the saga, 403 when they may not act."""
     get_visible_saga(request.user, saga_id, queryset=Saga.objects.only("pk"))
     if not is_operator(request.user):
-        raise exceptions.PermissionDenied("only operators may retry, cancel, skip or pause")
+        raise exceptions.PermissionDenied(
+            "only operators may retry, cancel, skip, pause, resume, rewind or run sagas again"
+        )
 
 
 def _saga_response(request, saga_id, code=status.HTTP_200_OK):
@@ -279,6 +281,60 @@ class StepSkipView(APIView):
             actor_label=_actor_label(request),
         )
         return _saga_response(request, saga_id)
+
+
+class SagaRewindView(APIView):
+    @extend_schema(
+        summary="Rewind a running saga to a completed step: undo back to it, then run forward",
+        description=(
+            "The completed steps from `step` on are compensated last first, then the saga "
+            "runs forward again from `step` with fresh attempt counts; approvals at or "
+            "after it are asked anew. With `dry_run` nothing changes and the plan is "
+            "returned; otherwise `reason` is required and the answer is 202 with the plan."
+        ),
+        request=s.RewindSerializer,
+        responses={
+            200: OpenApiResponse(s.RewindPlanSerializer, description="The dry run's plan."),
+            202: OpenApiResponse(s.RewindPlanSerializer, description="The rewind started."),
+            **error_responses(400, 401, 403, 404, 409),
+        },
+    )
+    def post(self, request, saga_id):
+        check_operator_on(request, saga_id)
+        data = s.RewindSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        dry_run = data.validated_data["dry_run"]
+        plan = engine.rewind_saga(
+            saga_id,
+            data.validated_data["step"],
+            user=request.user,
+            reason=data.validated_data.get("reason"),
+            dry_run=dry_run,
+            actor_label=_actor_label(request),
+        )
+        return Response(
+            {"dry_run": dry_run, **plan},
+            status=status.HTTP_200_OK if dry_run else status.HTTP_202_ACCEPTED,
+        )
+
+
+class SagaRerunView(APIView):
+    @extend_schema(
+        summary="Run a finished saga again: a new saga with the same input, linked to this one",
+        request=s.RerunSerializer,
+        responses={201: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, saga_id):
+        check_operator_on(request, saga_id)
+        data = s.RerunSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        new = engine.rerun_saga(
+            saga_id,
+            user=request.user,
+            latest=data.validated_data["latest"],
+            actor_label=_actor_label(request),
+        )
+        return _saga_response(request, new.pk, status.HTTP_201_CREATED)
 
 
 # --- events in ---------------------------------------------------------------------------

@@ -5,12 +5,13 @@
 - transition.py   one transaction: Transition, locked_saga, the engine's signals
 - store.py        the only SQL: load and lock a saga, write a transition, counters
 - claims.py       a claim (a step a worker owns under a lease) and how one is made
-- flow.py         moving forward: the next step, results, retries, waits, events, deadlines
 - compensation.py turning back: compensations last-first, retried, never skipped silently
+- flow.py         moving forward: the next step, results, retries, waits, events, deadlines
 - leases.py       expired leases, and never two executions of one step at a time
 - worker.py       the task: claim, execute, record, take the next queued run, hand back
 - inbound.py      events from other services: delivered, kept for a later wait, discarded
 - operators.py    start, cancel, retry, skip, pause, resume, and which are allowed now
+- rewind.py       rewind a running saga to a completed step; run a finished one again
 
 Dependencies point down this list (errors and specs first, operators last);
 nothing outside this package imports its modules' private names: what other
@@ -40,9 +41,11 @@ from .leases import exclusive_execution, expire_lease, release_execution_lock, r
 from .operators import (
     CANCEL,
     PAUSE,
+    RERUN,
     RESUME,
     RETRY,
     RETRY_COMPENSATION,
+    REWIND,
     SKIP,
     SKIP_COMPENSATION,
     AllowedActions,
@@ -52,14 +55,17 @@ from .operators import (
     published_definition,
     resume_saga,
     retry_saga,
+    rewinding,
     skip_step,
     start_saga,
 )
+from .rewind import rerun_saga, rewind_plan, rewind_saga
 from .specs import forget_definitions, kind_of, spec_of, step_spec
 from .store import add_minute_counts, add_state_counts
 from .transition import (
     RUN_STEP_TASK,
     Transition,
+    acting_via,
     locked_saga,
     saga_finished,
     saga_needs_attention,
@@ -83,7 +89,9 @@ __all__ = [
     "PAUSE",
     "RESUME",
     "RETRY",
+    "RERUN",
     "RETRY_COMPENSATION",
+    "REWIND",
     "RUN_STEP_TASK",
     "SKIP",
     "SKIP_COMPENSATION",
@@ -99,6 +107,7 @@ __all__ = [
     "Outcome",
     "SagaError",
     "Transition",
+    "acting_via",
     "add_minute_counts",
     "add_state_counts",
     "allowed_actions",
@@ -127,7 +136,11 @@ __all__ = [
     "release_lease",
     "request_stop",
     "resume_saga",
+    "rerun_saga",
     "retry_saga",
+    "rewind_plan",
+    "rewind_saga",
+    "rewinding",
     "run_step",
     "saga_finished",
     "saga_needs_attention",

@@ -3,6 +3,10 @@
 When a compensation runs out of retries the saga needs attention and stays
 compensating until an operator retries or skips it: a compensation is never
 silently skipped (README "How it works").
+
+A rewind (sagas/engine/rewind.py) turns back only as far as one step
+(`Saga.rewind_to`): the steps before it stay done, and once the last
+compensation ran the saga runs forward again from that step instead of failing.
 """
 
 from sagas.models import Saga
@@ -12,6 +16,18 @@ from .branches import TOP, Groups
 from .children import undo_child
 from .claims import claim_step
 from .specs import kind_of, next_retry_at, step_spec
+
+# Once a rewind's compensations ran, the saga runs forward again; moving
+# forward is flow.py's, which imports this module, so flow.py registers how
+# (flow.run_forward_again, with `forward_again_by`) instead of a cycle here.
+_forward_again = None
+
+
+def forward_again_by(func):
+    """Register how a rewound saga runs forward again (sagas/engine/flow.py)."""
+    global _forward_again
+    _forward_again = func
+    return func
 
 
 def start_compensation(tx, cause, *, inline):
@@ -38,20 +54,21 @@ def start_compensation(tx, cause, *, inline):
     return next_compensation(tx, inline=inline)
 
 
-def frontier(saga, steps, *, done=frozenset()):
+def frontier(saga, steps, *, done=frozenset(), floor=0):
     """The steps whose compensation runs now, or that must end before anything earlier is undone.
 
     Last-first through the saga's steps; at a parallel step, the frontier of
     each of its branches at once (branches are undone concurrently), and only
     when none of them has anything left, the steps before it. A step still
     running or compensating holds its own line (the saga's, or its branch's).
-    `done`: steps to treat as already undone (the dry run).
+    `done`: steps to treat as already undone (the dry run); `floor`: the index
+    below which nothing is undone (a rewind's step).
     """
     groups = Groups(saga, steps)
 
     def walk(key):
         for step in reversed(groups.of(key)):
-            if step.pk in done:
+            if step.pk in done or step.index < floor:
                 continue
             if step.status in (StepStatus.RUNNING, StepStatus.COMPENSATING):
                 return [step]
@@ -79,6 +96,8 @@ def compensation_plan(tx_or_saga):
         saga, steps = tx_or_saga, list(tx_or_saga.steps.order_by("index"))
     else:
         saga, steps = tx_or_saga.saga, tx_or_saga.steps
+    # A cancel's plan: all of them, also while a rewind undoes only the later ones
+    # (a cancel then turns it into a full undo; operators.cancel_saga).
     plan, done = [], set()
     while front := frontier(saga, steps, done=done):
         for step in front:
@@ -92,13 +111,17 @@ def next_compensation(tx, *, inline):
     """Schedule (or, `inline`, claim) the compensations due now; the saga fails when none is left.
 
     Several at once when branches are undone: one may be claimed inline, the
-    others are queued for other workers.
+    others are queued for other workers. A rewind leaves the steps before its
+    own done (`Saga.rewind_to`; rewinds are offered only in sagas without branches).
     """
-    front = frontier(tx.saga, tx.steps)
+    front = frontier(tx.saga, tx.steps, floor=tx.saga.rewind_to or 0)
     if not front:
         if tx.saga.paused:  # its end waits for the resume too (see flow.advance)
-            tx.event("saga_held", outcome=SagaState.FAILED, reason="the saga is paused")
+            outcome = SagaState.PENDING if tx.saga.rewind_to is not None else SagaState.FAILED
+            tx.event("saga_held", outcome=outcome, reason="the saga is paused")
             return None
+        if tx.saga.rewind_to is not None:
+            return _forward_again(tx, inline=inline)
         tx.finish(SagaState.FAILED, "saga_failed", cause=tx.saga.cause)
         return None
     claim, again = None, False

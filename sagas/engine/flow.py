@@ -18,7 +18,7 @@ from sagas.states import SagaState, StepStatus
 from . import branches, children, store
 from .branches import TOP, group_of
 from .claims import claim_step
-from .compensation import next_compensation, start_compensation
+from .compensation import forward_again_by, next_compensation, start_compensation
 from .errors import Expired, InvalidInput
 from .specs import kind_of, next_retry_at, step_spec
 from .transition import locked_saga
@@ -438,3 +438,39 @@ def fire_passed_deadlines(tx, *, act, step=None, refuse=True):
                 f"and has expired (the saga is now {tx.saga.state}); this {act} was not recorded"
             )
     return None
+
+
+@forward_again_by
+def run_forward_again(tx, *, inline):
+    """A rewind has undone its steps: they are pending again, fresh, and the saga runs forward.
+
+    Every step from the rewind's on is reset, whatever it ended as
+    (compensated, completed without a compensation, skipped, abandoned), with
+    a fresh count of attempts; its fence moves on, so a run queued before the
+    rewind is stale and cannot run a step out of order. The old results and
+    errors stay in the history (the step events).
+    """
+    start = tx.saga.rewind_to
+    rewind = tx.saga.cause or {}
+    tx.saga.rewind_to = None
+    tx.saga.cause = None
+    tx.clear_attention()
+    for step in tx.steps[start:]:
+        step.fence += 1
+        step.attempt = step.compensation_attempt = step.retry_base = 0
+        step.result = None
+        step.error = step.traceback = ""
+        step.started_at = step.executed_at = step.compensated_at = None
+        step.deadline = step.lease_expires_at = step.next_attempt_at = None
+        step.awaiting = None
+        if step.status != StepStatus.PENDING:
+            tx.step_to(step, StepStatus.PENDING, "step_reset", reason="rewind")
+        else:
+            tx.touch(step)
+    tx.saga_to(
+        SagaState.PENDING,
+        "rewind_completed",
+        rewound_to=tx.steps[start].name,
+        by=rewind.get("by"),
+    )
+    return advance(tx, TOP, None, inline=inline)  # from the first step reset to pending

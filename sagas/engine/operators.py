@@ -1,5 +1,8 @@
 """What people do to sagas through the dashboard and the API: start, cancel, retry, skip, pause.
 
+(Rewind and run again are in rewind.py, above this module; their names are here
+because `allowed_actions` offers them.)
+
 `allowed_actions` says which of these the engine accepts now, on a saga and
 on each of its steps; the services below decide by the same rule, so a
 button the dashboard offers is an action the engine takes, and an action it
@@ -32,6 +35,8 @@ RETRY_COMPENSATION = "retry-compensation"  # a compensation that ran out of retr
 SKIP_COMPENSATION = "skip-compensation"  # give that compensation up, with a reason
 PAUSE = "pause"  # the saga: run nothing new until resumed, with a reason
 RESUME = "resume"  # a paused saga: carry on where it stood
+REWIND = "rewind"  # a completed step of a running saga: undo back to it, run forward again
+RERUN = "rerun"  # a finished saga: start a new one with the same input
 
 
 PAUSABLE = (SagaState.STARTED, SagaState.PENDING, SagaState.COMPENSATING)
@@ -57,6 +62,12 @@ def allowed_actions(saga, steps=None):
     steps = list(saga.steps.order_by("index")) if steps is None else steps
     stuck = stuck_compensation(steps) if saga.state == SagaState.COMPENSATING else None
     per_step = {}
+    # A rewind goes back by index, which only a saga without branches or children
+    # keeps in document order (sagas/engine/rewind.py): not offered in others.
+    linear = not any(
+        s.within_id is not None or kind_of(s).opens_branches or kind_of(s).starts_child
+        for s in steps
+    )
     for step in steps:
         if saga.state == SagaState.PENDING and step.status == StepStatus.FAILED:
             per_step[step.name] = (RETRY, SKIP)
@@ -68,16 +79,30 @@ def allowed_actions(saga, steps=None):
             per_step[step.name] = (SKIP,)
         elif step is stuck:
             per_step[step.name] = (RETRY_COMPENSATION, SKIP_COMPENSATION)
+        elif (
+            saga.state == SagaState.PENDING
+            and not saga.paused  # a rewind's compensations would only be held: resume first
+            and step.status == StepStatus.COMPLETED
+            and linear
+        ):
+            per_step[step.name] = (REWIND,)
     on_saga = ()
-    if saga.state in (SagaState.STARTED, SagaState.PENDING):
-        on_saga += (CANCEL,)
+    if saga.state in (SagaState.STARTED, SagaState.PENDING) or rewinding(saga):
+        on_saga += (CANCEL,)  # a rewind under way is turned into a cancel: all is undone
     if saga.paused:
         on_saga += (RESUME,)
     elif saga.state in PAUSABLE:
         on_saga += (PAUSE,)
+    if saga.state in (SagaState.COMPLETED, SagaState.FAILED):
+        on_saga += (RERUN,)
     if any(map(_retries, per_step.values())):
         on_saga += (RETRY,)  # retry_saga without a step retries the first of these
     return AllowedActions(on_saga, per_step)
+
+
+def rewinding(saga):
+    """Whether the saga is compensating for a rewind (it runs forward again after)."""
+    return saga.state == SagaState.COMPENSATING and saga.rewind_to is not None
 
 
 def _retries(actions):
@@ -119,8 +144,9 @@ def start_saga(
     correlation_id="",
     user=None,
     actor_label="engine",
+    rerun_of=None,
 ):
-    """Start a saga; returns (saga, created).
+    """Start a saga; returns (saga, created). `rerun_of`: the finished saga it runs again.
 
     The same idempotency key with the same input returns the existing saga;
     with another input it is a Conflict.
@@ -153,6 +179,7 @@ def start_saga(
             idempotency_key=idempotency_key,
             correlation_id=correlation_id or "",
             started_by=started_by,
+            rerun_of=rerun_of,
         )
         if idempotency_key:
             # The unique constraint decides between concurrent starts; the loser
@@ -183,6 +210,7 @@ def start_saga(
             version=definition.version,
             idempotency_key=idempotency_key,
             correlation_id=saga.correlation_id,
+            **({"rerun_of": str(rerun_of.pk)} if rerun_of is not None else {}),
         )
         tx.saga_to(SagaState.PENDING, "saga_pending")
         advance(tx, inline=False)
@@ -213,6 +241,12 @@ def cancel_saga(saga_id, *, user=None, reason, actor_label="operator"):
             )
         tx.event("saga_cancelled", reason=reason)
         who = tx.actor.get_username() if tx.actor else actor_label
+        if rewinding(tx.saga):
+            # Already turning back: it now undoes everything and fails, as a cancel does.
+            tx.saga.rewind_to = None
+            tx.saga.cause = {"reason": "cancelled", "by": who, "comment": reason}
+            next_compensation(tx, inline=False)
+            return tx.saga
         start_compensation(tx, {"reason": "cancelled", "by": who, "comment": reason}, inline=False)
     return tx.saga
 

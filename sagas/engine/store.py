@@ -33,6 +33,7 @@ SAGA_IMMUTABLE = frozenset(
         "correlation_id",
         "idempotency_key",
         "started_by",
+        "rerun_of",
         "created_at",
         "parent",
         "parent_step",

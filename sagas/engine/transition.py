@@ -9,6 +9,7 @@ store (sagas/engine/store.py) in one go.
 
 import uuid
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -33,6 +34,21 @@ saga_needs_attention = Signal()
 # written: for hooks that must commit or roll back with the change (outbound
 # webhooks). Arguments: saga, events (the SagaEvents this transition appends).
 transition_saved = Signal()
+
+# What a person's act was part of, e.g. "bulk:12" (sagas/bulk/runner.py): set
+# around the act, recorded as `via` on the events of its transitions.
+_via = ContextVar("sagas_acting_via", default=None)
+
+
+@contextmanager
+def acting_via(origin):
+    """Events written inside are marked `via=origin` (a bulk operation, say), a fact for the timeline."""
+    token = _via.set(origin)
+    try:
+        yield
+    finally:
+        _via.reset(token)
+
 
 # The task that runs a queued step; its path is persisted (see sagas/tasks.py).
 RUN_STEP_TASK = "sagas.tasks.run_step"
@@ -79,6 +95,8 @@ class Transition:
         if step is not None and step.branch:
             # One timeline for all branches: each event says which one (elements share names).
             details.setdefault("branch", step.branch)
+        if (via := _via.get()) is not None:
+            details.setdefault("via", via)
         self.events.append(
             SagaEvent(
                 saga=self.saga,

@@ -30,3 +30,8 @@ def test_sagabench_quick_runs_and_every_saga_completes(tmp_path):
     assert figures["deadlines"]["fired_once_each"] is True
     assert figures["latency"]["n"] == 10
     assert "| throughput" in result.stdout
+    # the bulk phase: one bulk cancel of 200 waiting sagas, each acted on once, none lost
+    bulk = figures["bulk"]
+    assert (bulk["sagas"], bulk["done"], bulk["refused"], bulk["queued_left"]) == (200, 200, 0, 0)
+    assert bulk["outcome_rows"] == bulk["cancel_events"] == bulk["sagas_cancelled_once"] == 200
+    assert "| bulk cancel of 200 sagas" in result.stdout

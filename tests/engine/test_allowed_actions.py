@@ -9,9 +9,11 @@ from sagas import engine
 from sagas.engine import (
     CANCEL,
     PAUSE,
+    RERUN,
     RESUME,
     RETRY,
     RETRY_COMPENSATION,
+    REWIND,
     SKIP,
     SKIP_COMPENSATION,
     SagaError,
@@ -69,11 +71,13 @@ SCENARIOS = {
     },
 }
 EXPECTED = {
-    "paused": ((CANCEL, PAUSE, RETRY), {"b": (RETRY, SKIP)}),
-    "waiting": ((CANCEL, PAUSE), {"w": (SKIP,)}),
+    # a completed step of a running saga may be rewound to (not while an operator
+    # paused it: resume first); a finished saga run again
+    "paused": ((CANCEL, PAUSE, RETRY), {"a": (REWIND,), "b": (RETRY, SKIP)}),
+    "waiting": ((CANCEL, PAUSE), {"a": (REWIND,), "w": (SKIP,)}),
     "held": ((CANCEL, RESUME), {"w": (SKIP,)}),
     "stuck": ((PAUSE, RETRY), {"a": (RETRY_COMPENSATION, SKIP_COMPENSATION)}),
-    "completed": ((), {}),
+    "completed": ((RERUN,), {}),
 }
 STATES = {
     "paused": SagaState.PENDING,
@@ -128,8 +132,8 @@ def by_service(call):
 def by_api(client, url, body):
     def act():
         response = client.post(url, body, format="json")
-        assert response.status_code in (200, 409), response.content
-        return response.status_code == 200
+        assert response.status_code in (200, 201, 202, 409), response.content
+        return response.status_code != 409
 
     return act
 
@@ -191,6 +195,15 @@ def test_the_services_and_the_api_accept_exactly_what_is_allowed(saga_in, alice,
             f"{base}/steps/{step.name}/skip/",
             why,
         )
+        both(
+            REWIND in actions,
+            lambda step=step: engine.rewind_saga(saga.pk, step.name, user=alice, reason="x"),
+            f"{base}/rewind/",
+            {"step": step.name, **why},
+        )
+    both(
+        RERUN in allowed.saga, lambda: engine.rerun_saga(saga.pk, user=alice), f"{base}/rerun/", {}
+    )
     # nothing above changed the saga
     assert allowed_actions(Saga.objects.get(pk=saga.pk)) == allowed
 
@@ -200,6 +213,7 @@ URLS = {
     SKIP: "step_skip",
     RETRY_COMPENSATION: "compensation_retry",
     SKIP_COMPENSATION: "compensation_skip",
+    REWIND: "step_rewind",
 }
 
 
@@ -217,6 +231,7 @@ def test_the_dashboard_offers_the_allowed_actions_and_no_other(saga_in, client, 
         (CANCEL, "saga_cancel"),
         (PAUSE, "saga_pause"),
         (RESUME, "saga_resume"),
+        (RERUN, "saga_rerun"),
     ):
         url = reverse(url_name, args=[saga.pk])
         assert (f'href="{url}"' in page) is (action in allowed.saga), action

@@ -79,6 +79,14 @@ class Command(BaseCommand):
             type=int,
             help="sagas generated for the dashboard phase (default 1000000)",
         )
+        parser.add_argument(
+            "--bulk-sagas",
+            type=int,
+            help="sagas cancelled by one bulk operation in the bulk phase (default 10000)",
+        )
+        parser.add_argument(
+            "--only-bulk", action="store_true", help="run only the bulk phase (and its setup)"
+        )
         parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
         parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
         parser.add_argument("--inner", action="store_true", help=argparse_hidden())
@@ -118,11 +126,12 @@ class Command(BaseCommand):
                 "--workers",
                 str(options["workers"]),
             ]
-            for flag in ("sagas", "memory_sagas", "scale_sagas", "json"):
+            for flag in ("sagas", "memory_sagas", "scale_sagas", "bulk_sagas", "json"):
                 if options[flag] is not None:
                     argv += [f"--{flag.replace('_', '-')}", str(options[flag])]
-            if options["quick"]:
-                argv.append("--quick")
+            for flag in ("quick", "only_bulk"):
+                if options[flag]:
+                    argv.append(f"--{flag.replace('_', '-')}")
             result = subprocess.run(argv, cwd=ROOT, env=env)
             if result.returncode:
                 raise CommandError(f"the benchmark failed (exit {result.returncode})")
@@ -148,6 +157,13 @@ class Command(BaseCommand):
             "quick": quick,
         }
         self.setup()
+        bulk_n = options["bulk_sagas"] or (200 if quick else 10_000)
+        if options["only_bulk"]:
+            figures["bulk"] = self.phase_bulk(bulk_n)
+            self.stdout.write(self.bulk_line(figures["bulk"]))
+            if options["json"]:
+                Path(options["json"]).write_text(json.dumps(figures, indent=2, default=str))
+            return
         figures["ceiling"] = self.phase_ceiling(seconds=1 if quick else 5)
         n = options["sagas"] or (100 if quick else 3000)
         figures["throughput"] = self.phase_throughput(n, figures["ceiling"])
@@ -161,6 +177,7 @@ class Command(BaseCommand):
             figures["memory"] = self.phase_memory(cluster, memory_n)
         finally:
             self.stop_cluster(cluster)
+        figures["bulk"] = self.phase_bulk(bulk_n)
         scale_n = options["scale_sagas"] or (2000 if quick else 1_000_000)
         figures["dashboard"] = self.phase_dashboard(scale_n)
         self.report(figures)
@@ -395,6 +412,26 @@ class Command(BaseCommand):
             time.sleep(0.2)
 
     # 6. the dashboard at a million sagas
+    def phase_bulk(self, n):
+        """A bulk cancel of n waiting sagas, on a fresh qcluster (dashboard/bench/bulk_cancel.py)."""
+        from dashboard.bench import bulk_cancel
+
+        cluster = self.start_cluster()
+        try:
+            self.wait_for_sweeper()
+            return bulk_cancel.run(n, self.progress)
+        finally:
+            self.stop_cluster(cluster)
+
+    def bulk_line(self, b):
+        return (
+            f"| bulk cancel of {b['sagas']:,} sagas | outcomes recorded in {b['recorded_seconds']} s "
+            f"({b['sagas_per_s']}/s), all compensated in {b['compensated_seconds']} s; "
+            f"{b['done']:,} done, {b['refused']} refused, {b['queued_left']} left, "
+            f"{b['sagas_cancelled_once']:,} sagas cancelled once ({b['cancel_events']:,} events) | "
+            "each saga once, none lost |"
+        )
+
     def phase_dashboard(self, n):
         from dashboard.bench import pages_at_scale
 
@@ -489,6 +526,7 @@ class Command(BaseCommand):
                 + (f"; reads {', '.join(page['plan'])}" if page.get("plan") else "")
                 + " | p95 ≤ 50 ms |"
             )
+        lines.append(self.bulk_line(f["bulk"]))
         self.stdout.write("\n".join(lines))
 
 

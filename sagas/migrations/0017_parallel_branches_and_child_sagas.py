@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sagas', '0014_paused_and_kept_events'),
+        ('sagas', '0016_merge_pause_and_rewind'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
