@@ -40,15 +40,18 @@ def publish(db):
 
 @pytest.fixture
 def demo_workflows(db):
-    from sagas.authoring import publish_workflow
+    from sagas.authoring import documents_in, in_dependency_order, publish_workflow
     from sagas.demo.models import Stock
 
     Stock.objects.get_or_create(sku="WIDGET", defaults={"available": 1000})
     # The demo approvals name these groups; a workflow naming unknown groups is refused.
-    for name in ("managers", "directors"):
+    for name in ("managers", "directors", "legal", "finance"):
         Group.objects.get_or_create(name=name)
-    for path in sorted(DEMO_WORKFLOWS.glob("*.yaml")):
-        publish_workflow(path.read_text())
+    documents = [
+        d for p in sorted(DEMO_WORKFLOWS.glob("*.yaml")) for d in documents_in(p.read_text())
+    ]
+    for document in in_dependency_order(documents):  # a child workflow before its parents
+        publish_workflow(document)
 
 
 @pytest.fixture

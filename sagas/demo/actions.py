@@ -169,3 +169,116 @@ def _notify(ctx, kind, body):
 def noop(ctx):
     """Does nothing; for benchmarks and examples."""
     return None
+
+
+# --- purchase requests (sagas/demo/workflows/purchase_request.yaml) -----------------
+
+
+def _request(ctx):
+    return str(ctx.input.get("request_id") or ctx.input.get("vendor", ""))
+
+
+@action("demo.budget.reserve", compensation="demo.budget.release")
+def reserve_budget(ctx):
+    """Reserve the request's amount in the budget (an outbox line says so)."""
+    _inject(ctx)
+    return _notify_about(ctx, "budget_reserved", f"€{ctx.input.get('amount')} reserved")
+
+
+@action("demo.budget.release")
+def release_budget(ctx):
+    _inject(ctx)
+    return _notify_about(ctx, "budget_released", f"€{ctx.input.get('amount')} released")
+
+
+@action("demo.budget.check")
+def check_budget(ctx):
+    """Finance's automatic check before a person looks (simulate: fail to refuse)."""
+    _inject(ctx)
+    return {"within_budget": True}
+
+
+@action("demo.legal.screen", compensation="demo.legal.unscreen")
+def screen_request(ctx):
+    """Legal's automatic screening, recorded so that its undo is visible."""
+    _inject(ctx)
+    return _notify_about(ctx, "legal_screened", "screened by legal")
+
+
+@action("demo.legal.unscreen")
+def unscreen_request(ctx):
+    _inject(ctx)
+    return _notify_about(ctx, "legal_screening_withdrawn", "screening withdrawn")
+
+
+@action("demo.budget.book", compensation="demo.budget.unbook")
+def book_budget(ctx):
+    """Book the reserved amount as spent."""
+    _inject(ctx)
+    return _notify_about(ctx, "budget_booked", f"€{ctx.input.get('amount')} booked")
+
+
+@action("demo.budget.unbook")
+def unbook_budget(ctx):
+    _inject(ctx)
+    return _notify_about(ctx, "budget_unbooked", f"€{ctx.input.get('amount')} unbooked")
+
+
+@action("demo.lines.reserve", compensation="demo.lines.release")
+def reserve_line(ctx):
+    """Reserve one line of the request (`item`: {sku, qty}) from stock."""
+    _inject(ctx)
+    item = ctx.item or {}
+    sku, quantity = str(item.get("sku", "WIDGET")), int(item.get("qty", 1))
+    with transaction.atomic():
+        reservation = Reservation.objects.filter(key=ctx.idempotency_key).first()
+        if reservation is None:
+            if not Stock.objects.filter(sku=sku, available__gte=quantity).update(
+                available=F("available") - quantity
+            ):
+                raise StepFailed(f"not enough {sku} in stock for {quantity}")
+            reservation = Reservation.objects.create(
+                key=ctx.idempotency_key, sku=sku, quantity=quantity
+            )
+        _log(ctx, "reserve_line", True)
+    return {"reservation": reservation.pk, "sku": sku, "qty": quantity}
+
+
+@action("demo.lines.release")
+def release_line(ctx):
+    _inject(ctx)
+    with transaction.atomic():
+        reservation = Reservation.objects.filter(key=ctx.idempotency_key, released=False).first()
+        if reservation is not None:
+            Stock.objects.filter(sku=reservation.sku).update(
+                available=F("available") + reservation.quantity
+            )
+            reservation.released = True
+            reservation.save(update_fields=["released"])
+        _log(ctx, "release_line", reservation is not None)
+    return {"released": reservation is not None}
+
+
+@action("demo.vendor.register", compensation="demo.vendor.deregister")
+def register_vendor(ctx):
+    """Register the vendor (a child saga's step)."""
+    _inject(ctx)
+    if ctx.input.get("vendor") == "blocked":
+        raise StepFailed("the vendor is on the blocked list")
+    return _notify_about(ctx, "vendor_registered", f"vendor {ctx.input.get('vendor')} registered")
+
+
+@action("demo.vendor.deregister")
+def deregister_vendor(ctx):
+    _inject(ctx)
+    return _notify_about(ctx, "vendor_deregistered", f"vendor {ctx.input.get('vendor')} removed")
+
+
+def _notify_about(ctx, kind, body):
+    key = f"{ctx.idempotency_key}:{kind}"
+    with transaction.atomic():
+        note, applied = Notification.objects.get_or_create(
+            key=key, defaults={"kind": kind, "order_id": _request(ctx), "body": body}
+        )
+        _log(ctx, kind, applied)
+    return {"notification": note.pk}

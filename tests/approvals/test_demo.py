@@ -98,7 +98,10 @@ def test_seed_demo_leaves_approvals_waiting_and_is_idempotent(db, settle):
         "demo-1006",
         "demo-3001",
         "demo-3002",
+        "demo-4001",  # legal and finance, at the same time (purchase_request)
+        "demo-4001",
     ]
+    assert Saga.objects.get(idempotency_key="demo-4002").state == SagaState.FAILED
     approver = get_user_model().objects.get(username="approver")
     assert approvals_for(approver).count() == 4
     sagas = Saga.objects.count()

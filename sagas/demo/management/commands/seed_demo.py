@@ -19,8 +19,10 @@ USERS = [
     ("approver", "approver", ["managers"], False),
     ("approver2", "approver2", ["managers"], False),
     ("director", "director", ["directors"], False),
+    ("lawyer", "lawyer", ["legal"], False),
+    ("controller", "controller", ["finance"], False),
 ]
-GROUPS = ["operators", "managers", "directors"]
+GROUPS = ["operators", "managers", "directors", "legal", "finance"]
 
 
 class Command(BaseCommand):
@@ -90,6 +92,7 @@ class Command(BaseCommand):
         )
         created += new
         created += self._expenses(operator)
+        created += self._purchases(operator)
         self.stdout.write(
             f"demo ready: {created} new sagas ({Saga.objects.count()} in all); "
             "a running qcluster carries them on"
@@ -114,3 +117,40 @@ class Command(BaseCommand):
             )
             created += new
         return created
+
+    def _purchases(self, operator):
+        """Purchase requests: one waiting for legal and finance at once, one that failed in
+        the finance branch and was undone across both branches, and a vendor onboarded alone."""
+        from sagas.engine import start_saga
+
+        lines = [{"sku": "WIDGET", "qty": 2}, {"sku": "WIDGET", "qty": 1}]
+        purchases = [
+            ("4001", {"amount": 1800, "vendor_id": "acme", "lines": lines}),
+            (
+                "4002",
+                {
+                    "amount": 950,
+                    "vendor_id": "acme",
+                    "lines": lines,
+                    "simulate": {"finance_check": "fail"},
+                },
+            ),
+        ]
+        created = 0
+        for request_id, data in purchases:
+            _, new = start_saga(
+                workflow="purchase_request",
+                input={"request_id": request_id, **data},
+                idempotency_key=f"demo-{request_id}",
+                correlation_id=f"purchase-{request_id}",
+                user=operator,
+            )
+            created += new
+        _, new = start_saga(
+            workflow="vendor_onboarding",
+            input={"vendor": "globex"},
+            idempotency_key="demo-vendor-globex",
+            correlation_id="vendor-globex",
+            user=operator,
+        )
+        return created + new
