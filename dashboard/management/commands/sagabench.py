@@ -87,6 +87,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--only-bulk", action="store_true", help="run only the bulk phase (and its setup)"
         )
+        parser.add_argument(
+            "--only-fan-out",
+            action="store_true",
+            help="run only the sequential throughput phase and the fan-out phase",
+        )
         parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
         parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
         parser.add_argument("--inner", action="store_true", help=argparse_hidden())
@@ -129,7 +134,7 @@ class Command(BaseCommand):
             for flag in ("sagas", "memory_sagas", "scale_sagas", "bulk_sagas", "json"):
                 if options[flag] is not None:
                     argv += [f"--{flag.replace('_', '-')}", str(options[flag])]
-            for flag in ("quick", "only_bulk"):
+            for flag in ("quick", "only_bulk", "only_fan_out"):
                 if options[flag]:
                     argv.append(f"--{flag.replace('_', '-')}")
             result = subprocess.run(argv, cwd=ROOT, env=env)
@@ -167,6 +172,18 @@ class Command(BaseCommand):
         figures["ceiling"] = self.phase_ceiling(seconds=1 if quick else 5)
         n = options["sagas"] or (100 if quick else 3000)
         figures["throughput"] = self.phase_throughput(n, figures["ceiling"])
+        figures["fan_out"] = self.phase_fan_out(quick, figures["throughput"]["steps_per_s"])
+        if options["only_fan_out"]:
+            from dashboard.bench import fan_out
+
+            t = figures["throughput"]
+            self.stdout.write(
+                f"| sequential ({t['sagas']} sagas × 4) | {t['steps_per_s']} steps/s |"
+            )
+            self.stdout.write(fan_out.line(figures["fan_out"]))
+            if options["json"]:
+                Path(options["json"]).write_text(json.dumps(figures, indent=2, default=str))
+            return
         cluster = self.start_cluster()
         try:
             self.wait_for_sweeper()
@@ -292,6 +309,14 @@ class Command(BaseCommand):
             "starts_per_s_one_process": round(start_rate),
             "every_step_ran_once": True,
         }
+
+    # 2b. for_each branches, against the sequential phase (dashboard/bench/fan_out.py)
+    def phase_fan_out(self, quick, sequential):
+        from dashboard.bench import fan_out
+
+        sagas, big = (10, 100) if quick else (100, 1000)
+        args = (self.progress, self.start_cluster, self.stop_cluster, sequential)
+        return fan_out.run(sagas, 20, big, *args)
 
     # 3. one saga at a time on an idle cluster
     def phase_latency(self, n):
@@ -527,6 +552,9 @@ class Command(BaseCommand):
                 + " | p95 ≤ 50 ms |"
             )
         lines.append(self.bulk_line(f["bulk"]))
+        from dashboard.bench import fan_out
+
+        lines.append(fan_out.line(f["fan_out"]))
         self.stdout.write("\n".join(lines))
 
 
