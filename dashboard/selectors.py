@@ -153,7 +153,7 @@ def saga_detail_rows():
 
 def with_history(saga):
     """The saga (from `saga_detail_rows`) with its steps, its latest events and its approvals."""
-    saga.step_list = list(saga.steps.order_by("index"))
+    saga.step_list = grouped_by_branch(list(saga.steps.order_by("index")))
     names = {step.pk: step.name for step in saga.step_list}
     for step in saga.step_list:
         # Where a branch step is, for the step table: "sign_off › legal".
@@ -179,6 +179,26 @@ def with_history(saga):
         .order_by("created_at", "id")
     )
     return saga
+
+
+def grouped_by_branch(steps):
+    """Steps in reading order: each parallel step followed by its branches' steps, branch by branch.
+
+    Rows are numbered (`index`) in creation order, which puts a for_each's
+    rows after every step created with the saga; the table reads better by branch.
+    """
+    inside = {}
+    for step in steps:
+        inside.setdefault(step.within_id, []).append(step)
+    ordered = []
+
+    def add(rows):
+        for step in rows:
+            ordered.append(step)
+            add(inside.get(step.pk, []))  # already in branch order, then step order
+
+    add(inside.get(None, []))
+    return ordered
 
 
 def progress(saga, steps):

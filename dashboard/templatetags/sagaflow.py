@@ -93,6 +93,8 @@ def event_label(kind):
 
 
 DETAIL_KEYS = (
+    "branch",  # which branch of a parallel step (sagas/engine/transition.py Transition.event)
+    "child",  # a child saga started, finished or undone
     "reason",
     "condition",
     "comment",
