@@ -421,7 +421,7 @@ def saga_action(
         return refused
     step = None
     if step_name:
-        step = next((s for s in saga.step_list if s.name == step_name), None)
+        step = next((s for s in saga.step_list if s.key == step_name), None)
         if step is None:
             return problem(request, f"Saga {saga.pk} has no step {step_name!r}.", status=404)
     form = ReasonForm(request.POST or None) if spec["reason"] else None
@@ -511,10 +511,10 @@ def _do(action, saga, step, reason, user):
         engine.resume_saga(saga.pk, user=user)
         return "Saga resumed."
     if action in ("retry", "retry-compensation"):
-        engine.retry_saga(saga.pk, user=user, step_name=step.name if step else None)
+        engine.retry_saga(saga.pk, user=user, step_name=step.key if step else None)
         what = "compensation of " if action == "retry-compensation" else ""
         return f"Retry of {what}{step.name if step else 'the saga'} queued."
-    engine.skip_step(saga.pk, step.name, user=user, reason=reason)
+    engine.skip_step(saga.pk, step.key, user=user, reason=reason)
     what = "Compensation of " if action == "skip-compensation" else "Step "
     return f"{what}{step.name} skipped."
 

@@ -316,6 +316,12 @@ class SagaStep(models.Model):
         return None
 
     @property
+    def key(self):
+        """How operators and URLs name the step: its name, unique in the document, or for a
+        row of a for_each element (every element has one of that name) `name@row id`."""
+        return f"{self.name}@{self.pk}" if self.in_for_each else self.name
+
+    @property
     def in_for_each(self):
         """A row of one element's branch (named branches have names, elements an index)."""
         return self.branch.isdigit()

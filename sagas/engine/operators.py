@@ -50,8 +50,8 @@ class AllowedActions:
     steps: dict
 
     def on(self, step):
-        """The actions allowed on this step (a SagaStep, or its name)."""
-        return self.steps.get(getattr(step, "name", step), ())
+        """The actions allowed on this step (a SagaStep, or its key: SagaStep.key)."""
+        return self.steps.get(getattr(step, "key", step), ())
 
 
 def allowed_actions(saga, steps=None):
@@ -70,22 +70,22 @@ def allowed_actions(saga, steps=None):
     )
     for step in steps:
         if saga.state == SagaState.PENDING and step.status == StepStatus.FAILED:
-            per_step[step.name] = (RETRY, SKIP)
+            per_step[step.key] = (RETRY, SKIP)
         elif (
             saga.state == SagaState.PENDING
             and step.status == StepStatus.WAITING
             and not kind_of(step).opens_branches  # its branches decide when it ends
         ):
-            per_step[step.name] = (SKIP,)
+            per_step[step.key] = (SKIP,)
         elif step is stuck:
-            per_step[step.name] = (RETRY_COMPENSATION, SKIP_COMPENSATION)
+            per_step[step.key] = (RETRY_COMPENSATION, SKIP_COMPENSATION)
         elif (
             saga.state == SagaState.PENDING
             and not saga.paused  # a rewind's compensations would only be held: resume first
             and step.status == StepStatus.COMPLETED
             and linear
         ):
-            per_step[step.name] = (REWIND,)
+            per_step[step.key] = (REWIND,)
     on_saga = ()
     if saga.state in (SagaState.STARTED, SagaState.PENDING) or rewinding(saga):
         on_saga += (CANCEL,)  # a rewind under way is turned into a cancel: all is undone

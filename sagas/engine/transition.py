@@ -87,7 +87,7 @@ class Transition:
 
     def step(self, *, pk=None, name=None):
         for step in self.steps:
-            if step.pk == pk or step.name == name:
+            if step.pk == pk or (name is not None and step.key == name):
                 return step
         raise NotFound(f"saga {self.saga.pk} has no step {name or pk!r}")
 

@@ -153,3 +153,27 @@ def test_the_diagram_draws_one_lane_with_counts_by_status(publish, settle, alice
     assert 'data-lane="for each input.lines"' in page
     assert 'data-counts="2 … waiting · 1 ○ pending"' in page
     assert 'id="step-line_done-2"' in page and "lines › element 2" in page
+
+
+def test_an_operator_retries_one_elements_failed_step_by_its_key(publish, settle, alice):
+    from sagas.engine import allowed_actions, retry_saga
+
+    saga = run(
+        publish,
+        settle,
+        fan_out(
+            steps=[act("reserve_line", "test.flaky", retry={"max_attempts": 1}, on_failure="pause")]
+        ),
+        lines=["a", "b", "c"],
+        errors={"reserve_line": 1},
+    )
+    assert saga.state == SagaState.PENDING and saga.needs_attention
+    rows = list(saga.steps.filter(name="reserve_line").order_by("index"))
+    assert {r.status for r in rows} == {StepStatus.FAILED}
+    allowed = allowed_actions(saga)
+    assert all(allowed.on(r) == ("retry", "skip") for r in rows)
+    assert rows[1].key == f"reserve_line@{rows[1].pk}"
+    retry_saga(saga.pk, user=alice, step_name=rows[1].key)
+    settle()
+    statuses = [s.status for s in saga.steps.filter(name="reserve_line").order_by("index")]
+    assert statuses == [StepStatus.FAILED, StepStatus.COMPLETED, StepStatus.FAILED]
