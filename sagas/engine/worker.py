@@ -30,6 +30,7 @@ from .compensation import next_compensation, record_compensation
 from .errors import NotFound
 from .flow import record_forward
 from .leases import exclusive_execution, lease_expired, release_execution_lock
+from .specs import kind_of
 from .transition import RUN_STEP_TASK, load, resume
 
 log = logging.getLogger("sagas.engine")
@@ -280,13 +281,30 @@ def record(claim, outcome):
     conditional UPDATE takes the row lock, as SELECT … FOR UPDATE would). If
     somebody did change it (an operator, a cancel, the sweeper), that attempt
     rolls back and the transition runs again on the locked, re-read saga.
+
+    Not in a saga with branches or child sagas: there the outcome may act on
+    other rows first — close another branch's approval, cancel a child — and
+    their locks must come after the saga's (as in a decision or a cancel), or
+    two transactions deadlock; the saga is locked first (its rows still reused
+    while current: store.load `known`).
     """
-    if claim.tx is not None and store.current().conditional_writes:
+    if (
+        claim.tx is not None
+        and store.current().conditional_writes
+        and not _reaches_other_rows(claim.tx.steps)
+    ):
         try:
             return _record(claim, outcome, resume_copy=True)
         except store.Changed:
             claim.tx = None  # its rows were changed in memory: read them again
     return _record(claim, outcome, resume_copy=False)
+
+
+def _reaches_other_rows(steps):
+    return any(
+        s.within_id is not None or kind_of(s).opens_branches or kind_of(s).starts_child
+        for s in steps
+    )
 
 
 def _record(claim, outcome, *, resume_copy):
