@@ -309,6 +309,9 @@ SAGAS_ACTION_MODULES = envlist("SAGAS_ACTION_MODULES", [])
 # How long a running step may hold its claim when its definition sets no timeout.
 # A parallel step's for_each over more elements than this fails the step (sagas/engine/branches.py).
 SAGAS_MAX_BRANCHES = envint("SAGAS_MAX_BRANCHES", 1000)
+# Without max_concurrency, start at most this many branches of a parallel step at a
+# time (0: all at once); the next starts inline when one finishes (sagas/engine/branches.py).
+SAGAS_BRANCH_WINDOW = envint("SAGAS_BRANCH_WINDOW", 0)
 # How deep child sagas (`saga` steps) may nest, the top saga counting as 1.
 SAGAS_MAX_SAGA_DEPTH = envint("SAGAS_MAX_SAGA_DEPTH", 5)
 SAGAS_DEFAULT_STEP_TIMEOUT = envfloat("SAGAS_DEFAULT_STEP_TIMEOUT", 60.0)

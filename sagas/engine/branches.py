@@ -144,8 +144,14 @@ def _started(step):
 
 
 def branches_to_start(tx, parallel, spec, groups):
-    """The branches that may start now: not yet started, within max_concurrency."""
-    limit = spec.get("max_concurrency")
+    """The branches that may start now: not yet started, within max_concurrency.
+
+    Without max_concurrency, all at once, unless SAGAS_BRANCH_WINDOW caps how
+    many are started (queued) at a time: then a worker that finishes a branch
+    claims the next branch's first step in the same commit, as it does for the
+    next step of a sequential saga (README "Performance", fan-out).
+    """
+    limit = spec.get("max_concurrency") or settings.SAGAS_BRANCH_WINDOW or None
     keys = groups.branches(parallel)
     running = sum(
         1 for b in keys if groups.started(parallel, b) and not groups.finished(parallel, b)

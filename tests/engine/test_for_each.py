@@ -177,3 +177,19 @@ def test_an_operator_retries_one_elements_failed_step_by_its_key(publish, settle
     settle()
     statuses = [s.status for s in saga.steps.filter(name="reserve_line").order_by("index")]
     assert statuses == [StepStatus.FAILED, StepStatus.COMPLETED, StepStatus.FAILED]
+
+
+def test_a_branch_window_starts_the_next_element_inline(publish, settings):
+    from sagas.q2.runner import run_queued
+
+    settings.SAGAS_BRANCH_WINDOW = 2
+    settings.SAGAS_TAKE_QUEUED_SECONDS = 0  # count django-q2 tasks: none taken by a worker
+    publish(fan_out())
+    saga, _ = start_saga(workflow="fan_out", input={"lines": list(range(6))})
+    # The saga's task runs fetch, then element 0 inline; element 1 is queued. Each
+    # finishing element starts the next one inline: two tasks in all, not six.
+    assert run_queued() == 2
+    saga.refresh_from_db()
+    assert saga.state == SagaState.COMPLETED
+    result = saga.steps.get(name="lines").result
+    assert [r["reserve_line"]["index"] for r in result] == list(range(6))
