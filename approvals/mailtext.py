@@ -52,6 +52,11 @@ def email_texts(request):
     saga = request.saga
     spec = engine.step_spec(saga, request.step)
     scope = saga_scope(saga, list(saga.steps.order_by("index")))
+    if request.step.item is not None:  # an approval inside a for_each element
+        scope["item"], scope["item_index"] = (
+            request.step.item.get("value"),
+            request.step.item.get("index"),
+        )
     title = _fill(spec.get("title") or request.step.name.replace("_", " ").capitalize(), scope)
     description = _fill(spec.get("description", ""), scope)
     return (title.strip() or request.step.name)[:300], description

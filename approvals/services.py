@@ -13,7 +13,6 @@ from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 
 from sagas import engine, q2
-from sagas.actions import saga_scope
 from sagas.definitions import parse_duration, render
 from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
 from sagas.models import SagaEvent
@@ -375,7 +374,8 @@ def texts(tx, step, spec):
     integer or a string (an id, an order number) is written as it is.
     """
     schema = (engine.spec_of(tx.saga) or {}).get("input_schema")
-    scope = saga_scope(tx.saga, tx.steps)
+    # The step's own scope: in a branch its visible results, in a for_each its `item`.
+    scope = engine.step_scope(tx, step)
     scope["input"] = for_people(tx.saga.input, schema)
     title = _text(render(spec.get("title") or step.name.replace("_", " ").capitalize(), scope))
     description = _text(render(spec.get("description", ""), scope))

@@ -35,6 +35,7 @@ from .flow import (
     fail_waiting_step,
     fire_passed_deadlines,
     on_deadline,
+    step_scope,
 )
 from .inbound import Delivery, deliver_event, discard_event
 from .leases import exclusive_execution, expire_lease, release_execution_lock, release_lease
@@ -148,6 +149,7 @@ __all__ = [
     "spec_of",
     "start_compensation",
     "start_saga",
+    "step_scope",
     "step_spec",
     "stop_requested",
     "take_queued",

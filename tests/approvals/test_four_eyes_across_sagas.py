@@ -73,3 +73,26 @@ def test_a_failing_branch_closes_the_other_branchs_approval_as_cancelled(
     request = ApprovalRequest.objects.get(saga=saga)
     assert request.status == ApprovalRequest.Status.CANCELLED
     assert saga.events.filter(kind="step_abandoned", step="legal_ok").exists()
+
+
+def test_an_approval_per_element_reads_its_item(publish, settle, alice, django_user_model):
+    django_user_model.objects.create_user("carol", password="pw")
+    publish(
+        {
+            "name": "per_line",
+            "steps": [
+                {
+                    "name": "lines",
+                    "type": "parallel",
+                    "for_each": "input.lines",
+                    "steps": [
+                        {**approval("line_ok"), "title": "Line {{ item_index }}: {{ item.sku }}"}
+                    ],
+                }
+            ],
+        }
+    )
+    saga, _ = start_saga(workflow="per_line", input={"lines": [{"sku": "A"}, {"sku": "B"}]})
+    settle()
+    titles = sorted(ApprovalRequest.objects.filter(saga=saga).values_list("title", flat=True))
+    assert titles == ["Line 0: A", "Line 1: B"]
