@@ -76,3 +76,43 @@ def test_a_cluster_killed_while_branches_run_loses_nothing_and_repeats_no_effect
     assert applied.count() == total * EFFECTS
     assert applied.values("key").distinct().count() == total * EFFECTS
     assert Stock.objects.get(sku="COUNTER").available == total * EFFECTS
+
+
+def test_sleeps_in_branches_fire_once_across_a_cluster_restart(publish, qcluster):
+    from sagas.models import SagaEvent
+
+    def sleep(name):
+        return {"name": name, "type": "sleep", "duration": "2s"}
+
+    publish(
+        {
+            "name": "sleepy_branches",
+            "steps": [
+                {
+                    "name": "both",
+                    "type": "parallel",
+                    "branches": {"a": [sleep("nap_a"), count("after_a")], "b": [sleep("nap_b")]},
+                }
+            ],
+        }
+    )
+    Stock.objects.create(sku="COUNTER", available=0)
+    sagas = [start_saga(workflow="sleepy_branches", input={})[0] for _ in range(5)]
+    cluster = qcluster()
+    wait_for(
+        lambda: SagaStep.objects.filter(status=StepStatus.WAITING, kind="sleep").count() == 10,
+        timeout=30,
+        message="every sleep to start",
+    )
+    cluster.kill()  # the cluster goes down while they sleep
+    time.sleep(2.5)  # their time passes while no cluster runs
+    qcluster()
+    wait_for(
+        lambda: Saga.objects.filter(state=SagaState.COMPLETED).count() == 5,
+        timeout=60,
+        message="every saga to complete after the restart",
+    )
+    for saga in sagas:
+        woke = SagaEvent.objects.filter(saga=saga, kind="step_woke")
+        assert sorted(woke.values_list("step", flat=True)) == ["nap_a", "nap_b"]  # once each
+    assert Stock.objects.get(sku="COUNTER").available == 5
