@@ -58,6 +58,11 @@ class SagasConfig(AppConfig):
 
         # The sweeper and the graceful stop of qclusters, and their checks (sagas/q2/startup.py).
         startup.connect()
+        # A child saga's end whose message to its parent was lost is sent again.
+        from .engine import resend_lost_child_ends
+        from .q2.sweeper import register_sweep
+
+        register_sweep(resend_lost_child_ends)
 
         post_save.connect(forget_definitions, sender=WorkflowDefinition)
         post_delete.connect(forget_definitions, sender=WorkflowDefinition)

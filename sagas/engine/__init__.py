@@ -35,6 +35,7 @@ from .flow import (
     fail_waiting_step,
     fire_passed_deadlines,
     on_deadline,
+    resend_lost_child_ends,
     step_scope,
 )
 from .inbound import Delivery, deliver_event, discard_event
@@ -138,6 +139,7 @@ __all__ = [
     "request_stop",
     "resume_saga",
     "rerun_saga",
+    "resend_lost_child_ends",
     "retry_saga",
     "rewind_plan",
     "rewind_saga",

@@ -5,6 +5,8 @@ Consecutive automatic steps run in one worker task (README "How it works"):
 instead of queueing it; the queue is used where the saga waits.
 """
 
+from datetime import timedelta
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -233,6 +235,34 @@ def fail_waiting_step(tx, step, *, error, cause, kind="step_failed"):
     step.awaiting = None
     tx.step_to(step, StepStatus.FAILED, kind, error=error)
     start_compensation(tx, cause, inline=False)
+
+
+# How long a finished child's own message to its parent (CHILD_FINISHED_TASK) may
+# take before the sweeper sends it again, and how far back it looks (and how often).
+CHILD_END_GRACE, CHILD_END_LOOKBACK, CHILD_END_EVERY = 30, 3600, 15
+_children_swept_at = None
+
+
+def resend_lost_child_ends(now):
+    """A sweep: a child that finished over CHILD_END_GRACE ago while its parent's step still
+    waits (or is compensating) lost its message; tell the parent again (child_finished is
+    idempotent). Every CHILD_END_EVERY seconds, over the last hour's finished sagas."""
+    global _children_swept_at
+    elapsed = (now - _children_swept_at).total_seconds() if _children_swept_at else None
+    if elapsed is not None and 0 <= elapsed < CHILD_END_EVERY:  # (< 0: the clock went back)
+        return 0
+    _children_swept_at = now
+    lost = Saga.objects.filter(
+        finished_at__gte=now - timedelta(seconds=CHILD_END_LOOKBACK),
+        finished_at__lte=now - timedelta(seconds=CHILD_END_GRACE),
+        parent__isnull=False,
+        parent_step__status__in=[StepStatus.WAITING, StepStatus.COMPENSATING],
+    ).values_list("pk", flat=True)
+    done = 0
+    for child_id in list(lost[:100]):
+        child_finished(child_id)
+        done += 1
+    return done
 
 
 def child_finished(child_id):

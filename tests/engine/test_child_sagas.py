@@ -202,3 +202,31 @@ def test_the_pages_link_parent_and_child_and_the_list_hides_children(publish, se
     assert str(saga.pk)[:8] in listed and str(child.pk)[:8] not in listed
     listed = client.get("/sagas/?include_children=true").content.decode()
     assert str(child.pk)[:8] in listed
+
+
+def test_a_lost_message_from_a_finished_child_is_sent_again_by_the_sweeper(publish, settle):
+    import time_machine
+    from django.utils import timezone
+    from django_q.models import OrmQ
+
+    from sagas import q2
+    from sagas.engine import RUN_STEP_TASK, run_step
+
+    publish(VENDOR)
+    publish(parent())
+    saga, _ = start_saga(workflow="purchase", input={"vendor_id": "v"})
+    # The engine's runs only: reserve, the child's start, its steps; its end queues child_finished.
+    while runs := [(row, args) for row, func, args in q2.queued_tasks() if func == RUN_STEP_TASK]:
+        row, args = runs[0]
+        OrmQ.objects.filter(pk=row).delete()
+        run_step(*args)
+    child = Saga.objects.get(parent=saga)
+    assert fresh(child).state == SagaState.COMPLETED
+    assert OrmQ.objects.exists()
+    OrmQ.objects.all().delete()  # the message to the parent is lost
+    settle()
+    assert saga.steps.get(name="onboard").status == StepStatus.WAITING
+    with time_machine.travel(timezone.now() + timezone.timedelta(seconds=60)):
+        settle()
+    assert saga.steps.get(name="onboard").status == StepStatus.COMPLETED
+    assert fresh(saga).state == SagaState.COMPLETED
