@@ -78,6 +78,10 @@ class StepSerializer(serializers.ModelSerializer):
         read_only=True,
         help_text="The branch's name, or in a for_each the element's index; empty outside one.",
     )
+    key = serializers.CharField(
+        read_only=True,
+        help_text="How retry and skip name this step: its name, or in a for_each `name@id`.",
+    )
 
     class Meta:
         model = SagaStep
@@ -86,6 +90,7 @@ class StepSerializer(serializers.ModelSerializer):
             "name",
             "parallel",
             "branch",
+            "key",
             "type",
             "status",
             "attempts",

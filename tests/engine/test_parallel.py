@@ -271,3 +271,4 @@ def test_the_api_says_each_steps_branch_and_parallel_step(publish, settle, alice
     assert where["reserve"] == (None, "") and where["sign_off"] == (None, "")
     assert where["legal_review"] == ("sign_off", "legal")
     assert where["book_budget"] == ("sign_off", "finance")
+    assert {s["key"] for s in steps} >= {"legal_review", "book_budget"}
