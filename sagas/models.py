@@ -132,8 +132,7 @@ class Saga(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # A child saga (a `saga` step's): its parent and the step that runs it; set at its start.
-    # Deleted with its parent (CASCADE: found through saga_parent_idx).
+    # A child saga's parent and the step that runs it; deleted with it (saga_parent_idx).
     parent = models.ForeignKey(
         "self",
         null=True,
