@@ -93,7 +93,7 @@ def test_rewind_undoes_completed_steps_last_first_and_runs_forward_again(
     decide(request=new, user=carol, decision="approve")
     settle()
     assert steps_of(saga)["w"].status == StepStatus.WAITING
-    assert engine.deliver_event(type="parcel.sent", correlation_id="p-1") == 1
+    assert engine.deliver_event(type="parcel.sent", correlation_id="p-1").matched == 1
     settle()
     saga.refresh_from_db()
     assert saga.state == SagaState.COMPLETED
