@@ -18,6 +18,7 @@ from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
 from sagas.models import SagaEvent
 from sagas.states import SagaState, StepStatus
 
+from .claims import active_claim
 from .formschema import clean_data
 from .models import ApprovalRequest, Decision
 from .policies import outcome_of, policy_outcome  # noqa: F401  (part of this interface)
@@ -562,6 +563,9 @@ def _remind(pk, saga_id):
         request.reminded_at = tx.now
         request.save(update_fields=["reminded_at"])
         recipients = undecided_approvers(request)
+        held = active_claim(request, tx.now)
+        if held and held[0] in recipients:
+            recipients = [held[0]]  # the others leave it to whoever claimed it
         User = get_user_model()
         tx.event(
             "approval_reminded",
