@@ -332,16 +332,21 @@ class AwaySerializer(serializers.ModelSerializer):
         return obj.is_active()
 
 
+NOT_AWAY = {"active": False, "starts_at": None, "ends_at": None, "delegate": None, "note": ""}
+
+
 class MyAwayView(APIView):
     """The caller's absence: while away, their delegate may decide requests naming them."""
 
     @extend_schema(
-        summary="My absence and delegate (null when none is set)",
+        summary="My absence and delegate (active false and nulls when none is set)",
         responses={200: AwaySerializer, **error_responses(401)},
     )
     def get(self, request):
         setting = away.away_of(request.user)
-        return Response(AwaySerializer(setting).data if setting else None)
+        if setting is None:
+            return Response(NOT_AWAY)
+        return Response(AwaySerializer(setting).data)
 
     @extend_schema(
         summary="Set my absence: from, until (optional), a delegate (optional), a note",
