@@ -145,6 +145,13 @@ class Away(models.Model):
     def __str__(self):
         return f"{self.user} away"
 
+    def clean(self):
+        # The admin's form checks what approvals.away.set_away would refuse.
+        from django.core.exceptions import ValidationError
+
+        if self.ends_at and self.starts_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "must be after the start"})
+
     def is_active(self, now=None):
         now = now or timezone.now()
         return self.starts_at <= now and (self.ends_at is None or now < self.ends_at)

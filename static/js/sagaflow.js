@@ -102,7 +102,10 @@
     };
     callbacks.beforeNodeRemoved = function (node) {
       if (!refreshing || node.nodeType !== 1) { return true; }
-      return !(holdsFocus(node) || hasUnsentInput(node));
+      // The answer to a person's own decision ([data-just-decided]) stays until
+      // they leave the page: the next poll no longer lists the request, and
+      // removing it would take away what became of what they sent.
+      return !(holdsFocus(node) || hasUnsentInput(node) || node.matches("[data-just-decided]"));
     };
     callbacks.beforeAttributeUpdated = function (name, elt) {
       return !(refreshing && name === "open" && elt.tagName === "DETAILS");
