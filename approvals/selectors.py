@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import BooleanField, F, Q
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from sagas.access import is_operator  # one definition of the role, for every app
 from sagas.engine import NotFound
@@ -181,7 +182,8 @@ AWAY = away.Away._meta.db_table
 DELEGATED = (
     f"SELECT 1 FROM {USERS} du JOIN {AWAY} a ON a.user_id = du.user_id"
     f" WHERE du.approvalrequest_id = {REQUESTS}.id AND a.delegate_id = %s"
-    " AND a.starts_at <= now() AND (a.ends_at IS NULL OR a.ends_at > now())"
+    # The clock is the application's (timezone.now), as for every other rule here.
+    " AND a.starts_at <= %s AND (a.ends_at IS NULL OR a.ends_at > %s)"
     f" AND NOT EXISTS (SELECT 1 FROM {DECISIONS} d WHERE d.request_id = {REQUESTS}.id"
     " AND (d.user_id = du.user_id OR d.on_behalf_of_id = du.user_id))"
     f" AND NOT EXISTS (SELECT 1 FROM {SAGAS} s WHERE s.id = {REQUESTS}.saga_id"
@@ -220,7 +222,8 @@ def approvals_for(user):
         params += group_ids
     if standing_in:
         sql += f" UNION ALL {DELEGATED}"
-        params.append(user.pk)
+        now = timezone.now()
+        params += [user.pk, now, now]
     eligible = RawSQL(f"EXISTS ({sql})", params, output_field=BooleanField())
     return (
         ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING)
