@@ -134,6 +134,10 @@ def clean_data(form, data):
         _strict(form), format_checker=jsonschema.FormatChecker(["date"])
     )
     fields = {}
+    for name, value in data.items():
+        # PostgreSQL's jsonb cannot hold NUL; a browser's form can send it.
+        if isinstance(value, str) and "\x00" in value:
+            fields.setdefault(f"data.{name}", []).append("must not contain NUL characters")
     for error in validator.iter_errors(data):
         if error.validator == "required":
             name = error.message.split("'")[1]

@@ -70,6 +70,10 @@ def test_the_delegate_is_told_when_a_request_opens(waiting, carol, erin, dan, ma
     saga, request = waiting(user=carol, **NAMED_ERIN)
     assert undecided_approvers(request) == [erin.pk, dan.pk]
     assert sorted(m.to[0] for m in mailoutbox) == ["dan@example.com", "erin@example.com"]
+    to_dan = next(m for m in mailoutbox if m.to == ["dan@example.com"])
+    assert "on behalf of erin, who is away" in to_dan.body
+    to_erin = next(m for m in mailoutbox if m.to == ["erin@example.com"])
+    assert "on behalf of" not in to_erin.body
 
 
 def test_no_delegation_outside_the_away_period_or_after_return(waiting, carol, erin, dan):

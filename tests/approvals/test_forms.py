@@ -135,6 +135,7 @@ GOOD = {
         ({**GOOD, "note": "far too long here"}, "data.note"),
         ({**GOOD, "express": "yes"}, "data.express"),
         ({**GOOD, "extra": 1}, "data.extra"),
+        ({**GOOD, "note": "a\x00b"}, "data.note"),
     ],
 )
 def test_bad_data_is_refused_by_field_and_nothing_is_recorded(with_form, approver, data, field):
