@@ -1,9 +1,11 @@
 """The approval endpoints of the REST API: an approver's requests and their decisions."""
 
 import django_filters
+from django.contrib.auth import get_user_model
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -338,12 +340,15 @@ NOT_AWAY = {"active": False, "starts_at": None, "ends_at": None, "delegate": Non
 class MyAwayView(APIView):
     """The caller's absence: while away, their delegate may decide requests naming them."""
 
+    def subject(self, request, **kwargs):
+        return request.user
+
     @extend_schema(
         summary="My absence and delegate (active false and nulls when none is set)",
         responses={200: AwaySerializer, **error_responses(401)},
     )
-    def get(self, request):
-        setting = away.away_of(request.user)
+    def get(self, request, **kwargs):
+        setting = away.away_of(self.subject(request, **kwargs))
         if setting is None:
             return Response(NOT_AWAY)
         return Response(AwaySerializer(setting).data)
@@ -353,12 +358,13 @@ class MyAwayView(APIView):
         request=AwaySerializer,
         responses={200: AwaySerializer, **error_responses(400, 401)},
     )
-    def put(self, request):
+    def put(self, request, **kwargs):
+        user = self.subject(request, **kwargs)
         data = AwaySerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         setting = away.set_away(
-            user=request.user,
+            user=user,
             by=request.user,
             starts_at=values["starts_at"],
             ends_at=values.get("ends_at"),
@@ -370,6 +376,43 @@ class MyAwayView(APIView):
     @extend_schema(
         summary="I am back: remove my absence", responses={204: None, **error_responses(401)}
     )
-    def delete(self, request):
-        away.clear_away(user=request.user, by=request.user)
+    def delete(self, request, **kwargs):
+        away.clear_away(user=self.subject(request, **kwargs), by=request.user)
         return Response(status=204)
+
+
+class UserAwayView(MyAwayView):
+    """Admins and operators set another user's absence (404 for anyone else, as for no user)."""
+
+    def subject(self, request, **kwargs):
+        if not away.may_set_for_others(request.user):
+            raise NotFound("no such user")
+        User = get_user_model()
+        user = User.objects.filter(
+            **{User.USERNAME_FIELD: kwargs["username"], "is_active": True}
+        ).first()
+        if user is None:
+            raise NotFound(f"no user {kwargs['username']!r}")
+        return user
+
+    @extend_schema(
+        summary="A user's absence and delegate (admins and operators)",
+        responses={200: AwaySerializer, **error_responses(401, 404)},
+    )
+    def get(self, request, **kwargs):
+        return super().get(request, **kwargs)
+
+    @extend_schema(
+        summary="Set a user's absence (admins and operators)",
+        request=AwaySerializer,
+        responses={200: AwaySerializer, **error_responses(400, 401, 404)},
+    )
+    def put(self, request, **kwargs):
+        return super().put(request, **kwargs)
+
+    @extend_schema(
+        summary="Remove a user's absence (admins and operators)",
+        responses={204: None, **error_responses(401, 404)},
+    )
+    def delete(self, request, **kwargs):
+        return super().delete(request, **kwargs)

@@ -60,13 +60,17 @@ def _user(value, label):
     return found
 
 
+def may_set_for_others(user):
+    return bool(getattr(user, "is_authenticated", False)) and (user.is_staff or is_operator(user))
+
+
 @transaction.atomic
 def set_away(*, user, by, starts_at, ends_at=None, delegate=None, note=""):
     """Mark `user` away (replacing their earlier setting); admins may do it for anyone.
 
     A delegate is another active user; delegating to oneself is refused.
     """
-    if by.pk != user.pk and not (by.is_staff or is_operator(by)):
+    if by.pk != user.pk and not may_set_for_others(by):
         raise Forbidden("only admins and operators may set another user's absence")
     delegate = _user(delegate, "delegate")
     errors = {}
@@ -99,6 +103,6 @@ def set_away(*, user, by, starts_at, ends_at=None, delegate=None, note=""):
 @transaction.atomic
 def clear_away(*, user, by):
     """`user` is back: their setting is removed."""
-    if by.pk != user.pk and not (by.is_staff or is_operator(by)):
+    if by.pk != user.pk and not may_set_for_others(by):
         raise Forbidden("only admins and operators may change another user's absence")
     Away.objects.filter(user=user).delete()

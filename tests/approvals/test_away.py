@@ -169,3 +169,20 @@ def test_only_admins_set_another_users_absence(erin, dan, alice):
     with pytest.raises(Forbidden):
         set_away(user=erin, by=dan, starts_at=timezone.now(), delegate=dan)
     assert set_away(user=erin, by=alice, starts_at=timezone.now(), delegate=dan).updated_by == alice
+
+
+def test_admins_and_operators_set_another_users_absence_through_the_api(erin, dan, alice):
+    url = "/api/v1/users/erin/away/"
+    body = {"starts_at": timezone.now().isoformat(), "delegate": "dan"}
+    as_dan = APIClient()
+    as_dan.force_authenticate(dan)
+    assert as_dan.get(url).status_code == 404
+    assert as_dan.put(url, body, format="json").status_code == 404
+    as_alice = APIClient()
+    as_alice.force_authenticate(alice)
+    response = as_alice.put(url, body, format="json")
+    assert response.status_code == 200 and response.json()["delegate"] == "dan"
+    setting = erin.away
+    assert setting.updated_by == alice and setting.is_active()
+    assert as_alice.get("/api/v1/users/nobody/away/").status_code == 404
+    assert as_alice.delete(url).status_code == 204

@@ -152,3 +152,17 @@ def test_comments_are_append_only(waiting, carol, approver):
     comment = add_comment(request=request, user=approver, text="first")
     with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
         Comment.objects.filter(pk=comment.pk).update(text="changed")
+
+
+def test_retention_removes_a_finished_sagas_discussion_with_it(waiting, carol, approver, settle):
+    from sagas.retention import prune_sagas
+
+    saga, request = waiting(user=carol)
+    add_comment(request=request, user=approver, text="looks fine")
+    decide(request=request, user=approver, decision="approve")
+    settle()
+    saga.refresh_from_db()
+    assert saga.state == SagaState.COMPLETED
+    counts = prune_sagas(finished_before=timezone.now() + timedelta(seconds=1))
+    assert counts["sagas"] == 1
+    assert not Comment.objects.exists()

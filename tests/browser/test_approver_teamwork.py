@@ -8,7 +8,7 @@ from approvals.models import ApprovalRequest, Decision
 from sagas.engine import start_saga
 from tests.approvals.test_forms import form_workflow
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, screenshot
 
 
 @pytest.fixture
@@ -44,6 +44,7 @@ def test_a_form_value_feeds_the_next_step(open_page, users, publish, settle):
     assert not Decision.objects.exists()
     form.get_by_label("Approved amount").fill("750")
     form.get_by_label("Ship by").fill("2026-12-24")
+    screenshot(page, "approval-form")
     page.get_by_role("button", name="Approve").click()
     expect(page.locator(".notice-success, [role=status]").first).to_contain_text("approved")
     assert Decision.objects.get().data["approved_amount"] == 750
@@ -94,6 +95,7 @@ def test_deciding_on_behalf_of_an_away_colleague(open_page, more_users, publish,
     assert (decision.user.username, decision.on_behalf_of.username) == ("dan", "erin")
     page.goto(f"/approvals/{request.pk}/")
     expect(page.locator(".decisions")).to_contain_text("dan on behalf of erin")
+    screenshot(page, "approval-on-behalf")
 
 
 def test_a_claim_is_seen_by_the_other_approvers(open_page, more_users, start):
@@ -107,5 +109,6 @@ def test_a_claim_is_seen_by_the_other_approvers(open_page, more_users, start):
     morgan.goto("/approvals/")
     item = morgan.locator(f"#approval-{request.pk}")
     expect(item.locator("[data-claim]")).to_contain_text("Claimed by alex since")
+    screenshot(morgan, "approval-claimed")
     # Advisory: morgan still may decide.
     expect(item.get_by_role("button", name="Approve")).to_be_visible()
