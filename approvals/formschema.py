@@ -169,6 +169,14 @@ def _message(error):
     }.get(error.validator, error.message)
 
 
+def field_order(form):
+    """The order a page shows the fields in: the required ones as `required` lists them,
+    then the others by name. (PostgreSQL's jsonb keeps no key order, so the order
+    of `properties` in the document is lost at publish; a list keeps its order.)"""
+    required = [n for n in form.get("required", []) if n in form["properties"]]
+    return required + sorted(n for n in form["properties"] if n not in required)
+
+
 def fields_of(form, values=None, errors=None):
     """The form's fields as a page shows them: name, label, type, bounds, value, errors."""
     if not form:
@@ -177,7 +185,8 @@ def fields_of(form, values=None, errors=None):
     values = values or {}
     errors = errors or {}
     fields = []
-    for name, field in form["properties"].items():
+    for name in field_order(form):
+        field = form["properties"][name]
         kind = field["type"]
         fields.append(
             {

@@ -217,3 +217,10 @@ def test_the_api_decides_with_data_and_answers_errors_by_field(with_form, approv
     assert ok.json()["decisions"][0]["data"] == GOOD
     settle()
     assert saga.steps.get(name="big").result["amount"] == 900.5
+
+
+def test_a_page_shows_the_required_fields_in_their_order_then_the_others_by_name():
+    from approvals.formschema import fields_of
+
+    names = [f["name"] for f in fields_of(FORM)]
+    assert names == ["approved_amount", "cost_centre", "express", "note", "ship_by", "units"]

@@ -163,3 +163,24 @@ def test_the_away_page(client, approver, approver2):
     client.force_login(approver)
     client.post("/me/away/", {"clear": "1"})
     assert not Away.objects.exists()
+
+
+def test_an_admin_marks_someone_away_in_the_django_admin(client, django_user_model, approver2):
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    erin = make_user(django_user_model, "erin")
+    client.force_login(root)
+    form = {
+        "user": erin.pk,
+        "starts_at_0": "2026-01-01",
+        "starts_at_1": "00:00:00",
+        "ends_at_0": "",
+        "ends_at_1": "",
+        "delegate": approver2.pk,
+        "note": "sick leave",
+    }
+    itself = client.post("/admin/approvals/away/add/", {**form, "delegate": erin.pk})
+    assert itself.status_code == 200 and not Away.objects.exists()  # refused in the form
+    response = client.post("/admin/approvals/away/add/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    setting = Away.objects.get(user=erin)
+    assert setting.delegate == approver2 and setting.updated_by == root
