@@ -36,6 +36,14 @@ class ApprovalRequest(models.Model):
     remind_at = models.DateTimeField(null=True, blank=True)
     reminded_at = models.DateTimeField(null=True, blank=True)
     escalated = models.BooleanField(default=False)
+    # An advisory claim on a request that names groups (services.claim): others
+    # still may decide, but are not reminded while it holds; it lapses after
+    # settings.APPROVALS_CLAIM_HOURS (selectors.active_claim), so it is never
+    # cleared by a clock, only read against one.
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     decided_at = models.DateTimeField(null=True, blank=True)
 
@@ -85,6 +93,17 @@ class Decision(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     decision = models.CharField(max_length=10, choices=Choice.choices)
     comment = models.TextField(blank=True)
+    # What the approver filled in on the step's `form:` (approvals/formschema.py).
+    data = models.JSONField(null=True, blank=True)
+    # Set when a delegate decided for an away approver named on the request
+    # (approvals/away.py): `user` is who acted, this is for whom.
+    on_behalf_of = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -97,3 +116,67 @@ class Decision(models.Model):
 
     def __str__(self):
         return f"{self.user} {self.decision}s {self.request_id}"
+
+
+class Away(models.Model):
+    """A user's absence: from, until, and who may decide in their place meanwhile.
+
+    One row per user (its latest setting); the delegate may decide requests that
+    name the user directly, one hop only (approvals/away.py).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="away"
+    )
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField(null=True, blank=True)
+    delegate = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="delegated_by",
+    )
+    note = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "away"
+        indexes = [models.Index(fields=["delegate", "starts_at"], name="away_delegate_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(delegate=models.F("user")), name="away_not_own_delegate"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.user} away"
+
+    def clean(self):
+        # The admin's form checks what approvals.away.set_away would refuse.
+        from django.core.exceptions import ValidationError
+
+        if self.ends_at and self.starts_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "must be after the start"})
+
+    def is_active(self, now=None):
+        now = now or timezone.now()
+        return self.starts_at <= now and (self.ends_at is None or now < self.ends_at)
+
+
+class Comment(models.Model):
+    """A remark in a request's discussion: not a decision, append-only (like decisions)."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="comments")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField()
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["request", "at", "id"]
+
+    def __str__(self):
+        return f"{self.user} on {self.request_id}"

@@ -13,6 +13,7 @@ from django.utils import timezone
 from sagas import q2
 from sagas.models import SagaEvent
 
+from .away import principals_of
 from .mailtext import email_texts
 from .models import ApprovalRequest
 
@@ -29,6 +30,8 @@ def decision_url(request):
 def message_for(request, reason, user):
     title, description = email_texts(request)  # the saga's input quoted, never a link
     context = {
+        # A delegate hears for whom they may decide (approvals/away.py).
+        "on_behalf_of": _stood_in_for(request, user),
         "request": request,
         "title": title,
         "description": description,
@@ -45,6 +48,17 @@ def message_for(request, reason, user):
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[user.email],
     )
+
+
+def _stood_in_for(request, user):
+    """Names of the away approvers `user` stands in for on `request` ("" when none)."""
+    if (
+        request.users.filter(pk=user.pk).exists()
+        or request.groups.filter(pk__in=user.groups.values("pk")).exists()
+    ):
+        return ""
+    names = request.users.filter(pk__in=principals_of(user)).values_list("username", flat=True)
+    return ", ".join(sorted(names))
 
 
 def retry_delay(attempt):

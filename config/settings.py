@@ -229,6 +229,8 @@ DASHBOARD_POLL_SECONDS = envint("DASHBOARD_POLL_SECONDS", 5)
 DASHBOARD_PAGE_SIZE = envint("DASHBOARD_PAGE_SIZE", 50)
 # Approvals shown at once in the inbox (soonest due first).
 DASHBOARD_INBOX_SIZE = envint("DASHBOARD_INBOX_SIZE", 25)
+# An approver's claim on a group request lapses after this many hours (approvals/claims.py).
+APPROVALS_CLAIM_HOURS = envfloat("APPROVALS_CLAIM_HOURS", 8)
 
 MAILERS = {
     "default": {

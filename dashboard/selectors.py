@@ -11,10 +11,13 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from approvals import away, claims
 from approvals import services as approvals
+from approvals.formschema import fields_of
 from approvals.models import ApprovalRequest
 from sagas import counts as state_counts
 from sagas import engine
+from sagas.access import is_operator
 from sagas.models import Saga, SagaEvent, WorkflowDefinition
 from sagas.states import FINISHED_SAGA_STATES, SagaState
 
@@ -251,9 +254,9 @@ def with_overdue(requests, now=None):
 def approval_rows(queryset=None):
     """Approval requests with what an inbox row or the decision page shows, in fixed queries."""
     queryset = ApprovalRequest.objects.all() if queryset is None else queryset
-    return queryset.select_related("saga", "saga__started_by", "step").prefetch_related(
-        "decisions__user", "users", "groups"
-    )
+    return queryset.select_related(
+        "saga", "saga__started_by", "step", "claimed_by"
+    ).prefetch_related("decisions__user", "decisions__on_behalf_of", "users", "groups")
 
 
 def approval_items(queryset, *, limit=100, newest_first=False):
@@ -280,3 +283,38 @@ def still_to_decide(request, *, limit=10):
         .values_list("username", flat=True)
     )
     return names, max(0, len(ids) - limit)
+
+
+# --- what an approval item shows beyond its decisions (forms, delegation, claims) ---
+
+
+def form_of(item):
+    """The step's `form:` (a JSON Schema object), or None."""
+    return engine.step_spec(item.saga, item.step).get("form")
+
+
+def annotate(items, user, *, values=None, errors=None):
+    """Put on each item: its form's fields, whom the user stands in for, the claim, claim buttons.
+
+    Cheap per item (the rows come with users, groups and the claimer loaded):
+    the user's groups and whom they stand in for are read once.
+    """
+    group_ids = set(user.groups.values_list("pk", flat=True))
+    principals = set(away.principals_of(user).values_list("user_id", flat=True))
+    operator = is_operator(user)
+    for item in items:
+        item.form_fields = fields_of(form_of(item), values, errors)
+        named = {u.pk for u in item.users.all()}
+        in_group = any(g.pk in group_ids for g in item.groups.all())
+        item.on_behalf_of = ""
+        if user.pk not in named and not in_group:
+            stood_in = [u.get_username() for u in item.users.all() if u.pk in principals]
+            item.on_behalf_of = ", ".join(sorted(stood_in))
+        held = claims.active_claim(item)
+        item.claim = {"user": item.claimed_by, "since": item.claimed_at} if held else None
+        item.mine_claimed = bool(held) and held[0] == user.pk
+        names_groups = bool(item.groups.all())
+        decidable = getattr(item, "decidable", False)
+        item.can_claim = item.is_open and names_groups and decidable and not held
+        item.can_release = bool(held) and (item.mine_claimed or operator)
+    return items

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
 
+from approvals import formschema
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from sagas import bulk, engine
@@ -612,7 +613,7 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
         items = items[:size]
         for item in items:
             item.decidable = item.pk in decidable
-        context["items"] = items
+        context["items"] = selectors.annotate(items, request.user)
     template = "dashboard/inbox.html#list" if wants_fragment(request) else "dashboard/inbox.html"
     return render(request, template, context)
 
@@ -642,7 +643,10 @@ def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
         return refused
     form = DecisionForm(request.POST or None)
     error, status = "", 200
+    spec_form = selectors.form_of(item)
+    values, field_errors = {}, {}
     if request.method == "POST":
+        values = formschema.from_post(spec_form, request.POST)
         if not form.is_valid():
             error, status = "Choose approve or reject.", 400
         else:
@@ -652,12 +656,15 @@ def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
                     user=request.user,
                     decision=form.cleaned_data["decision"],
                     comment=form.cleaned_data["comment"],
+                    data=values if spec_form else None,
                 )
             except engine.SagaError as exc:
                 error, status = exc.message, exc.status
                 for field, messages_ in (exc.fields or {}).items():
                     if field in form.fields:
                         form.add_error(field, messages_)
+                    elif field.startswith("data."):
+                        field_errors[field] = messages_
             else:
                 verb = "approved" if form.cleaned_data["decision"] == "approve" else "rejected"
                 if not request.htmx:
@@ -665,21 +672,26 @@ def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
                     return redirect("approval", approval_id=item.pk)
                 item = selectors.approval_item(item.pk)
                 form = DecisionForm()
-                error = ""
+                error, values = "", {}
                 item.just_decided = verb
     # Each approver decides once: after your decision a request that stays open
     # (quorum, all) says what you decided and who else still may, not Approve/Reject.
-    item.my_decision = next((d for d in item.decisions.all() if d.user_id == request.user.pk), None)
-    item.decidable = (
-        item.is_open and item.my_decision is None and approvals.is_eligible(item, request.user)
+    item.my_decision = next(
+        (d for d in item.decisions.all() if request.user.pk in (d.user_id, d.on_behalf_of_id)),
+        None,
     )
-    item.refusal = (
-        ""
-        if item.decidable or not item.is_open or item.my_decision
-        else approvals.refusal(item, request.user)
+    on_behalf_of, refusal = (
+        (None, "") if not item.is_open else approvals.capacity(item, request.user)
     )
+    item.decidable = item.is_open and item.my_decision is None and not refusal
+    item.refusal = "" if item.decidable or not item.is_open or item.my_decision else refusal
     if item.my_decision and item.is_open:
         item.others, item.others_more = selectors.still_to_decide(item)
+    selectors.annotate([item], request.user, values=values, errors=field_errors)
+    item.full_page = not request.htmx or request.POST.get("full") == "1"
+    if item.full_page:
+        item.discussion = list(item.comments.select_related("user").order_by("at", "id"))
+    item.may_reassign = item.is_open and is_operator(request.user)
     context = {
         "item": item,
         "form": form,

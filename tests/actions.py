@@ -81,3 +81,11 @@ def uncount(ctx):
             Stock.objects.filter(sku="COUNTER").update(available=F("available") - 1)
             _record(ctx, "uncount")
     return None
+
+
+@action("test.approved_amount")
+def approved_amount(ctx):
+    """Reads the amount an approver filled in, as a workflow template would."""
+    from sagas.definitions import render
+
+    return {"amount": render("{{ steps.approval.result.data.approved_amount }}", ctx.scope())}

@@ -98,6 +98,8 @@ DETAIL_KEYS = (
     "comment",
     "error",
     "decision",
+    "on_behalf_of",
+    "claimed_by",
     "attempt",
     "retry_at",
     "deadline",

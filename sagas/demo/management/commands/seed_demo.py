@@ -19,6 +19,8 @@ USERS = [
     ("approver", "approver", ["managers"], False),
     ("approver2", "approver2", ["managers"], False),
     ("director", "director", ["directors"], False),
+    # Named on expense approvals, and away: director decides in their place (approvals/away.py).
+    ("finance", "finance", [], False),
 ]
 GROUPS = ["operators", "managers", "directors"]
 
@@ -44,6 +46,7 @@ class Command(BaseCommand):
                 user.save()
             user.groups.add(*Group.objects.filter(name__in=groups))
         Stock.objects.get_or_create(sku="WIDGET", defaults={"available": 1000})
+        self._away(User)
         files = sorted(str(p) for p in WORKFLOWS.glob("*.yaml"))
         call_command("loadworkflows", *files, stdout=self.stdout)
         if no_sagas:
@@ -93,6 +96,18 @@ class Command(BaseCommand):
         self.stdout.write(
             f"demo ready: {created} new sagas ({Saga.objects.count()} in all); "
             "a running qcluster carries them on"
+        )
+
+    def _away(self, User):
+        """finance is away for a fortnight (unless set otherwise); director stands in."""
+        call_command(
+            "setaway",
+            "finance",
+            "--delegate=director",
+            "--days=14",
+            "--note=on holiday (demo)",
+            "--if-unset",
+            stdout=self.stdout,
         )
 
     def _expenses(self, operator):
