@@ -7,8 +7,9 @@ from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from sagas import search as search_fields
 from sagas.api import KeysetPagination, Text, error_responses
-from sagas.filters import StrictBooleanFilter
+from sagas.filters import SearchFieldsForm, StrictBooleanFilter
 
 from . import services
 from .models import ApprovalRequest, Decision
@@ -93,6 +94,11 @@ class ApprovalFilter(django_filters.FilterSet):
     class Meta:
         model = ApprovalRequest
         fields = ["status", "decidable"]
+        form = SearchFieldsForm  # ?customer=ACME: the saga's search fields (sagas/search.py)
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        return search_fields.filter_by_terms(queryset, self.form.search_terms, saga_ref="saga_id")
 
     def filter_decidable(self, queryset, name, value):
         mine = services.approvals_for(self.request.user).values("pk")

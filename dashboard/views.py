@@ -8,7 +8,7 @@ allowed; a view only translates their answers into pages.
 
 from datetime import UTC, timedelta
 from functools import wraps
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -23,6 +23,7 @@ from django_htmx.middleware import HtmxDetails
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from sagas import engine
+from sagas import search as search_fields
 from sagas.access import get_visible_saga, is_operator, visible_sagas
 from sagas.filters import SagaFilter
 from sagas.models import Saga, WorkflowDefinition
@@ -167,6 +168,7 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
             if query.get(key)
         ),
         "poll_seconds": _poll(),
+        **_search_columns(filters, page),
         "workflow_names": WorkflowDefinition.objects.order_by("name")
         .values_list("name", flat=True)
         .distinct(),
@@ -176,7 +178,41 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
     response = render(request, "dashboard/saga_list.html#table", context)
     if request.htmx.trigger != "saga-table":  # a filter or a page link, not a poll
         response["HX-Push-Url"] = context["here"]
+        if _workflow_changed(request):  # the form's search fields follow the chosen workflow
+            fields = render(request, "dashboard/saga_list.html#search_fields", context)
+            response.content += fields.content
     return response
+
+
+def _search_columns(filters, page):
+    """With one workflow chosen: its search fields (inputs of the form, columns of the table)."""
+    chosen = getattr(filters.form, "cleaned_data", None) or {}
+    workflow = chosen.get("workflow") or (filters.data.get("workflow") if filters.data else "")
+    fields = search_fields.fields_of(workflow) if workflow else []
+    if fields:
+        values = search_fields.values_of([saga.pk for saga in page.sagas])
+        for saga in page.sagas:
+            mine = values.get(saga.pk, {})
+            saga.search_cells = [(key, mine.get(key)) for key, _ in fields]
+    data = filters.data or {}
+    return {
+        "search_fields": [
+            {
+                "key": key,
+                "kind": kind,
+                "value": data.get(key, ""),
+                "low": data.get(f"{key}__gte", ""),
+                "high": data.get(f"{key}__lte", ""),
+            }
+            for key, kind in fields
+        ],
+    }
+
+
+def _workflow_changed(request):
+    """Did this request choose another workflow than the page it came from shows?"""
+    shown = parse_qs(urlsplit(request.htmx.current_url or "").query).get("workflow", [""])[0]
+    return shown != request.GET.get("workflow", "")
 
 
 RANGES = [
@@ -523,10 +559,17 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
         "operator": operator,
         "poll_seconds": _poll(),
     }
+    try:  # the workflows' search fields: ?customer=ACME, ?amount__gte=1000
+        terms = search_fields.parse_terms(request.GET)
+    except search_fields.SearchError as exc:
+        return problem(request, f"The filters are not valid: {exc}", status=400)
+    context["terms"] = [(key, op, text) for key, op, text, _ in terms]
     if tab == "decided":
         context["decisions"] = list(approvals.decisions_by(request.user)[:100])
     else:
-        mine = approvals.approvals_for(request.user)
+        mine = search_fields.filter_by_terms(
+            approvals.approvals_for(request.user), terms, saga_ref="saga_id"
+        )
         # A page an approver works through, not every request at once: rendering
         # a decision form per row is what costs time, not finding the rows.
         size = settings.DASHBOARD_INBOX_SIZE
@@ -535,7 +578,11 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
             decidable = {item.pk for item in items}
         else:
             items = selectors.approval_items(
-                ApprovalRequest.objects.all(), limit=size + 1, newest_first=True
+                search_fields.filter_by_terms(
+                    ApprovalRequest.objects.all(), terms, saga_ref="saga_id"
+                ),
+                limit=size + 1,
+                newest_first=True,
             )
             decidable = set(
                 mine.filter(pk__in=[item.pk for item in items]).values_list("pk", flat=True)
