@@ -2,16 +2,19 @@
 
 import django_filters
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sagas import search as search_fields
 from sagas.api import KeysetPagination, Text, error_responses
+from sagas.api.permissions import IsOperator
 from sagas.filters import SearchFieldsForm, StrictBooleanFilter
 
 from . import services
+from .aging import aging_report
 from .models import ApprovalRequest, Decision
 
 # --- serializers ---------------------------------------------------------------------
@@ -188,3 +191,25 @@ class ApprovalDecideView(APIView):
         )
         approval = _with_details(ApprovalRequest.objects.all()).get(pk=approval_id)
         return _approval_response(request, approval)
+
+
+class AgingView(APIView):
+    """The aging report's numbers, as the operators' page shows them (approvals/aging.py)."""
+
+    permission_classes = [IsOperator]
+
+    @extend_schema(
+        summary="Pending approvals by age per workflow and group; time to decision (operators)",
+        description=(
+            "Buckets by age: under 1 h, under 1 d, under 3 d, older; `overdue` counts "
+            "pending requests past their due date. `time_to_decision` gives, per workflow, "
+            "the number of decisions and the median and 90th percentile of the time from "
+            "request to decision in seconds, over the last 7 and 30 days."
+        ),
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="The report."),
+            **error_responses(401, 403),
+        },
+    )
+    def get(self, request):
+        return Response(aging_report().as_dict())

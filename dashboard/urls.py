@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import reports, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -40,6 +40,7 @@ urlpatterns = [
         name="compensation_skip",
     ),
     path("approvals/", views.inbox, name="inbox"),
+    path("approvals/aging/", reports.aging, name="approvals_aging"),
     # The stable address approval e-mails link to.
     path("approvals/<int:approval_id>/", views.approval, name="approval"),
     path("workflows/", views.workflow_list, name="workflow_list"),
