@@ -104,3 +104,21 @@ class Decision(models.Model):
 
     def __str__(self):
         return f"{self.user} {self.decision}s {self.request_id}"
+
+
+class UserProfile(models.Model):
+    """A person's settings: the time zone pages and e-mails show moments in.
+
+    Blank until chosen: the first page after sign-in sends the browser's zone
+    (static/js/sagaflow.js), and the profile page changes it. It lives in
+    approvals because the e-mails (approvals/tasks.py) read it; the dashboard
+    sits above and reads it too.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    time_zone = models.CharField(max_length=64, blank=True)
+
+    def __str__(self):
+        return f"{self.user} ({self.time_zone or 'zone not set'})"

@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import reports, views
+from . import profile, reports, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -43,6 +43,8 @@ urlpatterns = [
     path("approvals/aging/", reports.aging, name="approvals_aging"),
     # The stable address approval e-mails link to.
     path("approvals/<int:approval_id>/", views.approval, name="approval"),
+    path("profile/", profile.profile, name="profile"),
+    path("profile/browser-time-zone/", profile.browser_time_zone, name="browser_time_zone"),
     path("workflows/", views.workflow_list, name="workflow_list"),
     path("workflows/<str:name>/start/", views.workflow_start, name="workflow_start"),
 ]
