@@ -219,7 +219,7 @@ def values_of(saga_ids):
 
 
 def fields_of(workflow):
-    """The search fields of `workflow`'s newest version: [(key, "number" | "text")].
+    """The search fields of `workflow`'s newest version: [(key, "number" | "text")], by key.
 
     A key is a number when the input_schema says its path holds a number or an
     integer; the list then offers a range (from, to) instead of one value.
@@ -229,7 +229,8 @@ def fields_of(workflow):
         return []
     schema = definition.spec.get("input_schema") or {}
     fields = []
-    for key, path in (definition.spec.get("search") or {}).items():
+    # By name: the document's order is not kept (a JSONB column orders its keys).
+    for key, path in sorted((definition.spec.get("search") or {}).items()):
         node = schema
         for part in path.split(".")[1:]:
             node = (node.get("properties") or {}).get(part, {}) if isinstance(node, dict) else {}
