@@ -211,3 +211,24 @@ def test_the_inbox_filters_by_the_sagas_search_fields(orders, approver, client):
     response = client.get("/approvals/", {"nope": "1"})
     assert response.status_code == 400
     assert "unknown filter" in response.content.decode()
+
+
+def test_the_demo_orders_and_expenses_are_found_by_their_search_fields(db, settle, client):
+    from io import StringIO
+
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("seed_demo", stdout=StringIO())
+    settle()
+    client.force_login(get_user_model().objects.get(username="operator"))
+    html = client.get("/sagas/", {"workflow": "order_fulfillment", "customer": "ACME"}).content
+    html = html.decode()
+    assert sorted(re.findall(r'data-label="Customer">(\w+)<', html)) == ["ACME"] * 3
+    assert '<td class="col-search" data-label="Amount">12400</td>' not in html  # Globex's
+    big = client.get("/sagas/", {"workflow": "order_fulfillment", "amount__gte": "1000"})
+    assert len(ids(big.content.decode())) == 2  # 1005 and 1006
+    approver = get_user_model().objects.get(username="approver")
+    client.force_login(approver)
+    html = client.get("/approvals/", {"employee": "Eli"}).content.decode()
+    assert "Expense" in html and "Eli" in html and "Dana" not in html
