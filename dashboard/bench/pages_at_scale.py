@@ -307,5 +307,5 @@ def _deep_cursor(n_sagas, customer=None):
     sagas = Saga.objects.order_by("created_at", "id")
     if customer:
         sagas = sagas.filter(search_values__key="customer", search_values__text=customer)
-    saga = sagas[min(100, sagas.count() - 1)]
-    return encode_cursor(saga)
+    count = sagas.count()
+    return encode_cursor(sagas[min(100, count - 1)]) if count else ""

@@ -143,3 +143,13 @@ def test_the_python_percentiles_match_postgresqls(aged, now):
     values = [timedelta(hours=h) for h in (1, 2, 10, 20)]
     times = aging._python_times(values)
     assert times.median == timedelta(hours=6) and times.p90 == timedelta(hours=17)
+
+
+def test_a_new_decision_shows_at_once_though_the_times_are_kept_a_minute(
+    aged, approval_saga, approver, settings
+):
+    settings.APPROVALS_AGING_CACHE_SECONDS = 60
+    assert aging_report().as_dict()["time_to_decision"][0]["days_7"]["decisions"] == 3
+    _, request = approval_saga("d6")
+    services.decide(request=request.pk, user=approver, decision="reject", comment="no")
+    assert aging_report().as_dict()["time_to_decision"][0]["days_7"]["decisions"] == 4

@@ -487,7 +487,7 @@ class Command(BaseCommand):
             lines.append(
                 f"| {label} | p50 {page['p50_ms']} ms, p95 {page['p95_ms']} ms, {page['queries']} queries"
                 + (f"; reads {', '.join(page['plan'])}" if page.get("plan") else "")
-                + " | p95 ≤ 50 ms |"
+                + (" | p95 ≤ 100 ms |" if label.startswith("aging") else " | p95 ≤ 50 ms |")
             )
         self.stdout.write("\n".join(lines))
 
