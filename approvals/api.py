@@ -14,7 +14,7 @@ from sagas.api.permissions import IsOperator
 from sagas.filters import SearchFieldsForm, StrictBooleanFilter
 
 from . import services
-from .aging import aging_report
+from .aging import cached_aging_report
 from .models import ApprovalRequest, Decision
 
 # --- serializers ---------------------------------------------------------------------
@@ -212,4 +212,4 @@ class AgingView(APIView):
         },
     )
     def get(self, request):
-        return Response(aging_report().as_dict())
+        return Response(cached_aging_report().as_dict())

@@ -231,6 +231,10 @@ DASHBOARD_POLL_SECONDS = envint("DASHBOARD_POLL_SECONDS", 5)
 DASHBOARD_PAGE_SIZE = envint("DASHBOARD_PAGE_SIZE", 50)
 # Approvals shown at once in the inbox (soonest due first).
 DASHBOARD_INBOX_SIZE = envint("DASHBOARD_INBOX_SIZE", 25)
+# The approvals aging report (page, CSV, API) is computed at most this often per
+# process: at 100,000 pending requests and as many decisions it reads them all
+# (approvals/aging.py). 0 computes it on every request.
+APPROVALS_AGING_CACHE_SECONDS = envint("APPROVALS_AGING_CACHE_SECONDS", 30)
 
 MAILERS = {
     "default": {

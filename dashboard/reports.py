@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from approvals.aging import BUCKETS, WINDOWS, aging_report
+from approvals.aging import BUCKETS, WINDOWS, cached_aging_report
 
 from .views import HtmxHttpRequest, operators_only
 
@@ -41,7 +41,7 @@ def aging_chart(rows):
 @require_GET
 @operators_only
 def aging(request: HtmxHttpRequest) -> HttpResponse:
-    report = aging_report()
+    report = cached_aging_report()
     if request.GET.get("format") == "csv":
         response = HttpResponse(report.csv(), content_type="text/csv; charset=utf-8")
         stamp = timezone.localtime(report.at).strftime("%Y%m%d-%H%M")

@@ -15,6 +15,7 @@ def slow_polling(settings, fast_polling):
     """No poll in the middle of these filters: a filter aborts a running poll (hx-sync),
     which htmx logs as a console error (polling is tested in test_dashboard_in_browser)."""
     settings.DASHBOARD_POLL_SECONDS = 120
+    settings.APPROVALS_AGING_CACHE_SECONDS = 0  # no report kept from another test
 
 
 @pytest.fixture
