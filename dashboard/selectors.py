@@ -15,6 +15,7 @@ from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from sagas import counts as state_counts
 from sagas import engine
+from sagas import search as search_fields
 from sagas.models import Saga, SagaEvent, WorkflowDefinition
 from sagas.states import FINISHED_SAGA_STATES, SagaState
 
@@ -140,6 +141,31 @@ def saga_page(queryset, *, cursor=None, size=50, held=None):
     rows = list(sagas.select_related("started_by").only(*LIST_FIELDS)[: size + 1])
     next_cursor = encode_cursor(rows[size - 1]) if len(rows) > size else None
     return SagaPage(rows[:size], next_cursor)
+
+
+def search_columns(filters, page):
+    """With one workflow chosen: its search fields (inputs of the form, columns of the table)."""
+    chosen = getattr(filters.form, "cleaned_data", None) or {}
+    workflow = chosen.get("workflow") or (filters.data.get("workflow") if filters.data else "")
+    fields = search_fields.fields_of(workflow) if workflow else []
+    if fields:
+        values = search_fields.values_of([saga.pk for saga in page.sagas])
+        for saga in page.sagas:
+            mine = values.get(saga.pk, {})
+            saga.search_cells = [(key, mine.get(key)) for key, _ in fields]
+    data = filters.data or {}
+    return {
+        "search_fields": [
+            {
+                "key": key,
+                "kind": kind,
+                "value": data.get(key, ""),
+                "low": data.get(f"{key}__gte", ""),
+                "high": data.get(f"{key}__lte", ""),
+            }
+            for key, kind in fields
+        ],
+    }
 
 
 # --- one saga ------------------------------------------------------------------

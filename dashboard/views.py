@@ -168,7 +168,7 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
             if query.get(key)
         ),
         "poll_seconds": _poll(),
-        **_search_columns(filters, page),
+        **selectors.search_columns(filters, page),
         "workflow_names": WorkflowDefinition.objects.order_by("name")
         .values_list("name", flat=True)
         .distinct(),
@@ -182,31 +182,6 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
             fields = render(request, "dashboard/saga_list.html#search_fields", context)
             response.content += fields.content
     return response
-
-
-def _search_columns(filters, page):
-    """With one workflow chosen: its search fields (inputs of the form, columns of the table)."""
-    chosen = getattr(filters.form, "cleaned_data", None) or {}
-    workflow = chosen.get("workflow") or (filters.data.get("workflow") if filters.data else "")
-    fields = search_fields.fields_of(workflow) if workflow else []
-    if fields:
-        values = search_fields.values_of([saga.pk for saga in page.sagas])
-        for saga in page.sagas:
-            mine = values.get(saga.pk, {})
-            saga.search_cells = [(key, mine.get(key)) for key, _ in fields]
-    data = filters.data or {}
-    return {
-        "search_fields": [
-            {
-                "key": key,
-                "kind": kind,
-                "value": data.get(key, ""),
-                "low": data.get(f"{key}__gte", ""),
-                "high": data.get(f"{key}__lte", ""),
-            }
-            for key, kind in fields
-        ],
-    }
 
 
 def _workflow_changed(request):
