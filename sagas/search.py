@@ -225,12 +225,29 @@ def fields_of(workflow):
     integer; the list then offers a range (from, to) instead of one value.
     """
     definition = WorkflowDefinition.objects.filter(name=workflow).order_by("-version").first()
-    if definition is None:
-        return []
-    schema = definition.spec.get("input_schema") or {}
+    return [] if definition is None else _fields(definition.spec)
+
+
+def declared_fields():
+    """The search fields of every workflow's newest version, by key (the inbox's form):
+    a number where every workflow declaring the key says it is one."""
+    kinds, seen = {}, set()
+    for name, spec in WorkflowDefinition.objects.order_by("name", "-version").values_list(
+        "name", "spec"
+    ):
+        if name in seen:
+            continue
+        seen.add(name)
+        for key, kind in _fields(spec):
+            kinds[key] = kind if kinds.get(key, kind) == kind else "text"
+    return sorted(kinds.items())
+
+
+def _fields(spec):
+    schema = spec.get("input_schema") or {}
     fields = []
     # By name: the document's order is not kept (a JSONB column orders its keys).
-    for key, path in sorted((definition.spec.get("search") or {}).items()):
+    for key, path in sorted((spec.get("search") or {}).items()):
         node = schema
         for part in path.split(".")[1:]:
             node = (node.get("properties") or {}).get(part, {}) if isinstance(node, dict) else {}

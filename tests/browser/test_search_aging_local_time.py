@@ -65,6 +65,18 @@ def test_an_operator_filters_the_list_by_a_search_field(open_page, orders):
     expect(page.get_by_label("Amount from")).to_have_value("200")
 
 
+def test_an_approver_finds_a_request_in_the_inbox_by_a_search_field(open_page, orders):
+    page = open_page("alex")
+    page.goto("/approvals/")
+    expect(page.get_by_text("Order for ACME")).to_be_visible()
+    page.get_by_text("Find by business fields").click()
+    page.get_by_label("Customer", exact=True).fill("Globex")
+    page.get_by_role("button", name="Find").click()
+    expect(page.locator("#inbox-terms")).to_contain_text("customer = Globex")
+    expect(page.get_by_text("Order for Globex")).to_be_visible()
+    expect(page.get_by_text("Order for ACME")).to_have_count(0)
+
+
 def test_an_operator_reads_the_aging_page_and_downloads_its_csv(open_page, orders):
     page = open_page("olivia")
     page.goto("/approvals/")

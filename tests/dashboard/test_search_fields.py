@@ -232,3 +232,16 @@ def test_the_demo_orders_and_expenses_are_found_by_their_search_fields(db, settl
     client.force_login(approver)
     html = client.get("/approvals/", {"employee": "Eli"}).content.decode()
     assert "Expense" in html and "Eli" in html and "Dana" not in html
+
+
+def test_the_inbox_offers_every_workflows_search_fields_and_blank_ones_filter_nothing(
+    orders, approver, client
+):
+    orders("ACME", 100)
+    client.force_login(approver)
+    html = client.get("/approvals/").content.decode()
+    assert 'name="customer"' in html and 'name="amount__gte"' in html and 'name="city"' in html
+    blank = {"tab": "waiting", "customer": "", "amount__gte": "", "amount__lte": "", "city": ""}
+    response = client.get("/approvals/", blank)
+    assert response.status_code == 200
+    assert "Order for ACME" in response.content.decode()
