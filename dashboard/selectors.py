@@ -179,6 +179,8 @@ def saga_detail_rows():
 def with_history(saga):
     """The saga (from `saga_detail_rows`) with its steps, its latest events and its approvals."""
     saga.step_list = list(saga.steps.order_by("index"))
+    found = search_fields.values_of([saga.pk]).get(saga.pk, {})
+    saga.search_facts = sorted(found.items())
     events = list(
         SagaEvent.objects.filter(saga_id=saga.pk)
         .select_related("actor")

@@ -245,3 +245,13 @@ def test_the_inbox_offers_every_workflows_search_fields_and_blank_ones_filter_no
     response = client.get("/approvals/", blank)
     assert response.status_code == 200
     assert "Order for ACME" in response.content.decode()
+
+
+def test_the_saga_page_shows_its_search_fields_linking_to_the_list(orders, operator_client):
+    saga = orders("ACME & Sons", 1250.5)
+    html = operator_client.get(f"/sagas/{saga.pk}/").content.decode()
+    assert (
+        '<dt>Customer</dt><dd><a href="/sagas/?workflow=searchable_orders&amp;customer=ACME%20%26%20Sons"'
+        in html
+    )
+    assert ">1250.5</a>" in html
