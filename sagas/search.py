@@ -162,7 +162,13 @@ def parse_terms(params, *, ignore=()):
             listed = ", ".join(sorted(known)) or "none (no workflow declares search fields)"
             errors[name] = [f"unknown filter {name!r}; the search fields are: {listed}"]
             continue
-        text = raw.strip()[:MAX_TEXT]
+        text = raw.strip()
+        if len(text) > MAX_TEXT:
+            errors[name] = [f"{name} is at most {MAX_TEXT} characters"]
+            continue
+        if "\x00" in text:  # PostgreSQL cannot compare text holding NUL: a 400, not a 500
+            errors[name] = [f"{name} holds a NUL character"]
+            continue
         number = _number(text)
         if op != "eq" and number is None:
             errors[name] = [f"{name} must be a number, like {key}__{op}=1000"]

@@ -255,3 +255,15 @@ def test_the_saga_page_shows_its_search_fields_linking_to_the_list(orders, opera
         in html
     )
     assert ">1250.5</a>" in html
+
+
+@pytest.mark.parametrize("value", ["AC\x00ME", "x" * 5000])
+def test_text_postgresql_cannot_compare_or_a_long_one_is_a_400_never_a_500(
+    orders, approver, alice, client, value
+):
+    orders("ACME", 100)
+    client.force_login(approver)
+    assert client.get("/approvals/", {"customer": value}).status_code == 400
+    assert api_client(alice).get("/api/v1/sagas/", {"customer": value}).status_code == 400
+    client.force_login(alice)
+    assert client.get("/sagas/", {"customer": value}).status_code == 200  # the message in place
