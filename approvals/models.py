@@ -54,15 +54,14 @@ class ApprovalRequest(models.Model):
             ),
             # The aging report: pending requests by workflow and age (an index-only
             # scan), and the decisions of the last 30 days by when they were made.
+            # (Key columns, not INCLUDE: SQLite, the embedded default, has no INCLUDE.)
             models.Index(
-                fields=["workflow", "created_at"],
-                include=["due_at"],
+                fields=["workflow", "created_at", "due_at"],
                 condition=Q(status="pending"),
                 name="approval_pending_age_idx",
             ),
             models.Index(
-                fields=["decided_at"],
-                include=["workflow", "created_at"],
+                fields=["decided_at", "workflow", "created_at"],
                 condition=Q(decided_at__isnull=False),
                 name="approval_decided_idx",
             ),

@@ -16,17 +16,18 @@ class Migration(migrations.Migration):
             field=models.CharField(blank=True, default='', max_length=100),
         ),
         # Requests opened before this migration get their saga's workflow.
+        # (A subquery rather than UPDATE … FROM: SQLite, the embedded default, has no alias there.)
         migrations.RunSQL(
-            "UPDATE approvals_approvalrequest r SET workflow = s.workflow"
-            " FROM sagas_saga s WHERE s.id = r.saga_id",
+            "UPDATE approvals_approvalrequest SET workflow = (SELECT s.workflow FROM sagas_saga s"
+            " WHERE s.id = approvals_approvalrequest.saga_id)",
             migrations.RunSQL.noop,
         ),
         migrations.AddIndex(
             model_name='approvalrequest',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['workflow', 'created_at'], include=('due_at',), name='approval_pending_age_idx'),
+            index=models.Index(condition=models.Q(('status', 'pending')), fields=['workflow', 'created_at', 'due_at'], name='approval_pending_age_idx'),
         ),
         migrations.AddIndex(
             model_name='approvalrequest',
-            index=models.Index(condition=models.Q(('decided_at__isnull', False)), fields=['decided_at'], include=('workflow', 'created_at'), name='approval_decided_idx'),
+            index=models.Index(condition=models.Q(('decided_at__isnull', False)), fields=['decided_at', 'workflow', 'created_at'], name='approval_decided_idx'),
         ),
     ]
