@@ -24,10 +24,10 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='approvalrequest',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['workflow', 'created_at', 'due_at'], name='approval_pending_age_idx'),
+            index=models.Index(condition=models.Q(('status', 'pending')), fields=['workflow', 'created_at', 'due_at', 'id'], name='approval_pending_age_idx'),
         ),
         migrations.AddIndex(
             model_name='approvalrequest',
-            index=models.Index(condition=models.Q(('decided_at__isnull', False)), fields=['decided_at', 'workflow', 'created_at'], name='approval_decided_idx'),
+            index=models.Index(condition=models.Q(('status__in', ['approved', 'rejected'])), fields=['decided_at', 'workflow', 'created_at'], name='approval_decided_idx'),
         ),
     ]
