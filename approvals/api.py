@@ -3,17 +3,21 @@
 import django_filters
 from django.contrib.auth import get_user_model
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sagas import engine
+from sagas import search as search_fields
 from sagas.api import KeysetPagination, Text, error_responses
-from sagas.filters import StrictBooleanFilter
+from sagas.api.permissions import IsOperator
+from sagas.filters import SearchFieldsForm, StrictBooleanFilter
 
 from . import away, claims, services
+from .aging import cached_aging_report
 from .models import ApprovalRequest, Away, Comment, Decision
 
 # --- serializers ---------------------------------------------------------------------
@@ -146,6 +150,11 @@ class ApprovalFilter(django_filters.FilterSet):
     class Meta:
         model = ApprovalRequest
         fields = ["status", "decidable"]
+        form = SearchFieldsForm  # ?customer=ACME: the saga's search fields (sagas/search.py)
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        return search_fields.filter_by_terms(queryset, self.form.search_terms, saga_ref="saga_id")
 
     def filter_decidable(self, queryset, name, value):
         mine = services.approvals_for(self.request.user).values("pk")
@@ -416,3 +425,25 @@ class UserAwayView(MyAwayView):
     )
     def delete(self, request, **kwargs):
         return super().delete(request, **kwargs)
+
+
+class AgingView(APIView):
+    """The aging report's numbers, as the operators' page shows them (approvals/aging.py)."""
+
+    permission_classes = [IsOperator]
+
+    @extend_schema(
+        summary="Pending approvals by age per workflow and group; time to decision (operators)",
+        description=(
+            "Buckets by age: under 1 h, under 1 d, under 3 d, older; `overdue` counts "
+            "pending requests past their due date. `time_to_decision` gives, per workflow, "
+            "the number of decisions and the median and 90th percentile of the time from "
+            "request to decision in seconds, over the last 7 and 30 days."
+        ),
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="The report."),
+            **error_responses(401, 403),
+        },
+    )
+    def get(self, request):
+        return Response(cached_aging_report().as_dict())

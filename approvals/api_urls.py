@@ -6,6 +6,7 @@ from . import api
 
 urlpatterns = [
     path("", api.ApprovalListView.as_view(), name="approval-list"),
+    path("aging/", api.AgingView.as_view(), name="approval-aging"),
     path("<int:approval_id>/", api.ApprovalDetailView.as_view(), name="approval-detail"),
     path("<int:approval_id>/decide/", api.ApprovalDecideView.as_view(), name="approval-decide"),
     path("<int:approval_id>/claim/", api.ApprovalClaimView.as_view(), name="approval-claim"),

@@ -424,6 +424,7 @@ def open_request(tx, step, spec):
     due_at, remind_at = due_dates(tx.now, spec)
     request = ApprovalRequest.objects.create(
         saga=tx.saga,
+        workflow=tx.saga.workflow,
         step=step,
         title=title,
         description=description,

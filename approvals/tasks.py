@@ -16,6 +16,7 @@ from sagas.models import SagaEvent
 from .away import principals_of
 from .mailtext import email_texts
 from .models import ApprovalRequest
+from .profiles import time_zone_of
 
 log = logging.getLogger("approvals.mail")
 
@@ -40,8 +41,10 @@ def message_for(request, reason, user):
         "reason": reason,
         "url": decision_url(request),
     }
-    subject = render_to_string(f"approvals/email/{reason}_subject.txt", context)
-    body = render_to_string(f"approvals/email/{reason}_body.txt", context)
+    # Dates in the recipient's zone (their profile), the server's when they chose none.
+    with timezone.override(time_zone_of(user)):
+        subject = render_to_string(f"approvals/email/{reason}_subject.txt", context)
+        body = render_to_string(f"approvals/email/{reason}_body.txt", context)
     return EmailMessage(
         subject=" ".join(subject.split())[:200],
         body=body,

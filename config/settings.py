@@ -129,6 +129,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Pages in the person's time zone (their profile), the API in the server's.
+    "dashboard.middleware.UserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -231,6 +233,10 @@ DASHBOARD_PAGE_SIZE = envint("DASHBOARD_PAGE_SIZE", 50)
 DASHBOARD_INBOX_SIZE = envint("DASHBOARD_INBOX_SIZE", 25)
 # An approver's claim on a group request lapses after this many hours (approvals/claims.py).
 APPROVALS_CLAIM_HOURS = envfloat("APPROVALS_CLAIM_HOURS", 8)
+# The approvals aging report (page, CSV, API) is computed at most this often per
+# process: at 100,000 pending requests and as many decisions it reads them all
+# (approvals/aging.py). 0 computes it on every request.
+APPROVALS_AGING_CACHE_SECONDS = envint("APPROVALS_AGING_CACHE_SECONDS", 30)
 
 MAILERS = {
     "default": {

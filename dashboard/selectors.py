@@ -17,6 +17,7 @@ from approvals.formschema import fields_of
 from approvals.models import ApprovalRequest
 from sagas import counts as state_counts
 from sagas import engine
+from sagas import search as search_fields
 from sagas.access import is_operator
 from sagas.models import Saga, SagaEvent, WorkflowDefinition
 from sagas.states import FINISHED_SAGA_STATES, SagaState
@@ -146,6 +147,31 @@ def saga_page(queryset, *, cursor=None, size=50, held=None):
     return SagaPage(rows[:size], next_cursor)
 
 
+def search_columns(filters, page):
+    """With one workflow chosen: its search fields (inputs of the form, columns of the table)."""
+    chosen = getattr(filters.form, "cleaned_data", None) or {}
+    workflow = chosen.get("workflow") or (filters.data.get("workflow") if filters.data else "")
+    fields = search_fields.fields_of(workflow) if workflow else []
+    if fields:
+        values = search_fields.values_of([saga.pk for saga in page.sagas])
+        for saga in page.sagas:
+            mine = values.get(saga.pk, {})
+            saga.search_cells = [(key, mine.get(key)) for key, _ in fields]
+    data = filters.data or {}
+    return {
+        "search_fields": [
+            {
+                "key": key,
+                "kind": kind,
+                "value": data.get(key, ""),
+                "low": data.get(f"{key}__gte", ""),
+                "high": data.get(f"{key}__lte", ""),
+            }
+            for key, kind in fields
+        ],
+    }
+
+
 # --- one saga ------------------------------------------------------------------
 
 
@@ -157,6 +183,8 @@ def saga_detail_rows():
 def with_history(saga):
     """The saga (from `saga_detail_rows`) with its steps, its latest events and its approvals."""
     saga.step_list = list(saga.steps.order_by("index"))
+    found = search_fields.values_of([saga.pk]).get(saga.pk, {})
+    saga.search_facts = sorted(found.items())
     events = list(
         SagaEvent.objects.filter(saga_id=saga.pk)
         .select_related("actor")

@@ -8,7 +8,7 @@ allowed; a view only translates their answers into pages.
 
 from datetime import UTC, timedelta
 from functools import wraps
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -24,6 +24,7 @@ from approvals import formschema
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from sagas import bulk, engine
+from sagas import search as search_fields
 from sagas.access import get_visible_saga, is_operator, visible_sagas
 from sagas.filters import SagaFilter
 from sagas.models import Saga, WorkflowDefinition
@@ -171,6 +172,7 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
         # Bulk on the whole filter (dashboard/bulk_views.py): the registry's actions.
         "bulk_actions": bulk.actions(),
         "filter_items": [(k, query[k]) for k in SagaFilter.base_filters if query.get(k)],
+        **selectors.search_columns(filters, page),
         "workflow_names": WorkflowDefinition.objects.order_by("name")
         .values_list("name", flat=True)
         .distinct(),
@@ -180,7 +182,16 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
     response = render(request, "dashboard/saga_list.html#table", context)
     if request.htmx.trigger != "saga-table":  # a filter or a page link, not a poll
         response["HX-Push-Url"] = context["here"]
+        if _workflow_changed(request):  # the form's search fields follow the chosen workflow
+            fields = render(request, "dashboard/saga_list.html#search_fields", context)
+            response.content += fields.content
     return response
+
+
+def _workflow_changed(request):
+    """Did this request choose another workflow than the page it came from shows?"""
+    shown = parse_qs(urlsplit(request.htmx.current_url or "").query).get("workflow", [""])[0]
+    return shown != request.GET.get("workflow", "")
 
 
 RANGES = [
@@ -592,10 +603,18 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
         "operator": operator,
         "poll_seconds": _poll(),
     }
+    try:  # the workflows' search fields: ?customer=ACME, ?amount__gte=1000
+        terms = search_fields.parse_terms(request.GET)
+    except search_fields.SearchError as exc:
+        return problem(request, f"The filters are not valid: {exc}", status=400)
+    context["terms"] = [(key, op, text) for key, op, text, _ in terms]
+    context["search_fields"] = _inbox_search_fields(request, terms)
     if tab == "decided":
         context["decisions"] = list(approvals.decisions_by(request.user)[:100])
     else:
-        mine = approvals.approvals_for(request.user)
+        mine = search_fields.filter_by_terms(
+            approvals.approvals_for(request.user), terms, saga_ref="saga_id"
+        )
         # A page an approver works through, not every request at once: rendering
         # a decision form per row is what costs time, not finding the rows.
         size = settings.DASHBOARD_INBOX_SIZE
@@ -604,7 +623,11 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
             decidable = {item.pk for item in items}
         else:
             items = selectors.approval_items(
-                ApprovalRequest.objects.all(), limit=size + 1, newest_first=True
+                search_fields.filter_by_terms(
+                    ApprovalRequest.objects.all(), terms, saga_ref="saga_id"
+                ),
+                limit=size + 1,
+                newest_first=True,
             )
             decidable = set(
                 mine.filter(pk__in=[item.pk for item in items]).values_list("pk", flat=True)
@@ -616,6 +639,20 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
         context["items"] = selectors.annotate(items, request.user)
     template = "dashboard/inbox.html#list" if wants_fragment(request) else "dashboard/inbox.html"
     return render(request, template, context)
+
+
+def _inbox_search_fields(request, terms):
+    """The inbox's search form: every workflow's search fields, with the values asked for."""
+    return [
+        {
+            "key": key,
+            "kind": kind,
+            "value": request.GET.get(key, ""),
+            "low": request.GET.get(f"{key}__gte", ""),
+            "high": request.GET.get(f"{key}__lte", ""),
+        }
+        for key, kind in search_fields.declared_fields()
+    ]
 
 
 def _approval_or_problem(request, approval_id):

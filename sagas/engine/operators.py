@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from sagas.definitions import DefinitionError, validate_input
 from sagas.models import Saga, SagaStep, WorkflowDefinition
+from sagas.search import store_values
 from sagas.states import SagaState, StepStatus
 
 from .compensation import next_compensation, start_compensation, stuck_compensation
@@ -188,6 +189,7 @@ def start_saga(
                 return existing, False
         else:
             saga.save(force_insert=True)
+        store_values(saga, definition.spec)  # the workflow's search fields, indexed
         steps = SagaStep.objects.bulk_create(
             [
                 SagaStep(saga=saga, index=i, name=spec["name"], kind=spec["type"])

@@ -319,7 +319,29 @@
     });
   }
 
+  // --- the person's time zone: the browser's, reported once -------------------
+  // Until a zone is chosen on the profile page, <body data-zone-report> asks
+  // for the browser's; the server keeps it only while none is chosen
+  // (dashboard/profile.py), and the next page shows dates in it.
+
+  function reportZone() {
+    var url = document.body.getAttribute("data-zone-report");
+    if (!url || !window.fetch) { return; }
+    var zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
+    if (!zone) { return; }
+    var headers = {};
+    try { headers = JSON.parse(document.body.getAttribute("hx-headers") || "{}"); } catch (e) { headers = {}; }
+    document.body.removeAttribute("data-zone-report");
+    var body = new URLSearchParams();
+    body.set("time_zone", zone);
+    fetch(url, { method: "POST", body: body, headers: headers, credentials: "same-origin" })
+      .then(function (response) { document.body.setAttribute("data-zone-reported", response.ok ? zone : "refused"); })
+      .catch(function () { /* the next page asks again */ });
+  }
+
   function ready() {
+    reportZone();
     configureMorph();
     document.querySelectorAll("form.filters").forEach(setUpFilters);
     markScrollers(document);

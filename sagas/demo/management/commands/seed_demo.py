@@ -53,26 +53,37 @@ class Command(BaseCommand):
             return
         operator = User.objects.get(username="operator")
         examples = [
-            ("demo-1001", {"order_id": "1001", "amount": 120}),
+            ("demo-1001", {"order_id": "1001", "customer": "ACME", "amount": 120}),
             (
                 "demo-1002",
-                {"order_id": "1002", "amount": 80, "simulate": {"process_payment": "fail"}},
+                {
+                    "order_id": "1002",
+                    "customer": "Globex",
+                    "amount": 80,
+                    "simulate": {"process_payment": "fail"},
+                },
             ),
             (
                 "demo-1003",
-                {"order_id": "1003", "amount": 45, "simulate": {"create_shipment": "error_twice"}},
+                {
+                    "order_id": "1003",
+                    "customer": "ACME",
+                    "amount": 45,
+                    "simulate": {"create_shipment": "error_twice"},
+                },
             ),
             (
                 "demo-1004",
                 {
                     "order_id": "1004",
+                    "customer": "Initech",
                     "amount": 300,
                     "simulate": {"create_shipment": "fail", "process_payment": "fail_compensation"},
                 },
             ),
             # Above 1000: waits for a manager (approver or approver2) after reserving stock.
-            ("demo-1005", {"order_id": "1005", "amount": 12400}),
-            ("demo-1006", {"order_id": "1006", "amount": 2350, "quantity": 3}),
+            ("demo-1005", {"order_id": "1005", "customer": "Globex", "amount": 12400}),
+            ("demo-1006", {"order_id": "1006", "customer": "ACME", "amount": 2350, "quantity": 3}),
         ]
         created = 0
         for key, data in examples:
