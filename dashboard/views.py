@@ -166,7 +166,8 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
             1
             for key in ("state", "workflow", "needs_attention", "created_after", "created_before")
             if query.get(key)
-        ),
+        )
+        + len(getattr(filters.form, "search_terms", [])),
         "poll_seconds": _poll(),
         **selectors.search_columns(filters, page),
         "workflow_names": WorkflowDefinition.objects.order_by("name")

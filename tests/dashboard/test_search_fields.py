@@ -279,3 +279,11 @@ def test_the_api_publishes_search_fields_and_refuses_a_bad_one_by_path(django_us
     response = api.post("/api/v1/workflows/", bad, format="json")
     assert response.status_code == 400
     assert "search.customer" in response.json()["fields"]
+
+
+def test_search_fields_count_among_the_filters_set(orders, operator_client):
+    orders("ACME", 100)
+    html = operator_client.get(
+        "/sagas/", {"workflow": "searchable_orders", "customer": "ACME", "amount__gte": "1"}
+    ).content.decode()
+    assert "(3 set)" in html
