@@ -540,7 +540,7 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
     except search_fields.SearchError as exc:
         return problem(request, f"The filters are not valid: {exc}", status=400)
     context["terms"] = [(key, op, text) for key, op, text, _ in terms]
-    context["search_fields"] = _inbox_search_fields(request, terms)
+    context["search_fields"] = selectors.inbox_search_fields(request.GET)
     if tab == "decided":
         context["decisions"] = list(approvals.decisions_by(request.user)[:100])
     else:
@@ -571,20 +571,6 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
         context["items"] = items
     template = "dashboard/inbox.html#list" if wants_fragment(request) else "dashboard/inbox.html"
     return render(request, template, context)
-
-
-def _inbox_search_fields(request, terms):
-    """The inbox's search form: every workflow's search fields, with the values asked for."""
-    return [
-        {
-            "key": key,
-            "kind": kind,
-            "value": request.GET.get(key, ""),
-            "low": request.GET.get(f"{key}__gte", ""),
-            "high": request.GET.get(f"{key}__lte", ""),
-        }
-        for key, kind in search_fields.declared_fields()
-    ]
 
 
 def _approval_or_problem(request, approval_id):
