@@ -172,6 +172,20 @@ def search_columns(filters, page):
     }
 
 
+def inbox_search_fields(params):
+    """The inbox's search form: every workflow's search fields, with the values asked for."""
+    return [
+        {
+            "key": key,
+            "kind": kind,
+            "value": params.get(key, ""),
+            "low": params.get(f"{key}__gte", ""),
+            "high": params.get(f"{key}__lte", ""),
+        }
+        for key, kind in search_fields.declared_fields()
+    ]
+
+
 # --- one saga ------------------------------------------------------------------
 
 

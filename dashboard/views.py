@@ -167,7 +167,8 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
             1
             for key in ("state", "workflow", "needs_attention", "created_after", "created_before")
             if query.get(key)
-        ),
+        )
+        + len(getattr(filters.form, "search_terms", [])),
         "poll_seconds": _poll(),
         # Bulk on the whole filter (dashboard/bulk_views.py): the registry's actions.
         "bulk_actions": bulk.actions(),
@@ -608,7 +609,7 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
     except search_fields.SearchError as exc:
         return problem(request, f"The filters are not valid: {exc}", status=400)
     context["terms"] = [(key, op, text) for key, op, text, _ in terms]
-    context["search_fields"] = _inbox_search_fields(request, terms)
+    context["search_fields"] = selectors.inbox_search_fields(request.GET)
     if tab == "decided":
         context["decisions"] = list(approvals.decisions_by(request.user)[:100])
     else:
@@ -639,20 +640,6 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
         context["items"] = selectors.annotate(items, request.user)
     template = "dashboard/inbox.html#list" if wants_fragment(request) else "dashboard/inbox.html"
     return render(request, template, context)
-
-
-def _inbox_search_fields(request, terms):
-    """The inbox's search form: every workflow's search fields, with the values asked for."""
-    return [
-        {
-            "key": key,
-            "kind": kind,
-            "value": request.GET.get(key, ""),
-            "low": request.GET.get(f"{key}__gte", ""),
-            "high": request.GET.get(f"{key}__lte", ""),
-        }
-        for key, kind in search_fields.declared_fields()
-    ]
 
 
 def _approval_or_problem(request, approval_id):

@@ -267,3 +267,23 @@ def test_text_postgresql_cannot_compare_or_a_long_one_is_a_400_never_a_500(
     assert api_client(alice).get("/api/v1/sagas/", {"customer": value}).status_code == 400
     client.force_login(alice)
     assert client.get("/sagas/", {"customer": value}).status_code == 200  # the message in place
+
+
+def test_the_api_publishes_search_fields_and_refuses_a_bad_one_by_path(django_user_model, managers):
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    api = api_client(root)
+    response = api.post("/api/v1/workflows/", ORDERS, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["spec"]["search"]["customer"] == "input.customer"
+    bad = {**ORDERS, "name": "bad_orders", "search": {"customer": "output.x"}}
+    response = api.post("/api/v1/workflows/", bad, format="json")
+    assert response.status_code == 400
+    assert "search.customer" in response.json()["fields"]
+
+
+def test_search_fields_count_among_the_filters_set(orders, operator_client):
+    orders("ACME", 100)
+    html = operator_client.get(
+        "/sagas/", {"workflow": "searchable_orders", "customer": "ACME", "amount__gte": "1"}
+    ).content.decode()
+    assert "(3 set)" in html
