@@ -47,11 +47,17 @@ DECIDED_CAUSES = ["cancelled", "rejected"]
 
 
 def saga_counts():
-    """Sagas per state, and how many need attention."""
+    """Sagas per state, and how many need attention or are paused."""
     # Kept by the transitions (sagas/counts.py): no scan of a million rows.
     counts = state_counts.by_state()
     attention = Saga.objects.filter(needs_attention=True).count()
-    return {"by_state": counts, "attention": attention, "total": sum(counts.values())}
+    paused = Saga.objects.filter(paused=True).count()  # saga_paused_idx: only the paused rows
+    return {
+        "by_state": counts,
+        "attention": attention,
+        "paused": paused,
+        "total": sum(counts.values()),
+    }
 
 
 def sagas_needing_attention(*, limit=10):
