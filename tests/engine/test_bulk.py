@@ -217,3 +217,19 @@ def test_a_worker_killed_in_the_middle_of_a_bulk_cancel_loses_no_saga(publish, q
     assert cancels.count() == n
     assert len(set(cancels.values_list("saga_id", flat=True))) == n
     print(f"killed with {left} of {n} left; all recorded once")
+
+
+def test_pruning_sagas_removes_their_outcomes_and_keeps_the_operation(publish, settle, alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sagas.retention import prune_sagas
+
+    parked(publish, settle, 3)
+    op = bulk.create_bulk(user=alice, action="cancel", filter={}, reason="then prune")
+    settle()
+    prune_sagas(finished_before=timezone.now() + timedelta(minutes=1))
+    assert not Saga.objects.exists() and not BulkOutcome.objects.exists()
+    op.refresh_from_db()
+    assert (op.status, op.total, op.done) == ("done", 3, 3)
