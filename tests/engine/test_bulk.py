@@ -233,3 +233,18 @@ def test_pruning_sagas_removes_their_outcomes_and_keeps_the_operation(publish, s
     assert not Saga.objects.exists() and not BulkOutcome.objects.exists()
     op.refresh_from_db()
     assert (op.status, op.total, op.done) == ("done", 3, 3)
+
+
+def test_an_operator_who_lost_the_role_meanwhile_acts_on_nothing_more(publish, settle, alice):
+    from django.contrib.auth.models import Group
+
+    parked(publish, settle, 3)
+    op = bulk.create_bulk(user=alice, action="cancel", filter={}, reason="then demoted")
+    alice.groups.remove(Group.objects.get(name="operators"))
+    assert bulk.run_bulk(op.pk).startswith("stopped")
+    op.refresh_from_db()
+    assert (op.status, op.done, op.refused) == ("done", 0, 3)
+    assert set(BulkOutcome.objects.values_list("message", flat=True)) == {
+        "not done: alice is no longer an operator"
+    }
+    assert not SagaEvent.objects.filter(kind="saga_cancelled").exists()
