@@ -248,3 +248,23 @@ def test_an_operator_who_lost_the_role_meanwhile_acts_on_nothing_more(publish, s
         "not done: alice is no longer an operator"
     }
     assert not SagaEvent.objects.filter(kind="saga_cancelled").exists()
+
+
+def test_every_filter_of_the_list_works_for_bulk(publish, settle, alice):
+    """The saga list's filters, search (with its reversed-correlation alias) included."""
+    publish(WAITING)
+    for i in range(3):
+        start_saga(workflow="parked", input={}, correlation_id=f"order-{1000 + i}")
+    settle()
+    filters = {
+        "search": "1001",
+        "state": "running",
+        "workflow": "parked",
+        "needs_attention": "false",
+        "created_after": "2000-01-01T00:00",
+    }
+    preview = bulk.preview_bulk(user=alice, action="cancel", filter=filters)
+    assert preview["count"] == 1
+    op = bulk.create_bulk(user=alice, action="cancel", filter=filters, reason="one")
+    assert op.total == 1
+    assert BulkOutcome.objects.get(operation=op).saga.correlation_id == "order-1001"
