@@ -250,7 +250,7 @@ def decisions_by(user):
         return Decision.objects.none()
     return (
         Decision.objects.filter(user=user)
-        .select_related("request", "request__saga")
+        .select_related("request", "request__saga", "on_behalf_of")
         .order_by("-at", "-id")
     )
 

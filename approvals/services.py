@@ -320,6 +320,9 @@ def reassign(*, request, to_users=(), to_groups=(), by, reason):
         before = _people(request)
         request.users.set(users)
         request.groups.set(groups)
+        if request.claimed_by_id:  # a claim was among the approvers it replaces
+            request.claimed_by, request.claimed_at = None, None
+            request.save(update_fields=["claimed_by", "claimed_at"])
         tx.event(
             "approval_reassigned",
             step,

@@ -712,6 +712,8 @@ def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
     if item.my_decision and item.is_open:
         item.others, item.others_more = selectors.still_to_decide(item)
     selectors.annotate([item], request.user, values=values, errors=field_errors)
+    # The rules' own answer (approvals.selectors.capacity), not the inbox's quick reading.
+    item.on_behalf_of = on_behalf_of.get_username() if on_behalf_of else ""
     item.full_page = not request.htmx or request.POST.get("full") == "1"
     if item.full_page:
         item.discussion = list(item.comments.select_related("user").order_by("at", "id"))

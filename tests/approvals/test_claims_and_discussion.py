@@ -124,6 +124,16 @@ def test_reassign_through_the_api_is_for_operators_with_a_reason(
     assert event.actor == alice and event.details["reason"] == "managers are at the offsite"
 
 
+def test_reassigning_ends_a_claim(waiting, carol, approver, director, alice):
+    from approvals.services import reassign
+
+    _, request = waiting(user=carol)
+    claim(request=request, user=approver)
+    reassign(request=request, to_groups=["directors"], by=alice, reason="offsite")
+    request.refresh_from_db()
+    assert request.claimed_by is None and active_claim(request) is None
+
+
 def test_a_discussion_is_for_those_who_see_the_request(waiting, carol, approver, bob):
     _, request = waiting(user=carol)
     add_comment(request=request, user=approver, text="Is the discount agreed?")

@@ -88,6 +88,8 @@ def test_the_inbox_says_on_behalf_of_whom(client, waiting, carol, django_user_mo
     assert (decision.user, decision.on_behalf_of) == (dan, erin)
     page = client.get(f"/approvals/{request.pk}/").content.decode()
     assert "on behalf of <strong>erin</strong>" in page
+    decided = client.get("/approvals/?tab=decided").content.decode()
+    assert "on behalf of erin" in decided
 
 
 def test_claiming_from_the_page(client, waiting, carol, approver, approver2):
