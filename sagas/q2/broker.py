@@ -12,9 +12,17 @@ that made it. On top of that a `SagaBroker`
   transaction of the claim it leads to, instead of going back through
   django-q2's pusher, worker queue and monitor.
 
-Waking workers with PostgreSQL notifications belongs in this class's
-`enqueue` and `dequeue` too. Tasks are queued through django-q2's own
-`async_task` with this broker; nothing here builds its signed package.
+- wakes the pushers the moment work is queued (PostgreSQL): `enqueue` sends a
+  NOTIFY in the transaction that writes the row, so it is delivered at
+  commit and never before (README, "How it works": waking workers), and
+  `dequeue`, finding nothing due, waits on a LISTEN connection for up to the
+  poll interval (sagas/q2/wakeup.py) instead of sleeping. The poll stays: a
+  lost notification costs at most one poll, and SQLite only polls. Every
+  cluster on the database wakes; the ORM broker's conditional UPDATE decides
+  which one hands the row out, as before.
+
+Tasks are queued through django-q2's own `async_task` with this broker;
+nothing here builds its signed package.
 """
 
 import pickle
@@ -31,6 +39,8 @@ from django_q.signing import BadSignature, SignedPackage
 from django_q.tasks import async_task
 
 from sagas import pgcursor
+
+from . import wakeup
 
 
 class SagaBroker(ORM):
@@ -61,11 +71,60 @@ class SagaBroker(ORM):
         return variant
 
     def enqueue(self, task):
-        """Write the task's row in the current transaction, locked until it is due."""
+        """Write the task's row in the current transaction, locked until it is due.
+
+        On PostgreSQL a task due now also wakes the pushers: the INSERT and
+        the NOTIFY go as one prepared statement, in this transaction.
+        """
         now = timezone.now()
         lock = now + timedelta(seconds=self.delay) if self.delay else now
-        row = _rows().create(key=self.list_key or Conf.CLUSTER_NAME, payload=task, lock=lock)
-        return row.pk
+        key = self.list_key or Conf.CLUSTER_NAME
+        db = connections[Conf.ORM]
+        if self.delay or db.vendor != "postgresql":
+            # A delayed task is found by the poll when it is due: waking
+            # every pusher now would find nothing.
+            return _rows().create(key=key, payload=task, lock=lock).pk
+        table = db.ops.quote_name(OrmQ._meta.db_table)
+        with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:
+            cursor.execute(
+                f"WITH row AS (INSERT INTO {table} (key, payload, lock) VALUES (%s, %s, %s) "
+                "RETURNING id) SELECT id, pg_notify(%s, '') FROM row",
+                [key, task, lock, wakeup.channel(key)],
+                prepare=True,
+            )
+            return cursor.fetchone()[0]
+
+    def dequeue(self):
+        """Hand out due rows as the ORM broker does; with none, wait for a notification or the poll.
+
+        The pusher's loop (django_q/pusher.py) calls this again at once after
+        a wait. The LISTEN is in place before the query, so a row committed
+        after the query has its notification waiting, and the wait returns at
+        once: no wake-up falls between the query and the wait.
+        """
+        if connections[Conf.ORM].vendor != "postgresql":
+            return super().dequeue()  # SQLite: the poll alone, as django-q2 does it
+        listener = wakeup.listener(self.list_key)
+        listener.listen()
+        tasks = self._hand_out()
+        if tasks:
+            return tasks
+        listener.wait(Conf.POLL)
+        return None
+
+    def _hand_out(self):
+        # As ORM.dequeue (django_q/brokers/orm.py), without its sleep.
+        rows = self.get_connection().filter(key=self.list_key, lock__lt=timezone.now())
+        handed = []
+        for row in rows[: Conf.BULK]:
+            if (
+                self.get_connection()
+                .filter(id=row.id, lock=row.lock)
+                .update(lock=self.timeout(row))
+            ):
+                handed.append((row.pk, row.payload))
+            # else another cluster handed it out first
+        return handed
 
     def take(self, func, *, scan=32):
         """The oldest due queued call of `func`, locked in the current transaction: (row id, args).
@@ -136,6 +195,8 @@ class _Batch(SagaBroker):
         now = timezone.now()
         key = self.list_key or Conf.CLUSTER_NAME
         _rows().bulk_create([OrmQ(key=key, payload=package, lock=now) for package in self.packages])
+        if self.packages:
+            wakeup.notify(key)
 
 
 def _rows():
