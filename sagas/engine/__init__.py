@@ -70,6 +70,7 @@ from .worker import (
     run_step,
     stop_requested,
     take_queued,
+    warm_up,
 )
 
 __all__ = [
@@ -125,5 +126,6 @@ __all__ = [
     "step_spec",
     "stop_requested",
     "take_queued",
+    "warm_up",
     "transition_saved",
 ]
