@@ -25,11 +25,13 @@ Tasks are queued through django-q2's own `async_task` with this broker;
 nothing here builds its signed package.
 """
 
+import logging
 import pickle
+import time
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.brokers.orm import ORM
@@ -41,6 +43,8 @@ from django_q.tasks import async_task
 from sagas import pgcursor
 
 from . import wakeup
+
+log = logging.getLogger("sagas.q2")
 
 
 class SagaBroker(ORM):
@@ -106,25 +110,42 @@ class SagaBroker(ORM):
             return super().dequeue()  # SQLite: the poll alone, as django-q2 does it
         listener = wakeup.listener(self.list_key)
         listener.listen()
-        tasks = self._hand_out()
+        try:
+            tasks = self._hand_out()
+        except (OperationalError, InterfaceError):
+            # The database went away: poll until it is back rather than fail
+            # the pusher (django-q2 would restart it only after 10 s).
+            log.warning("cannot read the queue; trying again in %ss", Conf.POLL, exc_info=True)
+            time.sleep(Conf.POLL)
+            return None
         if tasks:
             return tasks
         listener.wait(Conf.POLL)
         return None
 
     def _hand_out(self):
-        # As ORM.dequeue (django_q/brokers/orm.py), without its sleep.
-        rows = self.get_connection().filter(key=self.list_key, lock__lt=timezone.now())
-        handed = []
-        for row in rows[: Conf.BULK]:
-            if (
-                self.get_connection()
-                .filter(id=row.id, lock=row.lock)
-                .update(lock=self.timeout(row))
-            ):
-                handed.append((row.pk, row.payload))
-            # else another cluster handed it out first
-        return handed
+        """As ORM.dequeue (django_q/brokers/orm.py) does with a SELECT and an UPDATE per row, in one.
+
+        Lock the due rows for the redelivery lease and return them: (id, payload).
+        SKIP LOCKED passes over rows another cluster is handing out, or a
+        worker has taken (`take`), where the ORM broker's conditional UPDATE
+        waited for them. A prepared statement on the pusher's own connection,
+        whose health Django checks as it would for the ORM broker (its
+        close_old_connections; a failed statement marks it for a check).
+        """
+        close_old_connections()
+        db = connections[Conf.ORM]
+        table = db.ops.quote_name(OrmQ._meta.db_table)
+        now = timezone.now()
+        with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET lock = %s WHERE id IN (SELECT id FROM {table} "
+                "WHERE key = %s AND lock < %s LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "RETURNING id, payload",
+                [now + timedelta(seconds=Conf.RETRY), self.list_key, now, Conf.BULK],
+                prepare=True,
+            )
+            return cursor.fetchall()
 
     def take(self, func, *, scan=32):
         """The oldest due queued call of `func`, locked in the current transaction: (row id, args).

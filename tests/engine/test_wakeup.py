@@ -3,12 +3,15 @@ notification would have missed (sagas/q2/wakeup.py, SagaBroker.enqueue and deque
 
 import time
 import uuid
+from datetime import timedelta
 
 import psycopg
 import pytest
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django_q.conf import Conf
+from django_q.models import OrmQ
 
 from sagas import engine, q2
 from sagas.engine import specs
@@ -97,6 +100,31 @@ def test_a_listener_wakes_on_commit_and_reopens_a_connection_that_was_killed():
         listener.close()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_dequeue_hands_out_each_due_row_once_and_passes_over_rows_being_taken(monkeypatch):
+    monkeypatch.setattr(Conf, "BULK", 10)
+    monkeypatch.setattr(Conf, "POLL", 0.2)
+    q2.enqueue(TICK_TASK, "a")
+    q2.enqueue(TICK_TASK, "b")
+    q2.enqueue(KEEP_ALIVE_TASK, delay=30)
+    a, b, delayed = OrmQ.objects.order_by("id").values_list("pk", flat=True)
+    worker = psycopg.connect(database_url().replace("postgres://", "postgresql://"))
+    try:
+        # Another connection holds row a, as a worker's take() does until its claim commits.
+        worker.execute("SELECT id FROM django_q_ormq WHERE id = %s FOR UPDATE", [a])
+        assert [pk for pk, _ in broker().dequeue()] == [b]
+        assert OrmQ.objects.get(pk=b).lock > timezone.now() + timedelta(seconds=Conf.RETRY - 5)
+        worker.rollback()
+        ((pk, payload),) = broker().dequeue()
+        assert pk == a and OrmQ.objects.get(pk=a).task["args"] == ("a",)
+        started = time.monotonic()
+        assert broker().dequeue() is None  # b is handed out, the delayed row not due: the poll
+        assert time.monotonic() - started >= 0.19
+    finally:
+        worker.close()
+        wakeup.listener(broker().list_key).close()  # dequeue opened this process's LISTEN
+
+
 @pytest.mark.django_db
 def test_on_sqlite_the_broker_only_polls(monkeypatch):
     """Another vendor than PostgreSQL: no NOTIFY written, no LISTEN opened, dequeue sleeps the poll."""
@@ -130,11 +158,13 @@ def test_warm_up_prepares_the_hot_statements_and_caches_the_documents(publish):
 # --- a real qcluster with a long poll ------------------------------------------------
 
 
-def listener_pids():
+def listener_pids(since):
+    """The LISTEN connections opened since `since` (not those of a cluster of an earlier test)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
-            [f'LISTEN "{CHANNEL}"'],
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = %s "
+            "AND backend_start >= %s",
+            [f'LISTEN "{CHANNEL}"', since],
         )
         return [row[0] for row in cursor.fetchall()]
 
@@ -155,8 +185,9 @@ def run_one(seconds):
 @pytest.mark.slow
 def test_a_started_saga_completes_long_before_the_poll(publish, qcluster):
     publish(NOOPS)
+    since = timezone.now()
     qcluster(extra_env={"Q_POLL": "5"})
-    wait_for(listener_pids, timeout=60, message="the pusher to LISTEN")
+    wait_for(lambda: listener_pids(since), timeout=60, message="the pusher to LISTEN")
     run_one(10)  # the first may meet a worker still starting
     took = [run_one(4) for _ in range(5)]
     assert max(took) < 1.0, took  # the poll alone would take 2.5 s on average
@@ -165,8 +196,9 @@ def test_a_started_saga_completes_long_before_the_poll(publish, qcluster):
 @pytest.mark.slow
 def test_a_lost_notification_only_delays_the_saga_to_the_next_poll(publish, qcluster, monkeypatch):
     publish(NOOPS)
+    since = timezone.now()
     qcluster(extra_env={"Q_POLL": "2"})
-    wait_for(listener_pids, timeout=60, message="the pusher to LISTEN")
+    wait_for(lambda: listener_pids(since), timeout=60, message="the pusher to LISTEN")
     run_one(10)
 
     # Suppressed: this process notifies a channel nobody listens on.
@@ -177,10 +209,12 @@ def test_a_lost_notification_only_delays_the_saga_to_the_next_poll(publish, qclu
     assert run_one(4) < 1.0  # notified again: at once
 
     # The listening connection killed: the pusher polls, then listens again.
-    (killed,) = listener_pids()
+    (killed,) = listener_pids(since)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(%s)", [killed])
     run_one(2 + 3)
-    (again,) = wait_for(listener_pids, timeout=10, message="the pusher to LISTEN again")
+    (again,) = wait_for(
+        lambda: listener_pids(since), timeout=10, message="the pusher to LISTEN again"
+    )
     assert again != killed
     assert max(run_one(4) for _ in range(3)) < 1.0
