@@ -99,19 +99,22 @@ class SagaBroker(ORM):
             return cursor.fetchone()[0]
 
     def dequeue(self):
-        """Hand out due rows as the ORM broker does; with none, wait for a notification or the poll.
+        """Hand out due rows as the ORM broker does; with none, wait for a notification.
 
-        The pusher's loop (django_q/pusher.py) calls this again at once after
-        a wait. The LISTEN is in place before the query, so a row committed
-        after the query has its notification waiting, and the wait returns at
-        once: no wake-up falls between the query and the wait.
+        The wait ends at the first of: a notification, the next delayed row
+        coming due (a sweeper tick, a retry), or the poll interval — the
+        fallback for a notification lost. The pusher's loop
+        (django_q/pusher.py) calls this again at once. The LISTEN is in place
+        before the query, so a row committed after the query has its
+        notification waiting, and the wait returns at once: no wake-up falls
+        between the query and the wait.
         """
         if connections[Conf.ORM].vendor != "postgresql":
             return super().dequeue()  # SQLite: the poll alone, as django-q2 does it
         listener = wakeup.listener(self.list_key)
         listener.listen()
         try:
-            tasks = self._hand_out()
+            tasks, next_lock = self._hand_out()
         except (OperationalError, InterfaceError):
             # The database went away: poll until it is back rather than fail
             # the pusher (django-q2 would restart it only after 10 s).
@@ -120,18 +123,25 @@ class SagaBroker(ORM):
             return None
         if tasks:
             return tasks
-        listener.wait(Conf.POLL)
+        wait = Conf.POLL
+        if next_lock is not None:
+            # Just past it: a row is handed out once its lock lies in the past.
+            due_in = (next_lock - timezone.now()).total_seconds() + 0.001
+            wait = min(wait, max(due_in, 0.001))
+        listener.wait(wait)
         return None
 
     def _hand_out(self):
         """As ORM.dequeue (django_q/brokers/orm.py) does with a SELECT and an UPDATE per row, in one.
 
-        Lock the due rows for the redelivery lease and return them: (id, payload).
-        SKIP LOCKED passes over rows another cluster is handing out, or a
-        worker has taken (`take`), where the ORM broker's conditional UPDATE
-        waited for them. A prepared statement on the pusher's own connection,
-        whose health Django checks as it would for the ORM broker (its
-        close_old_connections; a failed statement marks it for a check).
+        Lock the due rows for the redelivery lease and return them, (id,
+        payload) each, and when there were none, the earliest lock still in
+        the future: when the next delayed row comes due. SKIP LOCKED passes
+        over rows another cluster is handing out, or a worker has taken
+        (`take`), where the ORM broker's conditional UPDATE waited for them.
+        Prepared statements on the pusher's own connection, whose health
+        Django checks as it would for the ORM broker (its close_old_connections;
+        a failed statement marks it for a check).
         """
         close_old_connections()
         db = connections[Conf.ORM]
@@ -145,7 +155,17 @@ class SagaBroker(ORM):
                 [now + timedelta(seconds=Conf.RETRY), self.list_key, now, Conf.BULK],
                 prepare=True,
             )
-            return cursor.fetchall()
+            rows = cursor.fetchall()
+            if rows:
+                return rows, None
+            # Nothing due: the table holds delayed rows, rows handed out and
+            # not yet acknowledged, and rows a worker is taking; few, when idle.
+            cursor.execute(
+                f"SELECT min(lock) FROM {table} WHERE key = %s AND lock > %s",
+                [self.list_key, now],
+                prepare=True,
+            )
+            return [], cursor.fetchone()[0]
 
     def take(self, func, *, scan=32):
         """The oldest due queued call of `func`, locked in the current transaction: (row id, args).

@@ -56,7 +56,7 @@ def test_queued_work_notifies_at_commit_never_before_nor_for_a_rollback():
         q2.enqueue_many(TICK_TASK, [("c",), ("d",)])
         assert received(listener, 2) == [CHANNEL]  # one per transaction
         q2.enqueue(KEEP_ALIVE_TASK, delay=30)
-        assert received(listener, 0.3) == []  # a delayed task is the poll's
+        assert received(listener, 0.3) == []  # a delayed task: the pusher wakes when it is due
     finally:
         listener.close()
 
@@ -123,6 +123,21 @@ def test_dequeue_hands_out_each_due_row_once_and_passes_over_rows_being_taken(mo
     finally:
         worker.close()
         wakeup.listener(broker().list_key).close()  # dequeue opened this process's LISTEN
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_pusher_wakes_when_the_next_delayed_row_comes_due(monkeypatch):
+    """A sweeper tick (a delayed row) is handed out when due, however long the poll."""
+    monkeypatch.setattr(Conf, "POLL", 5)
+    try:
+        q2.enqueue(KEEP_ALIVE_TASK, delay=0.4)
+        started = time.monotonic()
+        assert broker().dequeue() is None
+        assert 0.35 < time.monotonic() - started < 2
+        ((pk, payload),) = broker().dequeue()
+        assert OrmQ.objects.get(pk=pk).task["func"] == KEEP_ALIVE_TASK
+    finally:
+        wakeup.listener(broker().list_key).close()
 
 
 @pytest.mark.django_db
