@@ -52,23 +52,39 @@ def cpu_seconds(pids):
     return used
 
 
-def idle_cpu(pgid, seconds):
-    """CPU seconds per minute an idle cluster uses: its processes, and its database backends."""
-    cluster, backends = group_pids(pgid), backend_pids()
-    before = cpu_seconds(cluster), cpu_seconds(backends)
-    time.sleep(seconds)
-    after = cpu_seconds(cluster), cpu_seconds(backends)
+def idle_cpu(pgid, seconds, *, every=0.5):
+    """CPU seconds per minute an idle cluster uses: its processes, and its database backends.
 
-    def per_minute(b, a):
-        # Only processes alive at both readings: one that came or went is not idle cost.
-        return round(sum(a[pid] - b[pid] for pid in a.keys() & b.keys()) * 60 / seconds, 2)
+    Sampled every `every` seconds, because Django replaces a connection older
+    than CONN_MAX_AGE: a backend that starts during the window counts from
+    zero (its start is part of the cost), one that ends counts to its last
+    sample.
+    """
+    first, last = {}, {}
+    started = time.monotonic()
+    sample = 0
+    while True:
+        for name, pids in (("cluster", group_pids(pgid)), ("backends", backend_pids())):
+            for pid, used in cpu_seconds(pids).items():
+                key = (name, pid)
+                first.setdefault(key, used if sample == 0 else 0.0)
+                last[key] = used
+        sample += 1
+        if time.monotonic() - started >= seconds:
+            break
+        time.sleep(every)
+    elapsed = time.monotonic() - started
+
+    def per_minute(name):
+        spent = sum(last[key] - first[key] for key in last if key[0] == name)
+        return round(spent * 60 / elapsed, 2)
 
     return {
-        "seconds_measured": seconds,
-        "processes": len(cluster),
-        "backends": len(backends),
-        "cluster_cpu_s_per_min": per_minute(before[0], after[0]),
-        "backends_cpu_s_per_min": per_minute(before[1], after[1]),
+        "seconds_measured": round(elapsed, 1),
+        "processes": sum(1 for key in last if key[0] == "cluster"),
+        "backends": sum(1 for key in last if key[0] == "backends"),
+        "cluster_cpu_s_per_min": per_minute("cluster"),
+        "backends_cpu_s_per_min": per_minute("backends"),
     }
 
 
