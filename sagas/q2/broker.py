@@ -14,12 +14,13 @@ that made it. On top of that a `SagaBroker`
 
 - wakes the pushers the moment work is queued (PostgreSQL): `enqueue` sends a
   NOTIFY in the transaction that writes the row, so it is delivered at
-  commit and never before (README, "How it works": waking workers), and
-  `dequeue`, finding nothing due, waits on a LISTEN connection for up to the
-  poll interval (sagas/q2/wakeup.py) instead of sleeping. The poll stays: a
-  lost notification costs at most one poll, and SQLite only polls. Every
-  cluster on the database wakes; the ORM broker's conditional UPDATE decides
-  which one hands the row out, as before.
+  commit and never before (README, "How it works": queued work wakes a
+  worker), and `dequeue`, finding nothing due, waits on a LISTEN connection
+  (sagas/q2/wakeup.py) until a notification, the next delayed row's due time
+  or the poll interval, instead of sleeping the poll. The poll stays: a lost
+  notification costs at most one poll, and SQLite only polls. Every cluster
+  on the database wakes; FOR UPDATE SKIP LOCKED decides which one hands a
+  row out.
 
 Tasks are queued through django-q2's own `async_task` with this broker;
 nothing here builds its signed package.
@@ -85,8 +86,8 @@ class SagaBroker(ORM):
         key = self.list_key or Conf.CLUSTER_NAME
         db = connections[Conf.ORM]
         if self.delay or db.vendor != "postgresql":
-            # A delayed task is found by the poll when it is due: waking
-            # every pusher now would find nothing.
+            # A delayed task: waking every pusher now would find nothing;
+            # an idle pusher wakes when it comes due (dequeue).
             return _rows().create(key=key, payload=task, lock=lock).pk
         table = db.ops.quote_name(OrmQ._meta.db_table)
         with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:
