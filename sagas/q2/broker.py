@@ -78,16 +78,19 @@ class SagaBroker(ORM):
     def enqueue(self, task):
         """Write the task's row in the current transaction, locked until it is due.
 
-        On PostgreSQL a task due now also wakes the pushers: the INSERT and
-        the NOTIFY go as one prepared statement, in this transaction.
+        On PostgreSQL a task due now (or before the poll would find it)
+        also wakes the pushers: the INSERT and the NOTIFY go as one prepared
+        statement, in this transaction.
         """
         now = timezone.now()
         lock = now + timedelta(seconds=self.delay) if self.delay else now
         key = self.list_key or Conf.CLUSTER_NAME
         db = connections[Conf.ORM]
-        if self.delay or db.vendor != "postgresql":
-            # A delayed task: waking every pusher now would find nothing;
-            # an idle pusher wakes when it comes due (dequeue).
+        if db.vendor != "postgresql" or self.delay >= Conf.POLL:
+            # A task due later than the poll: a waiting pusher will have
+            # asked again before then, and learnt when it is due (dequeue).
+            # One due sooner (the sweeper's next tick) wakes the pushers so
+            # that they wait for it rather than for the poll.
             return _rows().create(key=key, payload=task, lock=lock).pk
         table = db.ops.quote_name(OrmQ._meta.db_table)
         with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:

@@ -56,7 +56,9 @@ def test_queued_work_notifies_at_commit_never_before_nor_for_a_rollback():
         q2.enqueue_many(TICK_TASK, [("c",), ("d",)])
         assert received(listener, 2) == [CHANNEL]  # one per transaction
         q2.enqueue(KEEP_ALIVE_TASK, delay=30)
-        assert received(listener, 0.3) == []  # a delayed task: the pusher wakes when it is due
+        assert received(listener, 0.3) == []  # due after the poll: the pusher learns it then
+        q2.enqueue(TICK_TASK, "e", delay=Conf.POLL / 2)  # as the sweeper's next tick
+        assert received(listener, 2) == [CHANNEL]  # due before the poll: wake, wait for it
     finally:
         listener.close()
 
