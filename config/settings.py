@@ -361,8 +361,12 @@ Q_CLUSTER = {
     # Missed schedules are not replayed in a burst after downtime; the only
     # schedule keeps the sweeper alive and one run of it is enough.
     "catch_up": False,
-    # How often an idle worker asks the broker for work: pick-up latency.
-    "poll": envfloat("Q_POLL", 0.05),
+    # How long an idle pusher waits before asking the broker again. On
+    # PostgreSQL work queued wakes it at once (LISTEN/NOTIFY) and a delayed
+    # row wakes it when due (sagas/q2/broker.py, dequeue): the poll only
+    # bounds what a lost notification costs. SQLite has only the poll: it is
+    # the pick-up latency there.
+    "poll": envfloat("Q_POLL", 0.05 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 0.5),
     # Engine tasks are not saved (the step rows hold the outcome); failures of
     # other tasks keep a short history.
     "save_limit": 250,

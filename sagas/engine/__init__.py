@@ -81,6 +81,7 @@ from .worker import (
     run_step,
     stop_requested,
     take_queued,
+    warm_up,
 )
 
 __all__ = [
@@ -149,5 +150,6 @@ __all__ = [
     "step_spec",
     "stop_requested",
     "take_queued",
+    "warm_up",
     "transition_saved",
 ]
