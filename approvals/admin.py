@@ -11,7 +11,7 @@ from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.utils.html import format_html, format_html_join
 
-from .models import ApprovalRequest, Decision
+from .models import ApprovalRequest, Away, Decision
 from .references import workflows_naming
 
 
@@ -30,7 +30,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class DecisionInline(admin.TabularInline):
     model = Decision
-    fields = ["user", "decision", "comment", "at"]
+    fields = ["user", "on_behalf_of", "decision", "comment", "data", "at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -55,6 +55,29 @@ class DecisionAdmin(ReadOnlyAdmin):
     list_filter = ["decision"]
     search_fields = ["user__username", "request__title", "comment"]
     raw_id_fields = ["request", "user"]
+
+
+@admin.register(Away)
+class AwayAdmin(admin.ModelAdmin):
+    """Admins mark a user away for them (a user does it on /me/away/ or the API)."""
+
+    list_display = ["user", "starts_at", "ends_at", "delegate", "note", "updated_by"]
+    search_fields = ["user__username", "delegate__username"]
+    raw_id_fields = ["user", "delegate"]
+    fields = ["user", "starts_at", "ends_at", "delegate", "note"]
+
+    def save_model(self, request, obj, form, change):
+        # The rules (no self-delegation, a start before the end) are the service's.
+        from .away import set_away
+
+        set_away(
+            user=obj.user,
+            by=request.user,
+            starts_at=obj.starts_at,
+            ends_at=obj.ends_at,
+            delegate=obj.delegate,
+            note=obj.note,
+        )
 
 
 # --- users and groups that approval steps name ------------------------------------------

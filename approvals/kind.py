@@ -6,6 +6,7 @@ from sagas import kinds
 from sagas.definitions import check_duration
 
 from . import services
+from .formschema import check_form
 
 POLICY_RE = re.compile(r"^(any|all|quorum:([1-9]\d{0,2}))$")
 PEOPLE_KEYS = ("users", "groups")
@@ -45,10 +46,19 @@ class ApprovalKind(kinds.StepKind):
     name = "approval"
     automatic = False
     keys = frozenset(
-        {"approvers", "policy", "due", "on_timeout", "escalate_to", "remind_before", "title"}
+        {
+            "approvers",
+            "policy",
+            "due",
+            "on_timeout",
+            "escalate_to",
+            "remind_before",
+            "title",
+            "form",
+        }
     )
     description = "Waits for approvers to decide (any, all or quorum:N); a rejection compensates."
-    key_order = ("approvers", "policy", "due", "remind_before", "on_timeout", "escalate_to")
+    key_order = ("approvers", "policy", "due", "remind_before", "on_timeout", "escalate_to", "form")
     nested_key_order = {key: ("groups", "users") for key in NAMING_KEYS}
 
     def validate(self, step, path, errors, context):
@@ -84,6 +94,8 @@ class ApprovalKind(kinds.StepKind):
             errors.add(f"{path}.timeout", "an approval has no timeout: use due and on_timeout")
         if "title" in step and (not isinstance(step["title"], str) or not step["title"].strip()):
             errors.add(f"{path}.title", "must be non-empty text")
+        if "form" in step:
+            check_form(step["form"], f"{path}.form", errors)
 
     # The engine calls these inside the transition's transaction; the rules are
     # the services' (approvals/services.py), which never import this module.

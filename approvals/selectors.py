@@ -4,11 +4,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import BooleanField, F, Q
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from sagas.access import is_operator  # one definition of the role, for every app
 from sagas.engine import NotFound
 from sagas.models import Saga, SagaEvent
 
+from . import away
 from .models import ApprovalRequest, Decision
 
 # Operator acts that bar the actor from approving in the same saga (four-eyes):
@@ -59,16 +61,8 @@ def is_named_approver(request, user):
     )
 
 
-def refusal(request, user):
-    """Why `user` may not decide `request` (a sentence), or None when they may.
-
-    The state of the request (open, closed, already decided) is not judged
-    here: that answer is a conflict, not a refusal.
-    """
-    if not _signed_in(user):
-        return "sign in to decide approvals"
-    if not is_named_approver(request, user):
-        return "you are not an approver of this request"
+def four_eyes_refusal(request, user):
+    """Why four-eyes bars `user` from deciding in this saga (a sentence), or None."""
     if request.saga.started_by_id == user.pk:
         return "four-eyes: you started this saga, so someone else must decide its approvals"
     # A parent saga and its children are one transaction: an act in any bars in all.
@@ -91,19 +85,69 @@ def _family(request):
     return {request.saga_id}
 
 
+def refusal(request, user):
+    """Why `user` may not decide `request` on their own account (a sentence), or None.
+
+    The state of the request (open, closed, already decided) is not judged
+    here: that answer is a conflict, not a refusal.
+    """
+    if not _signed_in(user):
+        return "sign in to decide approvals"
+    if not is_named_approver(request, user):
+        return "you are not an approver of this request"
+    return four_eyes_refusal(request, user)
+
+
+def decided_by_or_for(request, user_id):
+    """The decision `user_id` made, or that a delegate made for them, on `request`."""
+    return request.decisions.filter(Q(user_id=user_id) | Q(on_behalf_of_id=user_id)).first()
+
+
+def capacity(request, user):
+    """(on_behalf_of, refusal): how `user` may decide `request`.
+
+    On their own account when they may (on_behalf_of is None); else as the
+    delegate of an away approver the request names directly who has not
+    decided — one hop. Four-eyes bars the delegate as anyone, and also bars
+    acting for someone four-eyes bars (standing in for the initiator is the
+    initiator's hand).
+    """
+    own = refusal(request, user)
+    if own is None or not _signed_in(user):
+        return None, own
+    principals = list(
+        request.users.filter(pk__in=away.principals_of(user), is_active=True).order_by("pk")
+    )
+    principals = [p for p in principals if decided_by_or_for(request, p.pk) is None]
+    if not principals:
+        return None, own
+    barred = four_eyes_refusal(request, user)
+    if barred:
+        return None, barred
+    for principal in principals:
+        if four_eyes_refusal(request, principal) is None:
+            return principal, None
+    names = ", ".join(p.get_username() for p in principals)
+    return None, (
+        f"four-eyes: {names}, for whom you stand in, started or acted in this saga, "
+        "so someone else must decide its approvals"
+    )
+
+
 def is_eligible(request, user):
-    """May `user` decide `request` (named or in a group, and not barred by four-eyes)?"""
-    return refusal(request, user) is None
+    """May `user` decide `request` now (named, in a group or a delegate; not barred by four-eyes)?"""
+    return capacity(request, user)[1] is None
 
 
 # --- who sees which requests: one rule, a query ------------------------------------
 
 
 def _approver_of(user):
-    """Requests naming `user`, or one of their groups, or decided by them."""
+    """Requests naming `user`, one of their groups, or someone they stand in for; or decided by them."""
     return (
         Q(users=user)
         | Q(groups__in=user.groups.values("pk"))
+        | Q(users__in=away.principals_of(user))
         | Q(pk__in=Decision.objects.filter(user=user).values("request_id"))
     )
 
@@ -148,6 +192,22 @@ def sagas_of_my_approvals(user):
 REQUESTS = ApprovalRequest._meta.db_table
 USERS = ApprovalRequest.users.through._meta.db_table
 GROUPS = ApprovalRequest.groups.through._meta.db_table
+DECISIONS = Decision._meta.db_table
+SAGAS = Saga._meta.db_table
+AWAY = away.Away._meta.db_table
+# Requests naming, directly, someone away now who named %s their delegate, and
+# who has not decided (nor had it decided for them) and did not start the saga.
+# Four-eyes of the delegate is the query's own exclusions; `capacity` judges again.
+DELEGATED = (
+    f"SELECT 1 FROM {USERS} du JOIN {AWAY} a ON a.user_id = du.user_id"
+    f" WHERE du.approvalrequest_id = {REQUESTS}.id AND a.delegate_id = %s"
+    # The clock is the application's (timezone.now), as for every other rule here.
+    " AND a.starts_at <= %s AND (a.ends_at IS NULL OR a.ends_at > %s)"
+    f" AND NOT EXISTS (SELECT 1 FROM {DECISIONS} d WHERE d.request_id = {REQUESTS}.id"
+    " AND (d.user_id = du.user_id OR d.on_behalf_of_id = du.user_id))"
+    f" AND NOT EXISTS (SELECT 1 FROM {SAGAS} s WHERE s.id = {REQUESTS}.saga_id"
+    " AND s.started_by_id = du.user_id)"
+)
 
 
 def approvals_for(user):
@@ -161,8 +221,14 @@ def approvals_for(user):
     sql = f"SELECT 1 FROM {USERS} u WHERE u.approvalrequest_id = {REQUESTS}.id AND u.user_id = %s"
     params = [user.pk]
     group_ids = list(user.groups.values_list("pk", flat=True))
-    named_anywhere = ApprovalRequest.users.through.objects.filter(user=user).exists() or (
-        group_ids and ApprovalRequest.groups.through.objects.filter(group__in=group_ids).exists()
+    standing_in = away.principals_of(user).exists()
+    named_anywhere = (
+        standing_in
+        or ApprovalRequest.users.through.objects.filter(user=user).exists()
+        or (
+            group_ids
+            and ApprovalRequest.groups.through.objects.filter(group__in=group_ids).exists()
+        )
     )
     if not named_anywhere:  # most users are no approver at all: no walk over the requests
         return ApprovalRequest.objects.none()
@@ -173,12 +239,17 @@ def approvals_for(user):
             f" AND g.group_id IN ({marks})"
         )
         params += group_ids
+    if standing_in:
+        sql += f" UNION ALL {DELEGATED}"
+        now = timezone.now()
+        params += [user.pk, now, now]
     eligible = RawSQL(f"EXISTS ({sql})", params, output_field=BooleanField())
     return (
         ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING)
         .filter(eligible)
         .exclude(saga_id__in=Saga.objects.filter(started_by=user).values("pk"))
         .exclude(pk__in=Decision.objects.filter(user=user).values("request_id"))
+        .exclude(pk__in=Decision.objects.filter(on_behalf_of=user).values("request_id"))
         .exclude(saga_id__in=operator_acts(user))
         .select_related("saga", "step")
         .order_by(F("due_at").asc(nulls_last=True), "created_at", "id")
@@ -191,7 +262,7 @@ def decisions_by(user):
         return Decision.objects.none()
     return (
         Decision.objects.filter(user=user)
-        .select_related("request", "request__saga")
+        .select_related("request", "request__saga", "on_behalf_of")
         .order_by("-at", "-id")
     )
 
@@ -220,14 +291,24 @@ def barred_users(request):
 
 
 def undecided_approvers(request):
-    """Who should hear about `request`: eligible, not barred, not yet decided (ids)."""
-    decided = set(request.decisions.values_list("user_id", flat=True))
+    """Who should hear about `request`: eligible, not barred, not yet decided (ids);
+    and the delegates of the away approvers it names directly, on the same terms."""
+    decided = set()
+    for user_id, for_id in request.decisions.values_list("user_id", "on_behalf_of_id"):
+        decided.update({user_id, for_id} - {None})
     barred = barred_users(request)
-    return [
+    ids = [
         pk
         for pk in eligible_users(request).order_by("pk").values_list("pk", flat=True)
         if pk not in decided and pk not in barred
     ]
+    named = request.users.filter(is_active=True).values_list("pk", flat=True)
+    for principal, delegate in sorted(away.delegates_of(named).items()):
+        if principal in decided or principal in barred:
+            continue
+        if delegate not in ids and delegate not in decided and delegate not in barred:
+            ids.append(delegate)
+    return ids
 
 
 def groups_named(names):

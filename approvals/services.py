@@ -18,11 +18,16 @@ from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
 from sagas.models import SagaEvent
 from sagas.states import SagaState, StepStatus
 
+from .claims import active_claim
+from .formschema import clean_data
 from .models import ApprovalRequest, Decision
+from .policies import outcome_of, policy_outcome  # noqa: F401  (part of this interface)
 from .selectors import (  # noqa: F401  (the reads are part of this module's interface)
     approvals_for,
     barred_users,
     can_view,
+    capacity,
+    decided_by_or_for,
     decisions_by,
     eligible_users,
     get_visible_request,
@@ -42,51 +47,6 @@ MAX_COMMENT = 5000
 MAX_REASON = 2000
 
 Status = ApprovalRequest.Status
-
-
-# --- policies ------------------------------------------------------------------
-
-
-def policy_outcome(policy, *, approved_by, rejected_by, named_users=(), group_members=None):
-    """ "approved", "rejected" or None (undecided) for a request's decisions so far.
-
-    Any rejection rejects. `any`: one approval decides; `quorum:N`: N distinct
-    approvers; `all`: every named user, and at least one member of each named
-    group (`group_members` maps each group to its members' ids, read now).
-    """
-    if rejected_by:
-        return Status.REJECTED
-    approved_by = set(approved_by)
-    if policy == "any":
-        return Status.APPROVED if approved_by else None
-    if policy.startswith("quorum:"):
-        return Status.APPROVED if len(approved_by) >= int(policy.split(":", 1)[1]) else None
-    if policy == "all":
-        groups = group_members or {}
-        if not named_users and not groups:
-            return None
-        if set(named_users) <= approved_by and all(approved_by & set(m) for m in groups.values()):
-            return Status.APPROVED
-        return None
-    raise ValueError(f"unknown policy {policy!r}")
-
-
-def outcome_of(request):
-    decisions = list(request.decisions.values_list("user_id", "decision"))
-    group_members = None
-    if request.policy == "all":
-        User = get_user_model()
-        group_members = {
-            group.pk: set(User.objects.filter(groups=group).values_list("pk", flat=True))
-            for group in request.groups.all()
-        }
-    return policy_outcome(
-        request.policy,
-        approved_by={u for u, d in decisions if d == Decision.Choice.APPROVE},
-        rejected_by={u for u, d in decisions if d == Decision.Choice.REJECT},
-        named_users=set(request.users.values_list("pk", flat=True)),
-        group_members=group_members,
-    )
 
 
 # --- deciding ------------------------------------------------------------------
@@ -155,8 +115,13 @@ def _clean_comment(comment, *, required):
     return comment
 
 
-def decide(*, request, user, decision, comment=""):
+def decide(*, request, user, decision, comment="", data=None):
     """Record `user`'s approve or reject; when the policy is met the saga moves on or compensates.
+
+    An approval of a step with a `form:` carries its `data`, checked against
+    the form (errors by field, nothing recorded); a rejection needs a comment,
+    not the form. A delegate of an away approver decides on their behalf
+    (selectors.capacity); the decision records both.
 
     Refusals (Forbidden) and conflicts change nothing. Concurrent decisions
     on one request are serialized by the saga lock; the unique constraint on
@@ -179,10 +144,11 @@ def decide(*, request, user, decision, comment=""):
         request = ApprovalRequest.objects.get(pk=request_id)
         request.saga = tx.saga
         step = tx.step(pk=request.step_id)
-        earlier = request.decisions.filter(user=user).first()
+        earlier = decided_by_or_for(request, user.pk)
         if earlier is not None:
+            who = "you" if earlier.user_id == user.pk else f"{earlier.user} (for you)"
             raise _conflict(
-                f"you already decided this request: {earlier.decision} at "
+                f"{who} already decided this request: {earlier.decision} at "
                 f"{earlier.at:%Y-%m-%d %H:%M:%S} UTC",
                 "already_decided",
             )
@@ -191,19 +157,31 @@ def decide(*, request, user, decision, comment=""):
         request.saga = tx.saga
         # Eligibility after the deadline fired (an escalation makes new approvers);
         # a Forbidden still undoes everything, what was fired included.
-        reason = refusal(request, user)
+        on_behalf_of, reason = capacity(request, user)
         if reason:
             raise Forbidden(reason)
         if late is not None:
             raise late
         _check_open(tx, request, step)
+        form = engine.step_spec(tx.saga, step).get("form")
+        if decision == Decision.Choice.APPROVE and form:
+            data = clean_data(form, data)
+        else:
+            data = None  # a rejection says why in its comment; a form is for approving
         try:
             with transaction.atomic():
                 recorded = Decision.objects.create(
-                    request=request, user=user, decision=decision, comment=comment, at=tx.now
+                    request=request,
+                    user=user,
+                    on_behalf_of=on_behalf_of,
+                    decision=decision,
+                    comment=comment,
+                    data=data,
+                    at=tx.now,
                 )
         except IntegrityError:
             raise _conflict("you already decided this request", "already_decided") from None
+        extra = {"on_behalf_of": on_behalf_of.get_username()} if on_behalf_of else {}
         tx.event(
             "approval_decided",
             step,
@@ -211,26 +189,26 @@ def decide(*, request, user, decision, comment=""):
             decision=decision,
             comment=comment,
             policy=request.policy,
+            **({"data": data} if data is not None else {}),
+            **extra,
         )
         outcome = outcome_of(request)
         if outcome == Status.APPROVED:
             _close(request, Status.APPROVED, tx.now)
-            approvers = list(
-                request.decisions.filter(decision=Decision.Choice.APPROVE)
-                .order_by("at", "id")
-                .values_list("user__username", flat=True)
-            )
+            result = step_result(request, recorded)
             engine.complete_waiting_step(
                 tx,
                 step,
-                {"decision": "approved", "request": request.pk, "approved_by": approvers},
+                result,
                 kind="approval_approved",
                 request=request.pk,
-                approved_by=approvers,
+                approved_by=result["approved_by"],
             )
         elif outcome == Status.REJECTED:
             _close(request, Status.REJECTED, tx.now)
             who = user.get_username()
+            if on_behalf_of:
+                who += f" on behalf of {on_behalf_of.get_username()}"
             engine.fail_waiting_step(
                 tx,
                 step,
@@ -245,6 +223,34 @@ def decide(*, request, user, decision, comment=""):
                 kind="approval_rejected",
             )
     return recorded
+
+
+def step_result(request, approving):
+    """The approved step's result: later steps read `steps.<name>.result.data.<field>`.
+
+    `data` is that of the decision that met the policy; `decisions` are all of them.
+    """
+    decisions = list(request.decisions.select_related("user", "on_behalf_of").order_by("at", "id"))
+    listed = []
+    for d in decisions:
+        entry = {
+            "user": d.user.get_username(),
+            "decision": "approved" if d.decision == Decision.Choice.APPROVE else "rejected",
+            "data": d.data,
+            "comment": d.comment,
+        }
+        if d.on_behalf_of_id:
+            entry["on_behalf_of"] = d.on_behalf_of.get_username()
+        listed.append(entry)
+    return {
+        "decision": "approved",
+        "request": request.pk,
+        "data": approving.data or {},
+        "approved_by": [
+            d.user.get_username() for d in decisions if d.decision == Decision.Choice.APPROVE
+        ],
+        "decisions": listed,
+    }
 
 
 def _close(request, status, now):
@@ -313,6 +319,9 @@ def reassign(*, request, to_users=(), to_groups=(), by, reason):
         before = _people(request)
         request.users.set(users)
         request.groups.set(groups)
+        if request.claimed_by_id:  # a claim was among the approvers it replaces
+            request.claimed_by, request.claimed_at = None, None
+            request.save(update_fields=["claimed_by", "claimed_at"])
         tx.event(
             "approval_reassigned",
             step,
@@ -418,6 +427,7 @@ def open_request(tx, step, spec):
     due_at, remind_at = due_dates(tx.now, spec)
     request = ApprovalRequest.objects.create(
         saga=tx.saga,
+        workflow=tx.saga.workflow,
         step=step,
         title=title,
         description=description,
@@ -557,6 +567,9 @@ def _remind(pk, saga_id):
         request.reminded_at = tx.now
         request.save(update_fields=["reminded_at"])
         recipients = undecided_approvers(request)
+        held = active_claim(request, tx.now)
+        if held and held[0] in recipients:
+            recipients = [held[0]]  # the others leave it to whoever claimed it
         User = get_user_model()
         tx.event(
             "approval_reminded",

@@ -13,8 +13,10 @@ from django.utils import timezone
 from sagas import q2
 from sagas.models import SagaEvent
 
+from .away import principals_of
 from .mailtext import email_texts
 from .models import ApprovalRequest
+from .profiles import time_zone_of
 
 log = logging.getLogger("approvals.mail")
 
@@ -29,6 +31,8 @@ def decision_url(request):
 def message_for(request, reason, user):
     title, description = email_texts(request)  # the saga's input quoted, never a link
     context = {
+        # A delegate hears for whom they may decide (approvals/away.py).
+        "on_behalf_of": _stood_in_for(request, user),
         "request": request,
         "title": title,
         "description": description,
@@ -37,14 +41,27 @@ def message_for(request, reason, user):
         "reason": reason,
         "url": decision_url(request),
     }
-    subject = render_to_string(f"approvals/email/{reason}_subject.txt", context)
-    body = render_to_string(f"approvals/email/{reason}_body.txt", context)
+    # Dates in the recipient's zone (their profile), the server's when they chose none.
+    with timezone.override(time_zone_of(user)):
+        subject = render_to_string(f"approvals/email/{reason}_subject.txt", context)
+        body = render_to_string(f"approvals/email/{reason}_body.txt", context)
     return EmailMessage(
         subject=" ".join(subject.split())[:200],
         body=body,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[user.email],
     )
+
+
+def _stood_in_for(request, user):
+    """Names of the away approvers `user` stands in for on `request` ("" when none)."""
+    if (
+        request.users.filter(pk=user.pk).exists()
+        or request.groups.filter(pk__in=user.groups.values("pk")).exists()
+    ):
+        return ""
+    names = request.users.filter(pk__in=principals_of(user)).values_list("username", flat=True)
+    return ", ".join(sorted(names))
 
 
 def retry_delay(attempt):

@@ -129,6 +129,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Pages in the person's time zone (their profile), the API in the server's.
+    "dashboard.middleware.UserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -229,6 +231,12 @@ DASHBOARD_POLL_SECONDS = envint("DASHBOARD_POLL_SECONDS", 5)
 DASHBOARD_PAGE_SIZE = envint("DASHBOARD_PAGE_SIZE", 50)
 # Approvals shown at once in the inbox (soonest due first).
 DASHBOARD_INBOX_SIZE = envint("DASHBOARD_INBOX_SIZE", 25)
+# An approver's claim on a group request lapses after this many hours (approvals/claims.py).
+APPROVALS_CLAIM_HOURS = envfloat("APPROVALS_CLAIM_HOURS", 8)
+# The approvals aging report (page, CSV, API) is computed at most this often per
+# process: at 100,000 pending requests and as many decisions it reads them all
+# (approvals/aging.py). 0 computes it on every request.
+APPROVALS_AGING_CACHE_SECONDS = envint("APPROVALS_AGING_CACHE_SECONDS", 30)
 
 MAILERS = {
     "default": {
@@ -360,8 +368,12 @@ Q_CLUSTER = {
     # Missed schedules are not replayed in a burst after downtime; the only
     # schedule keeps the sweeper alive and one run of it is enough.
     "catch_up": False,
-    # How often an idle worker asks the broker for work: pick-up latency.
-    "poll": envfloat("Q_POLL", 0.05),
+    # How long an idle pusher waits before asking the broker again. On
+    # PostgreSQL work queued wakes it at once (LISTEN/NOTIFY) and a delayed
+    # row wakes it when due (sagas/q2/broker.py, dequeue): the poll only
+    # bounds what a lost notification costs. SQLite has only the poll: it is
+    # the pick-up latency there.
+    "poll": envfloat("Q_POLL", 0.05 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 0.5),
     # Engine tasks are not saved (the step rows hold the outcome); failures of
     # other tasks keep a short history.
     "save_limit": 250,

@@ -5,6 +5,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from approvals.api import MyAwayView, UserAwayView
 from sagas.metrics import metrics_view
 
 
@@ -25,6 +26,8 @@ urlpatterns = [
     # API (issue 5): /api/v1/…, the schema at /api/schema/, docs at /api/docs/.
     # Approvals' endpoints come first: the sagas API ends with a catch-all JSON 404.
     path("api/v1/approvals/", include("approvals.api_urls")),
+    path("api/v1/me/away/", MyAwayView.as_view(), name="me-away"),
+    path("api/v1/users/<str:username>/away/", UserAwayView.as_view(), name="user-away"),
     path("api/", include("sagas.api.urls")),
     # Dashboard (issue 4): added last.
     path("", include("dashboard.urls")),

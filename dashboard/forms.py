@@ -1,9 +1,11 @@
-"""Forms of the dashboard: reasons for operator actions, bulk actions, the start form."""
+"""Forms of the dashboard: reasons for operator actions, bulk actions, the start form,
+and the approver's: comments, reassigning, being away."""
 
 import json
 import uuid
 
 from django import forms
+from django.utils import timezone
 
 from sagas import documents
 
@@ -126,3 +128,66 @@ class DecisionForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Required when you reject.",
     )
+
+
+class CommentForm(forms.Form):
+    text = forms.CharField(max_length=5000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+def _names(value):
+    return [name.strip() for name in (value or "").replace(";", ",").split(",") if name.strip()]
+
+
+class ReassignForm(forms.Form):
+    to_users = forms.CharField(
+        required=False, help_text="User names, separated by commas.", label="To users"
+    )
+    to_groups = forms.CharField(
+        required=False, help_text="Group names, separated by commas.", label="To groups"
+    )
+    reason = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Recorded in the saga's timeline with your name.",
+    )
+
+    def clean_to_users(self):
+        return _names(self.cleaned_data["to_users"])
+
+    def clean_to_groups(self):
+        return _names(self.cleaned_data["to_groups"])
+
+
+class AwayForm(forms.Form):
+    starts_on = forms.DateField(label="Away from", widget=forms.DateInput(attrs={"type": "date"}))
+    ends_on = forms.DateField(
+        label="Until (the last day away)",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Leave empty while you do not know.",
+    )
+    delegate = forms.CharField(
+        required=False,
+        max_length=150,
+        label="Delegate",
+        help_text="The user name of a colleague who may decide requests that name you.",
+    )
+    note = forms.CharField(required=False, max_length=500, label="Note")
+
+    def __init__(self, data=None, *, setting=None, **kwargs):
+        super().__init__(data, **kwargs)
+        if setting is not None and data is None:
+            last = setting.ends_at and timezone.localtime(setting.ends_at)
+            self.initial = {
+                "starts_on": timezone.localtime(setting.starts_at).date(),
+                "ends_on": last and (last.date().fromordinal(last.date().toordinal() - 1)),
+                "delegate": setting.delegate.get_username() if setting.delegate else "",
+                "note": setting.note,
+            }
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("starts_on"), cleaned.get("ends_on")
+        if start and end and end < start:
+            self.add_error("ends_on", "The last day cannot be before the first.")
+        return cleaned

@@ -11,10 +11,14 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from approvals import away, claims
 from approvals import services as approvals
+from approvals.formschema import fields_of
 from approvals.models import ApprovalRequest
 from sagas import counts as state_counts
 from sagas import engine
+from sagas import search as search_fields
+from sagas.access import is_operator
 from sagas.models import Saga, SagaEvent, WorkflowDefinition
 from sagas.states import FINISHED_SAGA_STATES, SagaState
 
@@ -43,11 +47,17 @@ DECIDED_CAUSES = ["cancelled", "rejected"]
 
 
 def saga_counts():
-    """Sagas per state, and how many need attention."""
+    """Sagas per state, and how many need attention or are paused."""
     # Kept by the transitions (sagas/counts.py): no scan of a million rows.
     counts = state_counts.by_state()
     attention = Saga.objects.filter(needs_attention=True).count()
-    return {"by_state": counts, "attention": attention, "total": sum(counts.values())}
+    paused = Saga.objects.filter(paused=True).count()  # saga_paused_idx: only the paused rows
+    return {
+        "by_state": counts,
+        "attention": attention,
+        "paused": paused,
+        "total": sum(counts.values()),
+    }
 
 
 def sagas_needing_attention(*, limit=10):
@@ -143,6 +153,45 @@ def saga_page(queryset, *, cursor=None, size=50, held=None):
     return SagaPage(rows[:size], next_cursor)
 
 
+def search_columns(filters, page):
+    """With one workflow chosen: its search fields (inputs of the form, columns of the table)."""
+    chosen = getattr(filters.form, "cleaned_data", None) or {}
+    workflow = chosen.get("workflow") or (filters.data.get("workflow") if filters.data else "")
+    fields = search_fields.fields_of(workflow) if workflow else []
+    if fields:
+        values = search_fields.values_of([saga.pk for saga in page.sagas])
+        for saga in page.sagas:
+            mine = values.get(saga.pk, {})
+            saga.search_cells = [(key, mine.get(key)) for key, _ in fields]
+    data = filters.data or {}
+    return {
+        "search_fields": [
+            {
+                "key": key,
+                "kind": kind,
+                "value": data.get(key, ""),
+                "low": data.get(f"{key}__gte", ""),
+                "high": data.get(f"{key}__lte", ""),
+            }
+            for key, kind in fields
+        ],
+    }
+
+
+def inbox_search_fields(params):
+    """The inbox's search form: every workflow's search fields, with the values asked for."""
+    return [
+        {
+            "key": key,
+            "kind": kind,
+            "value": params.get(key, ""),
+            "low": params.get(f"{key}__gte", ""),
+            "high": params.get(f"{key}__lte", ""),
+        }
+        for key, kind in search_fields.declared_fields()
+    ]
+
+
 # --- one saga ------------------------------------------------------------------
 
 
@@ -165,6 +214,8 @@ def with_history(saga):
     )
     for child in saga.children_list:
         child.step_name = names.get(child.parent_step_id, "")
+    found = search_fields.values_of([saga.pk]).get(saga.pk, {})
+    saga.search_facts = sorted(found.items())
     events = list(
         SagaEvent.objects.filter(saga_id=saga.pk)
         .select_related("actor")
@@ -282,9 +333,9 @@ def with_overdue(requests, now=None):
 def approval_rows(queryset=None):
     """Approval requests with what an inbox row or the decision page shows, in fixed queries."""
     queryset = ApprovalRequest.objects.all() if queryset is None else queryset
-    return queryset.select_related("saga", "saga__started_by", "step").prefetch_related(
-        "decisions__user", "users", "groups"
-    )
+    return queryset.select_related(
+        "saga", "saga__started_by", "step", "claimed_by"
+    ).prefetch_related("decisions__user", "decisions__on_behalf_of", "users", "groups")
 
 
 def approval_items(queryset, *, limit=100, newest_first=False):
@@ -311,3 +362,38 @@ def still_to_decide(request, *, limit=10):
         .values_list("username", flat=True)
     )
     return names, max(0, len(ids) - limit)
+
+
+# --- what an approval item shows beyond its decisions (forms, delegation, claims) ---
+
+
+def form_of(item):
+    """The step's `form:` (a JSON Schema object), or None."""
+    return engine.step_spec(item.saga, item.step).get("form")
+
+
+def annotate(items, user, *, values=None, errors=None):
+    """Put on each item: its form's fields, whom the user stands in for, the claim, claim buttons.
+
+    Cheap per item (the rows come with users, groups and the claimer loaded):
+    the user's groups and whom they stand in for are read once.
+    """
+    group_ids = set(user.groups.values_list("pk", flat=True))
+    principals = set(away.principals_of(user).values_list("user_id", flat=True))
+    operator = is_operator(user)
+    for item in items:
+        item.form_fields = fields_of(form_of(item), values, errors)
+        named = {u.pk for u in item.users.all()}
+        in_group = any(g.pk in group_ids for g in item.groups.all())
+        item.on_behalf_of = ""
+        if user.pk not in named and not in_group:
+            stood_in = [u.get_username() for u in item.users.all() if u.pk in principals]
+            item.on_behalf_of = ", ".join(sorted(stood_in))
+        held = claims.active_claim(item)
+        item.claim = {"user": item.claimed_by, "since": item.claimed_at} if held else None
+        item.mine_claimed = bool(held) and held[0] == user.pk
+        names_groups = bool(item.groups.all())
+        decidable = getattr(item, "decidable", False)
+        item.can_claim = item.is_open and names_groups and decidable and not held
+        item.can_release = bool(held) and (item.mine_claimed or operator)
+    return items

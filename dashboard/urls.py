@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import bulk_views, events, views
+from . import approval_pages, bulk_views, events, profile, reports, views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -55,8 +55,25 @@ urlpatterns = [
     path("events/", events.event_list, name="event_list"),
     path("events/<int:event_id>/discard/", events.event_discard, name="event_discard"),
     path("approvals/", views.inbox, name="inbox"),
+    path("approvals/aging/", reports.aging, name="approvals_aging"),
     # The stable address approval e-mails link to.
     path("approvals/<int:approval_id>/", views.approval, name="approval"),
+    path(
+        "approvals/<int:approval_id>/claim/", approval_pages.approval_claim, name="approval_claim"
+    ),
+    path(
+        "approvals/<int:approval_id>/comment/",
+        approval_pages.approval_comment,
+        name="approval_comment",
+    ),
+    path(
+        "approvals/<int:approval_id>/reassign/",
+        approval_pages.approval_reassign,
+        name="approval_reassign",
+    ),
+    path("me/away/", approval_pages.away_profile, name="away_profile"),
+    path("profile/", profile.profile, name="profile"),
+    path("profile/browser-time-zone/", profile.browser_time_zone, name="browser_time_zone"),
     path("workflows/", views.workflow_list, name="workflow_list"),
     path("workflows/<str:name>/start/", views.workflow_start, name="workflow_start"),
 ]

@@ -8,7 +8,7 @@ allowed; a view only translates their answers into pages.
 
 from datetime import UTC, timedelta
 from functools import wraps
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -21,9 +21,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
 
+from approvals import formschema
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from sagas import bulk, engine
+from sagas import search as search_fields
 from sagas.access import get_visible_saga, is_operator, visible_sagas
 from sagas.filters import SagaFilter
 from sagas.models import Saga, WorkflowDefinition
@@ -166,11 +168,13 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
             1
             for key in ("state", "workflow", "needs_attention", "created_after", "created_before")
             if query.get(key)
-        ),
+        )
+        + len(getattr(filters.form, "search_terms", [])),
         "poll_seconds": _poll(),
         # Bulk on the whole filter (dashboard/bulk_views.py): the registry's actions.
         "bulk_actions": bulk.actions(),
         "filter_items": [(k, query[k]) for k in SagaFilter.base_filters if query.get(k)],
+        **selectors.search_columns(filters, page),
         "workflow_names": WorkflowDefinition.objects.order_by("name")
         .values_list("name", flat=True)
         .distinct(),
@@ -180,7 +184,16 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
     response = render(request, "dashboard/saga_list.html#table", context)
     if request.htmx.trigger != "saga-table":  # a filter or a page link, not a poll
         response["HX-Push-Url"] = context["here"]
+        if _workflow_changed(request):  # the form's search fields follow the chosen workflow
+            fields = render(request, "dashboard/saga_list.html#search_fields", context)
+            response.content += fields.content
     return response
+
+
+def _workflow_changed(request):
+    """Did this request choose another workflow than the page it came from shows?"""
+    shown = parse_qs(urlsplit(request.htmx.current_url or "").query).get("workflow", [""])[0]
+    return shown != request.GET.get("workflow", "")
 
 
 RANGES = [
@@ -596,10 +609,18 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
         "operator": operator,
         "poll_seconds": _poll(),
     }
+    try:  # the workflows' search fields: ?customer=ACME, ?amount__gte=1000
+        terms = search_fields.parse_terms(request.GET)
+    except search_fields.SearchError as exc:
+        return problem(request, f"The filters are not valid: {exc}", status=400)
+    context["terms"] = [(key, op, text) for key, op, text, _ in terms]
+    context["search_fields"] = selectors.inbox_search_fields(request.GET)
     if tab == "decided":
         context["decisions"] = list(approvals.decisions_by(request.user)[:100])
     else:
-        mine = approvals.approvals_for(request.user)
+        mine = search_fields.filter_by_terms(
+            approvals.approvals_for(request.user), terms, saga_ref="saga_id"
+        )
         # A page an approver works through, not every request at once: rendering
         # a decision form per row is what costs time, not finding the rows.
         size = settings.DASHBOARD_INBOX_SIZE
@@ -608,7 +629,11 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
             decidable = {item.pk for item in items}
         else:
             items = selectors.approval_items(
-                ApprovalRequest.objects.all(), limit=size + 1, newest_first=True
+                search_fields.filter_by_terms(
+                    ApprovalRequest.objects.all(), terms, saga_ref="saga_id"
+                ),
+                limit=size + 1,
+                newest_first=True,
             )
             decidable = set(
                 mine.filter(pk__in=[item.pk for item in items]).values_list("pk", flat=True)
@@ -617,7 +642,7 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
         items = items[:size]
         for item in items:
             item.decidable = item.pk in decidable
-        context["items"] = items
+        context["items"] = selectors.annotate(items, request.user)
     template = "dashboard/inbox.html#list" if wants_fragment(request) else "dashboard/inbox.html"
     return render(request, template, context)
 
@@ -647,7 +672,10 @@ def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
         return refused
     form = DecisionForm(request.POST or None)
     error, status = "", 200
+    spec_form = selectors.form_of(item)
+    values, field_errors = {}, {}
     if request.method == "POST":
+        values = formschema.from_post(spec_form, request.POST)
         if not form.is_valid():
             error, status = "Choose approve or reject.", 400
         else:
@@ -657,12 +685,15 @@ def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
                     user=request.user,
                     decision=form.cleaned_data["decision"],
                     comment=form.cleaned_data["comment"],
+                    data=values if spec_form else None,
                 )
             except engine.SagaError as exc:
                 error, status = exc.message, exc.status
                 for field, messages_ in (exc.fields or {}).items():
                     if field in form.fields:
                         form.add_error(field, messages_)
+                    elif field.startswith("data."):
+                        field_errors[field] = messages_
             else:
                 verb = "approved" if form.cleaned_data["decision"] == "approve" else "rejected"
                 if not request.htmx:
@@ -670,21 +701,28 @@ def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
                     return redirect("approval", approval_id=item.pk)
                 item = selectors.approval_item(item.pk)
                 form = DecisionForm()
-                error = ""
+                error, values = "", {}
                 item.just_decided = verb
     # Each approver decides once: after your decision a request that stays open
     # (quorum, all) says what you decided and who else still may, not Approve/Reject.
-    item.my_decision = next((d for d in item.decisions.all() if d.user_id == request.user.pk), None)
-    item.decidable = (
-        item.is_open and item.my_decision is None and approvals.is_eligible(item, request.user)
+    item.my_decision = next(
+        (d for d in item.decisions.all() if request.user.pk in (d.user_id, d.on_behalf_of_id)),
+        None,
     )
-    item.refusal = (
-        ""
-        if item.decidable or not item.is_open or item.my_decision
-        else approvals.refusal(item, request.user)
+    on_behalf_of, refusal = (
+        (None, "") if not item.is_open else approvals.capacity(item, request.user)
     )
+    item.decidable = item.is_open and item.my_decision is None and not refusal
+    item.refusal = "" if item.decidable or not item.is_open or item.my_decision else refusal
     if item.my_decision and item.is_open:
         item.others, item.others_more = selectors.still_to_decide(item)
+    selectors.annotate([item], request.user, values=values, errors=field_errors)
+    # The rules' own answer (approvals.selectors.capacity), not the inbox's quick reading.
+    item.on_behalf_of = on_behalf_of.get_username() if on_behalf_of else ""
+    item.full_page = not request.htmx or request.POST.get("full") == "1"
+    if item.full_page:
+        item.discussion = list(item.comments.select_related("user").order_by("at", "id"))
+    item.may_reassign = item.is_open and is_operator(request.user)
     context = {
         "item": item,
         "form": form,

@@ -9,6 +9,7 @@ import yaml
 
 from . import documents, secrets
 from . import kinds as kind_registry
+from .search import check_search
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
 DURATION_RE = re.compile(r"^(\d+)(ms|s|m|h|d)$")
@@ -19,7 +20,7 @@ TEMPLATE_RE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 # regular expression would take quadratic time on it.
 MAX_EXPRESSION = 1000
 
-DOCUMENT_KEYS = {"name", "description", "input_schema", "steps"}
+DOCUMENT_KEYS = {"name", "description", "input_schema", "search", "steps"}
 COMMON_STEP_KEYS = {
     "name",
     "type",
@@ -179,7 +180,9 @@ def validate(document, *, context=None):
                 jsonschema.Draft202012Validator.check_schema(schema)
             except jsonschema.SchemaError as exc:
                 errors.add("input_schema", f"not a valid JSON Schema: {exc.message}")
-    for key in ("name", "description", "input_schema"):
+    if "search" in document:
+        check_search(document["search"], errors)
+    for key in ("name", "description", "input_schema", "search"):
         secrets.check_references(document.get(key), key, errors, allowed=False)
     steps = document.get("steps")
     if not isinstance(steps, list) or not steps:

@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.db.models.functions import Reverse
 from django.utils import timezone
 
+from . import search as search_fields
 from .models import InboundEvent, Saga
 from .states import FINISHED_SAGA_STATES, SagaState
 
@@ -56,6 +57,37 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcDateTimeField
 
 
+class SearchFieldsForm(forms.Form):
+    """A filter form that also reads the workflows' search fields (`?customer=ACME`, `?amount__gte=1`).
+
+    Every parameter that is no filter of the FilterSet and not one the lists
+    read themselves (sagas.search.RESERVED) becomes a field of this form, so a
+    key no workflow declares, or a bound that is not a number, is an error
+    under its own name (a 400 in the API, a message over the dashboard's list).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.search_names = []
+        self.search_terms = []
+        if self.is_bound:
+            for name in self.data:
+                if name not in self.fields and name not in search_fields.RESERVED:
+                    self.fields[name] = forms.CharField(required=False, max_length=200)
+                    self.search_names.append(name)
+
+    def clean(self):
+        cleaned = super().clean()
+        # Taken out of cleaned_data: the FilterSet filters by each name there.
+        wanted = {name: cleaned.pop(name) for name in self.search_names if name in cleaned}
+        try:
+            self.search_terms = search_fields.parse_terms(wanted)
+        except search_fields.SearchError as exc:
+            for name, messages in exc.errors.items():
+                self.add_error(name, messages)
+        return cleaned
+
+
 class SagaFilter(django_filters.FilterSet):
     """Filters of the saga list; `search` finds a saga by whatever the dashboard shows of it.
 
@@ -99,6 +131,11 @@ class SagaFilter(django_filters.FilterSet):
             "created_before",
             "include_children",
         ]
+        form = SearchFieldsForm
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        return search_fields.filter_by_terms(queryset, self.form.search_terms)
 
     @property
     def qs(self):

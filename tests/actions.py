@@ -94,3 +94,11 @@ def echo(ctx):
 def lines(ctx):
     """A result with a list in it, for a for_each over an earlier step's result."""
     return {"items": [{"sku": sku} for sku in ctx.input.get("skus", [])]}
+
+
+@action("test.approved_amount")
+def approved_amount(ctx):
+    """Reads the amount an approver filled in, as a workflow template would."""
+    from sagas.definitions import render
+
+    return {"amount": render("{{ steps.approval.result.data.approved_amount }}", ctx.scope())}

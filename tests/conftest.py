@@ -47,6 +47,12 @@ def demo_workflows(db):
     # The demo approvals name these groups; a workflow naming unknown groups is refused.
     for name in ("managers", "directors", "legal", "finance"):
         Group.objects.get_or_create(name=name)
+    # ...and expenses name this user (away in seed_demo).
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.get_or_create(
+        username="finance", defaults={"email": "finance@example.com"}
+    )
     documents = [
         d for p in sorted(DEMO_WORKFLOWS.glob("*.yaml")) for d in documents_in(p.read_text())
     ]

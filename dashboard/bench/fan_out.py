@@ -7,7 +7,9 @@ saga over 1,000 elements, from its start until it has completed. Every
 element's step must have run once.
 """
 
+import json
 import time
+from pathlib import Path
 
 from sagas.authoring import publish_workflow
 from sagas.engine import start_saga
@@ -85,3 +87,18 @@ def line(f):
         f"{f['ratio_to_sequential']:.0%} of the sequential phase | ≥ 80 % |\n"
         f"| one saga over {f['big_items']:,} elements | completed in {f['big_seconds']} s | — |"
     )
+
+
+def phase(bench, quick, sequential):
+    """The phase as sagabench runs it: after its sequential phase, on clusters of its own."""
+    sagas, big = (10, 100) if quick else (100, 1000)
+    return run(sagas, 20, big, bench.progress, bench.start_cluster, bench.stop_cluster, sequential)
+
+
+def report_only(stdout, figures, json_path):
+    """`sagabench --only-fan-out`: the sequential phase's line and this phase's."""
+    t = figures["throughput"]
+    stdout.write(f"| sequential ({t['sagas']} sagas × 4) | {t['steps_per_s']} steps/s |")
+    stdout.write(line(figures["fan_out"]))
+    if json_path:
+        Path(json_path).write_text(json.dumps(figures, indent=2, default=str))

@@ -5,7 +5,7 @@ shared with the workflow admin.
 """
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django import template
 from django.utils import timezone
@@ -100,6 +100,8 @@ DETAIL_KEYS = (
     "comment",
     "error",
     "decision",
+    "on_behalf_of",
+    "claimed_by",
     "attempt",
     "retry_at",
     "deadline",
@@ -151,7 +153,9 @@ def _moment_text(value):
 
 # --- moments and numbers -----------------------------------------------------
 # Every page, and the admin, writes a moment as DATETIME_FORMAT / SHORT_DATETIME_FORMAT
-# (config/formats/en/formats.py): `2026-11-30 14:03:05`, in the server's time zone.
+# (config/formats/en/formats.py): `2026-11-30 14:03:05`, in the person's time zone (their
+# profile, activated by dashboard/middleware.py; the server's until they choose one), with
+# the same moment in UTC in the title, shown on hover.
 
 
 def relative(value, now=None):
@@ -177,13 +181,29 @@ def moment(value, seconds=False, hint=False):
     local = timezone.localtime(value)
     text = date_format(local, "DATETIME_FORMAT" if seconds else "SHORT_DATETIME_FORMAT")
     if not hint:
-        return format_html('<time datetime="{}">{}</time>', local.isoformat(), text)
+        return format_html(
+            '<time datetime="{}" title="{}">{}</time>', local.isoformat(), utc_title(value), text
+        )
     return format_html(
-        '<time datetime="{}">{}</time> <span class="when-hint">({})</span>',
+        '<time datetime="{}" title="{}">{}</time> <span class="when-hint">({})</span>',
         local.isoformat(),
+        utc_title(value),
         text,
         relative(value),
     )
+
+
+@register.filter
+def utc_title(value, precise=False):
+    """A moment in UTC, for a title: the page shows it in the person's zone (their profile).
+
+    `precise` adds the microseconds (the timeline orders events closer than a second)."""
+    if not value:
+        return ""
+    utc = timezone.localtime(value, UTC)
+    return (
+        utc.strftime("%Y-%m-%d %H:%M:%S.%f") if precise else date_format(utc, "DATETIME_FORMAT")
+    ) + " UTC"
 
 
 @register.filter

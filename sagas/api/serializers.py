@@ -360,6 +360,11 @@ class WorkflowDocumentSerializer(serializers.Serializer):
     name = serializers.JSONField(help_text="letters, digits, _ . - (starting with a letter)")
     description = serializers.JSONField(required=False)
     input_schema = serializers.JSONField(required=False, help_text="A JSON Schema for the input")
+    search = serializers.JSONField(
+        required=False,
+        help_text="Up to 5 business search fields: {key: input.path}, e.g. "
+        '{"customer": "input.customer_id"}; the lists filter by them (?customer=ACME)',
+    )
     steps = serializers.JSONField(help_text="The steps, in order")
 
 

@@ -77,6 +77,12 @@ class SagaListView(generics.GenericAPIView):
 
     @extend_schema(
         summary="List the sagas the caller may see, newest first",
+        description=(
+            "Besides the filters below, a workflow's search fields (its document's "
+            "`search:`) filter by value: `?customer=ACME`, and numbers by range: "
+            "`?amount__gte=1000&amount__lte=5000`. A parameter that is no filter and no "
+            "workflow's search field is a 400 naming it and listing the search fields."
+        ),
         responses={200: s.SagaSummarySerializer(many=True), **error_responses(400, 401)},
     )
     def get(self, request):

@@ -18,7 +18,7 @@ from .publish import (
 # Key order of a dumped document: what a person reads first comes first. The
 # stored spec is a JSON column whose key order PostgreSQL does not keep, and a
 # mapping's order does not change its meaning, so the dump chooses it.
-DOCUMENT_ORDER = ["name", "description", "input_schema", "steps"]
+DOCUMENT_ORDER = ["name", "description", "input_schema", "search", "steps"]
 # A step: what it is and says first, then the keys of the built-in kinds, then
 # those of the step's own kind as it orders them (StepKind.key_order, e.g. the
 # approval kind's), then how it runs.

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from sagas.access import is_operator
 from sagas.engine import SagaError, acting_via
 from sagas.models import BulkOperation, BulkOutcome
 from sagas.q2.broker import enqueue
@@ -50,6 +51,13 @@ def run_bulk(operation_id, part=None, parts=1):
     action = get_action(operation.action)
     if action is None:
         raise LookupError(f"bulk action {operation.action!r} is not registered in this process")
+    if not is_operator(operation.actor):
+        # The role is checked when the operation is confirmed and again at each run:
+        # one taken away (or the account deactivated) meanwhile stops what is left.
+        who = operation.actor.get_username()
+        _refuse_rest(operation, f"not done: {who} is no longer an operator")
+        _finish(operation)
+        return "stopped: the actor is no longer an operator"
     started = time.monotonic()
     queued = BulkOutcome.objects.filter(operation=operation, status=Q)
     if part is not None and parts > 1:
@@ -120,6 +128,16 @@ def _count(operation_id, status):
     BulkOperation.objects.filter(pk=operation_id).update(
         **{field: F(field) + 1}, heartbeat_at=timezone.now()
     )
+
+
+def _refuse_rest(operation, message):
+    with transaction.atomic():
+        n = BulkOutcome.objects.filter(operation=operation, status=Q).update(
+            status=REFUSED, message=message, at=timezone.now()
+        )
+        BulkOperation.objects.filter(pk=operation.pk).update(
+            refused=F("refused") + n, heartbeat_at=timezone.now()
+        )
 
 
 def _beat(operation_id):

@@ -94,12 +94,16 @@ def release_reservation(ctx):
 
 @action("demo.payments.charge", compensation="demo.payments.refund")
 def process_payment(ctx):
-    """Charge `amount` for the order."""
+    """Charge `amount` for the order, or the amount the manager approved on the approval's form."""
     _inject(ctx)
+    approved = ((ctx.results.get("manager_approval") or {}).get("data") or {}).get(
+        "approved_amount"
+    )
+    amount = ctx.input.get("amount", 0) if approved is None else approved
     with transaction.atomic():
         payment, applied = Payment.objects.get_or_create(
             key=ctx.idempotency_key,
-            defaults={"order_id": _order(ctx), "amount": Decimal(str(ctx.input.get("amount", 0)))},
+            defaults={"order_id": _order(ctx), "amount": Decimal(str(amount))},
         )
         _log(ctx, "charge", applied)
     return {"payment": payment.pk, "amount": str(payment.amount)}

@@ -84,6 +84,7 @@ from .worker import (
     run_step,
     stop_requested,
     take_queued,
+    warm_up,
 )
 
 __all__ = [
@@ -155,5 +156,6 @@ __all__ = [
     "step_spec",
     "stop_requested",
     "take_queued",
+    "warm_up",
     "transition_saved",
 ]

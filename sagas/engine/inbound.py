@@ -103,7 +103,7 @@ def deliver_event(
     # it; now that it is committed, offer it (see flow.take_kept_event).
     for step_id, saga_id in _waiting_for(row).order_by("saga_id"):
         try:
-            offer_kept_events(saga_id, step_id)
+            offer_kept_events(saga_id, step_id, row.type, row.correlation_id)
         except Exception:
             log.exception("offering kept event %s to step %s failed", row.pk, step_id)
     row.refresh_from_db(fields=["consumed_at", "keep_until"])

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from sagas.definitions import DefinitionError, validate_input
 from sagas.models import Saga, WorkflowDefinition
+from sagas.search import store_values
 from sagas.states import SagaState, StepStatus
 
 from .branches import group_of, rows_for
@@ -200,6 +201,7 @@ def start_saga(
                 return existing, False
         else:
             saga.save(force_insert=True)
+        store_values(saga, definition.spec)  # the workflow's search fields, indexed
         steps = rows_for(saga, definition.spec["steps"], start=0)
         tx = Transition(saga, steps, timezone.now(), started_by, actor_label)
         tx.counted[SagaState.STARTED] = 1

@@ -16,6 +16,7 @@ The act is recorded as `saga_rewound` with the actor: four-eyes counts it
 (approvals/selectors.py FOUR_EYES_EVENTS).
 """
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from sagas.models import Saga
@@ -99,7 +100,7 @@ def rerun_saga(saga_id, *, user=None, latest=False, actor_label="operator"):
         raise InvalidInput("latest must be true or false", {"latest": ["must be a boolean"]})
     try:
         old = Saga.objects.select_related("definition").get(pk=saga_id)
-    except (Saga.DoesNotExist, ValueError, TypeError):
+    except (Saga.DoesNotExist, ValidationError, ValueError, TypeError):
         raise NotFound(f"no saga {saga_id}") from None
     if not old.is_finished:
         raise Conflict(f"the saga is {old.state}; only a finished saga can be run again")

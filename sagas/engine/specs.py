@@ -30,6 +30,17 @@ def spec_of(saga):
     return spec
 
 
+def preload_definitions(limit=200):
+    """Cache the most recently published documents: the versions new sagas are pinned to.
+
+    At worker start (worker.warm_up), so a worker's first saga of a workflow
+    does not wait for its document.
+    """
+    published = WorkflowDefinition.objects.filter(status=WorkflowDefinition.Status.PUBLISHED)
+    _specs.update(published.order_by("-created_at").values_list("pk", "spec")[:limit])
+    return len(_specs)
+
+
 def step_spec(saga, step):
     """The spec of a step row: found by name, since names are unique across the document.
 

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import traceback
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from sagas.logcontext import step_context
 from sagas.q2.broker import broker, enqueue
 from sagas.states import SagaState, StepStatus
 
-from . import store
+from . import specs, store
 from .claims import claim_step
 from .compensation import next_compensation, record_compensation
 from .errors import NotFound
@@ -113,6 +114,21 @@ def _in_hand_while(claim):
         yield
     finally:
         _in_hand = None
+
+
+# --- starting --------------------------------------------------------------------
+
+
+def warm_up():
+    """Pay at worker start what the worker's first run would: the connection, statements, documents.
+
+    The hot path's SELECTs are prepared on first use, once per connection
+    (sagas/pgcursor.py); loading a saga that cannot exist prepares them. The
+    documents of the newest workflow versions go into the spec cache.
+    """
+    with transaction.atomic():
+        store.current().load(uuid.UUID(int=0))  # no such saga: nothing locked, nothing read
+    specs.preload_definitions()
 
 
 # --- the task --------------------------------------------------------------------

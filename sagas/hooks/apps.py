@@ -32,6 +32,10 @@ class HooksConfig(AppConfig):
             "a saga waits for an operator",
             saga_events=["needs_attention"],
         )
+        register_event_type("saga.paused", "an operator paused a saga", saga_events=["saga_paused"])
+        register_event_type(
+            "saga.resumed", "an operator resumed a paused saga", saga_events=["saga_resumed"]
+        )
 
         transition_saved.connect(services.on_transition, dispatch_uid="hooks.on_transition")
         for signal in (post_save, post_delete):

@@ -55,6 +55,7 @@ def _saga_data(saga):
         "idempotency_key": saga.idempotency_key,
         "needs_attention": saga.needs_attention,
         "attention_reason": saga.attention_reason,
+        "paused": saga.paused,
         "cause": saga.cause,
         "created_at": saga.created_at,
         "finished_at": saga.finished_at,

@@ -1,6 +1,7 @@
 """django-q2 in one place: the broker class, the sweeper chain, the graceful stop, the sync runner.
 
 - broker.py: `SagaBroker` (Q_CLUSTER["broker_class"]) and enqueueing through it;
+- wakeup.py: PostgreSQL LISTEN/NOTIFY that wakes the pushers when work is queued;
 - sweeper.py: the one mechanism for time, a chain of short django-q2 tasks;
 - shutdown.py: a qcluster that gets SIGTERM stops gracefully, in bounded time;
 - startup.py: what each qcluster process connects at start, and the checks;

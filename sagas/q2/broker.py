@@ -12,16 +12,27 @@ that made it. On top of that a `SagaBroker`
   transaction of the claim it leads to, instead of going back through
   django-q2's pusher, worker queue and monitor.
 
-Waking workers with PostgreSQL notifications belongs in this class's
-`enqueue` and `dequeue` too. Tasks are queued through django-q2's own
-`async_task` with this broker; nothing here builds its signed package.
+- wakes the pushers the moment work is queued (PostgreSQL): `enqueue` sends a
+  NOTIFY in the transaction that writes the row, so it is delivered at
+  commit and never before (README, "How it works": queued work wakes a
+  worker), and `dequeue`, finding nothing due, waits on a LISTEN connection
+  (sagas/q2/wakeup.py) until a notification, the next delayed row's due time
+  or the poll interval, instead of sleeping the poll. The poll stays: a lost
+  notification costs at most one poll, and SQLite only polls. Every cluster
+  on the database wakes; FOR UPDATE SKIP LOCKED decides which one hands a
+  row out.
+
+Tasks are queued through django-q2's own `async_task` with this broker;
+nothing here builds its signed package.
 """
 
+import logging
 import pickle
+import time
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.brokers.orm import ORM
@@ -31,6 +42,10 @@ from django_q.signing import BadSignature, SignedPackage
 from django_q.tasks import async_task
 
 from sagas import pgcursor
+
+from . import wakeup
+
+log = logging.getLogger("sagas.q2")
 
 
 class SagaBroker(ORM):
@@ -61,11 +76,100 @@ class SagaBroker(ORM):
         return variant
 
     def enqueue(self, task):
-        """Write the task's row in the current transaction, locked until it is due."""
+        """Write the task's row in the current transaction, locked until it is due.
+
+        On PostgreSQL a task due now (or before the poll would find it)
+        also wakes the pushers: the INSERT and the NOTIFY go as one prepared
+        statement, in this transaction.
+        """
         now = timezone.now()
         lock = now + timedelta(seconds=self.delay) if self.delay else now
-        row = _rows().create(key=self.list_key or Conf.CLUSTER_NAME, payload=task, lock=lock)
-        return row.pk
+        key = self.list_key or Conf.CLUSTER_NAME
+        db = connections[Conf.ORM]
+        if db.vendor != "postgresql" or self.delay >= Conf.POLL:
+            # A task due later than the poll: a waiting pusher will have
+            # asked again before then, and learnt when it is due (dequeue).
+            # One due sooner (the sweeper's next tick) wakes the pushers so
+            # that they wait for it rather than for the poll.
+            return _rows().create(key=key, payload=task, lock=lock).pk
+        table = db.ops.quote_name(OrmQ._meta.db_table)
+        with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:
+            cursor.execute(
+                f"WITH row AS (INSERT INTO {table} (key, payload, lock) VALUES (%s, %s, %s) "
+                "RETURNING id) SELECT id, pg_notify(%s, '') FROM row",
+                [key, task, lock, wakeup.channel(key)],
+                prepare=True,
+            )
+            return cursor.fetchone()[0]
+
+    def dequeue(self):
+        """Hand out due rows as the ORM broker does; with none, wait for a notification.
+
+        The wait ends at the first of: a notification, the next delayed row
+        coming due (a sweeper tick, a retry), or the poll interval — the
+        fallback for a notification lost. The pusher's loop
+        (django_q/pusher.py) calls this again at once. The LISTEN is in place
+        before the query, so a row committed after the query has its
+        notification waiting, and the wait returns at once: no wake-up falls
+        between the query and the wait.
+        """
+        if connections[Conf.ORM].vendor != "postgresql":
+            return super().dequeue()  # SQLite: the poll alone, as django-q2 does it
+        listener = wakeup.listener(self.list_key)
+        listener.listen()
+        try:
+            tasks, next_lock = self._hand_out()
+        except (OperationalError, InterfaceError):
+            # The database went away: poll until it is back rather than fail
+            # the pusher (django-q2 would restart it only after 10 s).
+            log.warning("cannot read the queue; trying again in %ss", Conf.POLL, exc_info=True)
+            time.sleep(Conf.POLL)
+            return None
+        if tasks:
+            return tasks
+        wait = Conf.POLL
+        if next_lock is not None:
+            # Just past it: a row is handed out once its lock lies in the past.
+            due_in = (next_lock - timezone.now()).total_seconds() + 0.001
+            wait = min(wait, max(due_in, 0.001))
+        listener.wait(wait)
+        return None
+
+    def _hand_out(self):
+        """As ORM.dequeue (django_q/brokers/orm.py) does with a SELECT and an UPDATE per row, in one.
+
+        Lock the due rows for the redelivery lease and return them, (id,
+        payload) each, and when there were none, the earliest lock still in
+        the future: when the next delayed row comes due. SKIP LOCKED passes
+        over rows another cluster is handing out, or a worker has taken
+        (`take`), where the ORM broker's conditional UPDATE waited for them.
+        Prepared statements on the pusher's own connection, whose health
+        Django checks as it would for the ORM broker (its close_old_connections;
+        a failed statement marks it for a check).
+        """
+        close_old_connections()
+        db = connections[Conf.ORM]
+        table = db.ops.quote_name(OrmQ._meta.db_table)
+        now = timezone.now()
+        with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET lock = %s WHERE id IN (SELECT id FROM {table} "
+                "WHERE key = %s AND lock < %s LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "RETURNING id, payload",
+                [now + timedelta(seconds=Conf.RETRY), self.list_key, now, Conf.BULK],
+                prepare=True,
+            )
+            rows = cursor.fetchall()
+            if rows:
+                return rows, None
+            # Nothing due: the table holds delayed rows, rows handed out and
+            # not yet acknowledged, and rows a worker is taking; few, when idle.
+            cursor.execute(
+                f"SELECT min(lock) FROM {table} WHERE key = %s AND lock > %s",
+                [self.list_key, now],
+                prepare=True,
+            )
+            return [], cursor.fetchone()[0]
 
     def take(self, func, *, scan=32):
         """The oldest due queued call of `func`, locked in the current transaction: (row id, args).
@@ -136,6 +240,8 @@ class _Batch(SagaBroker):
         now = timezone.now()
         key = self.list_key or Conf.CLUSTER_NAME
         _rows().bulk_create([OrmQ(key=key, payload=package, lock=now) for package in self.packages])
+        if self.packages:
+            wakeup.notify(key)
 
 
 def _rows():

@@ -14,6 +14,8 @@ from django.db import close_old_connections
 from django.utils.module_loading import import_string
 from django_q.signals import post_spawn
 
+from sagas import engine
+
 from . import shutdown
 from .broker import SagaBroker
 from .sweeper import keep_sweeper_alive
@@ -31,12 +33,18 @@ def connect():
 
 
 def start_sweeper(sender, proc_name, **kwargs):
-    """A worker that starts makes sure a sweeper chain runs.
+    """A worker that starts warms up, and makes sure a sweeper chain runs.
 
-    So deadlines fire within a second of a cluster starting instead of after
-    the next schedule (sagas/q2/sweeper.py).
+    Warm: the first saga it runs does not pay for its connection, prepared
+    statements and workflow documents (engine.warm_up). The sweeper: so
+    deadlines fire within a second of a cluster starting instead of after the
+    next schedule (sagas/q2/sweeper.py).
     """
     close_old_connections()
+    try:
+        engine.warm_up()
+    except Exception:  # only the first run is slower
+        log.exception("could not warm the worker up")
     try:
         keep_sweeper_alive(recheck=True)
     except Exception:  # the schedule will try again within a minute

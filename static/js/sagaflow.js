@@ -76,6 +76,15 @@
   // action) is swapped whole: it says what became of what they sent.
   var refreshing = false;
 
+  // When the answer to a person's own request (a decision, an action) was
+  // swapped in. A refresh sent before then may have been answered before that
+  // change was made: swapping it in would put back what the person just
+  // changed (a decided request with its form again, "You approved" gone).
+  var lastAnswerAt = 0;
+  document.addEventListener("htmx:beforeSend", function (event) {
+    if (event.detail.xhr) { event.detail.xhr.sagaflowSentAt = Date.now(); }
+  });
+
   document.addEventListener("htmx:beforeSwap", function (event) {
     var target = event.detail.target;
     // A poll that answers after its region was replaced (a filter changed
@@ -85,7 +94,14 @@
       return;
     }
     var elt = event.detail.requestConfig && event.detail.requestConfig.elt;
-    refreshing = Boolean(elt && elt.hasAttribute && elt.hasAttribute("data-poll"));
+    var refresh = Boolean(elt && elt.hasAttribute && elt.hasAttribute("data-poll"));
+    var sentAt = event.detail.xhr && event.detail.xhr.sagaflowSentAt;
+    if (refresh && sentAt !== undefined && sentAt <= lastAnswerAt) {
+      event.detail.shouldSwap = false; // older than the person's own answer: the next one is not
+      return;
+    }
+    if (!refresh) { lastAnswerAt = Date.now(); }
+    refreshing = refresh;
   });
   document.addEventListener("htmx:afterSwap", function () { refreshing = false; });
   document.addEventListener("htmx:swapError", function () { refreshing = false; });
@@ -303,7 +319,29 @@
     });
   }
 
+  // --- the person's time zone: the browser's, reported once -------------------
+  // Until a zone is chosen on the profile page, <body data-zone-report> asks
+  // for the browser's; the server keeps it only while none is chosen
+  // (dashboard/profile.py), and the next page shows dates in it.
+
+  function reportZone() {
+    var url = document.body.getAttribute("data-zone-report");
+    if (!url || !window.fetch) { return; }
+    var zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
+    if (!zone) { return; }
+    var headers = {};
+    try { headers = JSON.parse(document.body.getAttribute("hx-headers") || "{}"); } catch (e) { headers = {}; }
+    document.body.removeAttribute("data-zone-report");
+    var body = new URLSearchParams();
+    body.set("time_zone", zone);
+    fetch(url, { method: "POST", body: body, headers: headers, credentials: "same-origin" })
+      .then(function (response) { document.body.setAttribute("data-zone-reported", response.ok ? zone : "refused"); })
+      .catch(function () { /* the next page asks again */ });
+  }
+
   function ready() {
+    reportZone();
     configureMorph();
     document.querySelectorAll("form.filters").forEach(setUpFilters);
     markScrollers(document);

@@ -229,7 +229,7 @@ def test_start_approve_event_completes(api, alice, carol, approved_order, settle
         {"type": "shipment.picked_up", "correlation_id": "o-9", "payload": {"carrier": "DHL"}},
         format="json",
     )
-    assert delivered.json() == {"matched": 1}
+    assert delivered.json()["matched"] == 1 and delivered.json()["kept"] is False
     settle()
     saga = operator.get(f"/api/v1/sagas/{saga_id}/").json()
     assert saga["state"] == "completed" and saga["finished_at"]

@@ -50,6 +50,8 @@ def test_the_live_api_conforms_to_its_schema(
     admin.groups.add(*Group.objects.filter(name__in=["operators", "managers"]))
     token = Token.objects.create(user=admin).key
     Stock.objects.create(sku="WIDGET", available=1000)
+    # The demo's expenses name this user (away in seed_demo).
+    django_user_model.objects.create_user("finance", "finance@example.com", "pw")
     demo = Path(__file__).resolve().parents[2] / "sagas" / "demo" / "workflows"
     # vendor_onboarding before purchase_request, which runs it as a child saga
     for path in sorted(demo.glob("*.yaml"), key=lambda p: p.name != "vendor_onboarding.yaml"):

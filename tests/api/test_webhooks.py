@@ -257,6 +257,23 @@ def test_needs_attention_is_announced(publish, subscribe, receiver, settle):
     assert "picky" in body["data"]["saga"]["attention_reason"]
 
 
+def test_pause_and_resume_are_announced(publish, subscribe, receiver, settle, alice):
+    from sagas.engine import pause_saga, resume_saga
+
+    subscribe("saga.paused", "saga.resumed")
+    publish(ONLY_WAIT)
+    saga, _ = start_saga(workflow="pickup", input={}, correlation_id="pz-1")
+    settle()
+    pause_saga(saga.pk, user=alice, reason="hold it")
+    resume_saga(saga.pk, user=alice)
+    settle()
+    bodies = receiver.verified()
+    assert [b["type"] for b in bodies] == ["saga.paused", "saga.resumed"]
+    assert bodies[0]["data"]["saga"]["paused"] is True
+    assert bodies[0]["data"]["event"]["details"]["reason"] == "hold it"
+    assert bodies[1]["data"]["saga"]["paused"] is False
+
+
 def test_the_delivery_log_is_in_the_admin(admin_client, subscribe, receiver, publish, settle):
     sub = subscribe("saga.completed")
     publish(ONLY_WAIT)

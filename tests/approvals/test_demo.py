@@ -141,3 +141,35 @@ def test_texts_for_people_write_only_what_the_schema_calls_a_number_with_separat
         "unknown": 5000,
     }
     assert for_people(value, None) is value
+
+
+def test_the_manager_may_approve_a_lower_amount_which_payment_charges(
+    demo, carol, approver, settle
+):
+    saga = order(12400, carol)
+    settle()
+    decide(
+        request=saga.approvals.get(),
+        user=approver,
+        decision="approve",
+        comment="10% discount agreed",
+        data={"approved_amount": 11160, "reason_code": "discount"},
+    )
+    settle()
+    saga.refresh_from_db()
+    assert saga.state == SagaState.COMPLETED
+    assert Payment.objects.get().amount == 11160
+    assert saga.steps.get(name="process_payment").result["amount"] == "11160"
+
+
+def test_seed_demo_marks_finance_away_with_director_standing_in(db, settle):
+    call_command("seed_demo", stdout=StringIO())
+    settle()
+    User = get_user_model()
+    director = User.objects.get(username="director")
+    finance = User.objects.get(username="finance")
+    assert finance.away.is_active() and finance.away.delegate == director
+    expenses = approvals_for(director).filter(saga__workflow="expense_approval")
+    assert expenses.count() == 2
+    decision = decide(request=expenses.first(), user=director, decision="approve")
+    assert decision.on_behalf_of == finance

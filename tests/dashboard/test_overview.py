@@ -68,3 +68,18 @@ def test_a_user_without_a_role_sees_no_sagas(bob_client, paused):
     html = bob_client.get("/").content.decode()
     assert "Needs attention" not in html and str(paused.pk)[:8] not in html
     assert "Nothing waits for your decision." in html
+
+
+def test_the_overview_counts_the_paused_sagas(publish, client, alice):
+    from django.urls import reverse
+
+    from sagas.engine import pause_saga, start_saga
+
+    publish({"name": "ship_it", "steps": [{"name": "w", "type": "wait", "event": "x"}]})
+    saga, _ = start_saga(workflow="ship_it", input={}, correlation_id="order-15")
+    client.force_login(alice)
+    assert "stat-paused" not in client.get(reverse("overview")).content.decode()
+    pause_saga(saga.pk, user=alice, reason="look")
+    html = client.get(reverse("overview")).content.decode()
+    assert '<span class="stat-n">1</span> <span class="badge badge-paused">' in html
+    assert 'href="/sagas/?paused=true"' in html

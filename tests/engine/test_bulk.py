@@ -217,3 +217,54 @@ def test_a_worker_killed_in_the_middle_of_a_bulk_cancel_loses_no_saga(publish, q
     assert cancels.count() == n
     assert len(set(cancels.values_list("saga_id", flat=True))) == n
     print(f"killed with {left} of {n} left; all recorded once")
+
+
+def test_pruning_sagas_removes_their_outcomes_and_keeps_the_operation(publish, settle, alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sagas.retention import prune_sagas
+
+    parked(publish, settle, 3)
+    op = bulk.create_bulk(user=alice, action="cancel", filter={}, reason="then prune")
+    settle()
+    prune_sagas(finished_before=timezone.now() + timedelta(minutes=1))
+    assert not Saga.objects.exists() and not BulkOutcome.objects.exists()
+    op.refresh_from_db()
+    assert (op.status, op.total, op.done) == ("done", 3, 3)
+
+
+def test_an_operator_who_lost_the_role_meanwhile_acts_on_nothing_more(publish, settle, alice):
+    from django.contrib.auth.models import Group
+
+    parked(publish, settle, 3)
+    op = bulk.create_bulk(user=alice, action="cancel", filter={}, reason="then demoted")
+    alice.groups.remove(Group.objects.get(name="operators"))
+    assert bulk.run_bulk(op.pk).startswith("stopped")
+    op.refresh_from_db()
+    assert (op.status, op.done, op.refused) == ("done", 0, 3)
+    assert set(BulkOutcome.objects.values_list("message", flat=True)) == {
+        "not done: alice is no longer an operator"
+    }
+    assert not SagaEvent.objects.filter(kind="saga_cancelled").exists()
+
+
+def test_every_filter_of_the_list_works_for_bulk(publish, settle, alice):
+    """The saga list's filters, search (with its reversed-correlation alias) included."""
+    publish(WAITING)
+    for i in range(3):
+        start_saga(workflow="parked", input={}, correlation_id=f"order-{1000 + i}")
+    settle()
+    filters = {
+        "search": "1001",
+        "state": "running",
+        "workflow": "parked",
+        "needs_attention": "false",
+        "created_after": "2000-01-01T00:00",
+    }
+    preview = bulk.preview_bulk(user=alice, action="cancel", filter=filters)
+    assert preview["count"] == 1
+    op = bulk.create_bulk(user=alice, action="cancel", filter=filters, reason="one")
+    assert op.total == 1
+    assert BulkOutcome.objects.get(operation=op).saga.correlation_id == "order-1001"

@@ -93,7 +93,7 @@ def test_rewind_undoes_completed_steps_last_first_and_runs_forward_again(
     decide(request=new, user=carol, decision="approve")
     settle()
     assert steps_of(saga)["w"].status == StepStatus.WAITING
-    assert engine.deliver_event(type="parcel.sent", correlation_id="p-1") == 1
+    assert engine.deliver_event(type="parcel.sent", correlation_id="p-1").matched == 1
     settle()
     saga.refresh_from_db()
     assert saga.state == SagaState.COMPLETED
@@ -186,3 +186,43 @@ def test_run_again_starts_a_linked_saga_with_the_same_input(publish, settle, ali
     same.refresh_from_db()
     assert same.state == SagaState.COMPLETED
     assert engine.RERUN in engine.allowed_actions(same).saga
+
+
+def test_rewind_of_a_paused_saga_runs_its_failed_step_again(publish, settle, alice):
+    """A saga paused on a failed step: rewinding to an earlier step clears the attention."""
+    publish(
+        {
+            "name": "paused_flow",
+            "steps": [
+                {"name": "a", "type": "action", "action": "test.ok", "compensation": "test.undo"},
+                {
+                    "name": "b",
+                    "type": "action",
+                    "action": "test.flaky",
+                    "on_failure": "pause",
+                    "retry": {"max_attempts": 1},
+                },
+                {"name": "c", "type": "action", "action": "test.ok"},
+            ],
+        }
+    )
+    saga, _ = start_saga(workflow="paused_flow", input={"errors": {"b": 1}})
+    settle()
+    saga.refresh_from_db()
+    assert saga.needs_attention and steps_of(saga)["b"].status == StepStatus.FAILED
+    rewind_saga(saga.pk, "a", user=alice, reason="re-reserve, then try b again")
+    settle()
+    saga.refresh_from_db()
+    steps = steps_of(saga)
+    assert undone(saga) == ["a"]
+    # Fresh attempts: b runs as attempt 1 again (the action sees ctx.attempt == 1, so
+    # test.flaky fails as it did the first time) and the saga pauses on it once more.
+    flaky_calls = Attempt.objects.filter(key=f"{saga.pk}:b", action="flaky")
+    assert list(flaky_calls.values_list("attempt", flat=True)) == [1, 1]
+    assert steps["a"].attempt == 1 and steps["a"].status == StepStatus.COMPLETED
+    assert steps["b"].attempt == 1 and steps["b"].status == StepStatus.FAILED
+    assert saga.state == SagaState.PENDING and saga.needs_attention
+    engine.retry_saga(saga.pk, user=alice)
+    settle()
+    saga.refresh_from_db()
+    assert saga.state == SagaState.COMPLETED and not saga.needs_attention

@@ -19,6 +19,8 @@ USERS = [
     ("approver", "approver", ["managers"], False),
     ("approver2", "approver2", ["managers"], False),
     ("director", "director", ["directors"], False),
+    # Named on expense approvals, and away: director decides in their place (approvals/away.py).
+    ("finance", "finance", [], False),
     ("lawyer", "lawyer", ["legal"], False),
     ("controller", "controller", ["finance"], False),
 ]
@@ -46,32 +48,44 @@ class Command(BaseCommand):
                 user.save()
             user.groups.add(*Group.objects.filter(name__in=groups))
         Stock.objects.get_or_create(sku="WIDGET", defaults={"available": 1000})
+        self._away(User)
         files = sorted(str(p) for p in WORKFLOWS.glob("*.yaml"))
         call_command("loadworkflows", *files, stdout=self.stdout)
         if no_sagas:
             return
         operator = User.objects.get(username="operator")
         examples = [
-            ("demo-1001", {"order_id": "1001", "amount": 120}),
+            ("demo-1001", {"order_id": "1001", "customer": "ACME", "amount": 120}),
             (
                 "demo-1002",
-                {"order_id": "1002", "amount": 80, "simulate": {"process_payment": "fail"}},
+                {
+                    "order_id": "1002",
+                    "customer": "Globex",
+                    "amount": 80,
+                    "simulate": {"process_payment": "fail"},
+                },
             ),
             (
                 "demo-1003",
-                {"order_id": "1003", "amount": 45, "simulate": {"create_shipment": "error_twice"}},
+                {
+                    "order_id": "1003",
+                    "customer": "ACME",
+                    "amount": 45,
+                    "simulate": {"create_shipment": "error_twice"},
+                },
             ),
             (
                 "demo-1004",
                 {
                     "order_id": "1004",
+                    "customer": "Initech",
                     "amount": 300,
                     "simulate": {"create_shipment": "fail", "process_payment": "fail_compensation"},
                 },
             ),
             # Above 1000: waits for a manager (approver or approver2) after reserving stock.
-            ("demo-1005", {"order_id": "1005", "amount": 12400}),
-            ("demo-1006", {"order_id": "1006", "amount": 2350, "quantity": 3}),
+            ("demo-1005", {"order_id": "1005", "customer": "Globex", "amount": 12400}),
+            ("demo-1006", {"order_id": "1006", "customer": "ACME", "amount": 2350, "quantity": 3}),
         ]
         created = 0
         for key, data in examples:
@@ -96,6 +110,18 @@ class Command(BaseCommand):
         self.stdout.write(
             f"demo ready: {created} new sagas ({Saga.objects.count()} in all); "
             "a running qcluster carries them on"
+        )
+
+    def _away(self, User):
+        """finance is away for a fortnight (unless set otherwise); director stands in."""
+        call_command(
+            "setaway",
+            "finance",
+            "--delegate=director",
+            "--days=14",
+            "--note=on holiday (demo)",
+            "--if-unset",
+            stdout=self.stdout,
         )
 
     def _expenses(self, operator):

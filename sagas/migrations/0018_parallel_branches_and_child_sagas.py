@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sagas', '0016_merge_pause_and_rewind'),
+        ('sagas', '0017_merge_search_values'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
