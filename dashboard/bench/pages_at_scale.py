@@ -99,7 +99,8 @@ def generate(n_sagas, n_approvals, progress):
                 compensation_attempt, retry_base, fence, result, error, traceback,
                 started_at, executed_at, compensated_at, deadline, lease_expires_at,
                 next_attempt_at, awaiting)
-            SELECT s.id, k, 'step' || k,
+            SELECT s.id, k,
+                   CASE WHEN k = 0 AND s.workflow = 'scale_approvals' THEN 'approve' ELSE 'step' || k END,
                    CASE WHEN k = 0 AND s.workflow = 'scale_approvals' THEN 'approval' ELSE 'action' END,
                    CASE WHEN s.state = 'completed' THEN 'completed'
                         WHEN s.workflow = 'scale_approvals' THEN CASE WHEN k = 0 THEN 'waiting' ELSE 'pending' END

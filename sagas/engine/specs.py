@@ -49,7 +49,11 @@ def step_spec(saga, step):
     specs = _by_name.get(saga.definition_id)
     if specs is None:
         specs = _by_name[saga.definition_id] = specs_by_name(spec_of(saga)["steps"])
-    return specs[step.name]
+    found = specs.get(step.name)
+    if found is None and step.within_id is None:
+        # A row whose name is not its document's (data written by hand): its place says.
+        return spec_of(saga)["steps"][step.index]
+    return found if found is not None else specs[step.name]
 
 
 def specs_by_name(steps, into=None):
