@@ -444,7 +444,7 @@ class Command(BaseCommand):
 
         cluster = self.start_cluster()
         try:
-            self.wait_for_sweeper()
+            self.wait_for_sweeper(since=cluster.launched_at)
             return bulk_cancel.run(n, self.progress)
         finally:
             self.stop_cluster(cluster)
