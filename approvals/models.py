@@ -18,7 +18,8 @@ class ApprovalRequest(models.Model):
     saga = models.ForeignKey("sagas.Saga", on_delete=models.CASCADE, related_name="approvals")
     # The saga's workflow, copied: the aging report groups 100,000 pending
     # requests by it from one index, without reading their sagas (approvals/aging.py).
-    workflow = models.CharField(max_length=100, default="", blank=True)
+    # db_default: workers of the previous release open requests without it.
+    workflow = models.CharField(max_length=100, default="", db_default="", blank=True)
     # A step has one request per time the saga reaches it: a rewind
     # (sagas/engine/rewind.py) reaches it again and opens a new one; the old
     # request keeps its decisions. At most one is open (the constraint below).

@@ -1,6 +1,6 @@
 """The approver's teamwork pages: forms on the decision page, claims, discussion, reassign, away.
 
-The decision page itself is views.approval; what an item shows beyond its
+The decision page itself is `approval` in dashboard/inbox.py; what an item shows beyond its
 decisions (form fields, "on behalf of", the claim, the discussion) is put on
 it here, once for the inbox and the page. Writes go through the approvals
 services (approvals/claims.py, approvals/away.py, services.reassign).

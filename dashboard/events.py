@@ -13,7 +13,7 @@ from sagas.filters import InboundEventFilter
 from sagas.models import InboundEvent
 
 from .forms import ReasonForm
-from .views import HtmxHttpRequest, _poll, operators_only, problem, wants_fragment
+from .views import HtmxHttpRequest, operators_only, poll_seconds, problem, wants_fragment
 
 # The page shows the newest deliveries that match the filters.
 SHOWN = 100
@@ -25,7 +25,7 @@ def _list_context(request, query):
     )
     valid = not filters.is_bound or filters.is_valid()  # unbound: no filter, every event
     events = list(filters.qs.order_by("-received_at", "-id")[:SHOWN]) if valid else []
-    return {"filters": filters, "events": events, "shown": SHOWN, "poll_seconds": _poll()}
+    return {"filters": filters, "events": events, "shown": SHOWN, "poll_seconds": poll_seconds()}
 
 
 @require_GET

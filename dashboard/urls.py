@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import approval_pages, bulk_views, events, profile, reports, views
+from . import approval_pages, bulk_views, events, inbox, profile, reports, views, workflow_pages
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -54,10 +54,10 @@ urlpatterns = [
     ),
     path("events/", events.event_list, name="event_list"),
     path("events/<int:event_id>/discard/", events.event_discard, name="event_discard"),
-    path("approvals/", views.inbox, name="inbox"),
+    path("approvals/", inbox.inbox, name="inbox"),
     path("approvals/aging/", reports.aging, name="approvals_aging"),
     # The stable address approval e-mails link to.
-    path("approvals/<int:approval_id>/", views.approval, name="approval"),
+    path("approvals/<int:approval_id>/", inbox.approval, name="approval"),
     path(
         "approvals/<int:approval_id>/claim/", approval_pages.approval_claim, name="approval_claim"
     ),
@@ -74,6 +74,6 @@ urlpatterns = [
     path("me/away/", approval_pages.away_profile, name="away_profile"),
     path("profile/", profile.profile, name="profile"),
     path("profile/browser-time-zone/", profile.browser_time_zone, name="browser_time_zone"),
-    path("workflows/", views.workflow_list, name="workflow_list"),
-    path("workflows/<str:name>/start/", views.workflow_start, name="workflow_start"),
+    path("workflows/", workflow_pages.workflow_list, name="workflow_list"),
+    path("workflows/<str:name>/start/", workflow_pages.workflow_start, name="workflow_start"),
 ]

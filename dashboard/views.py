@@ -1,4 +1,8 @@
-"""Dashboard pages (long: one module per page area comes once this round's dashboard changes land).
+"""Dashboard pages: what they share (roles, refusals, fragments), the overview, the saga list and a saga.
+
+The other page areas have their own modules: dashboard/inbox.py (the inbox
+and the decision page), approval_pages.py (claims, discussion, reassign,
+away), workflow_pages.py, bulk_views.py, events.py, reports.py, profile.py.
 
 HTMX requests get the page's fragment (`page.html#fragment`). Every view
 checks the user's role on the server. Writes go through the engine's
@@ -21,17 +25,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
 
-from approvals import formschema
 from approvals import services as approvals
-from approvals.models import ApprovalRequest
 from sagas import bulk, engine
-from sagas import search as search_fields
 from sagas.access import get_visible_saga, is_operator, visible_sagas
 from sagas.filters import SagaFilter
 from sagas.models import Saga, WorkflowDefinition
 
 from . import selectors
-from .forms import BulkActionForm, DecisionForm, ReasonForm, StartSagaForm
+from .forms import BulkActionForm, ReasonForm
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -89,7 +90,7 @@ def operators_only(view):
     return wrapper
 
 
-def _poll():
+def poll_seconds():
     return settings.DASHBOARD_POLL_SECONDS
 
 
@@ -101,7 +102,7 @@ def _poll():
 @signed_in
 def overview(request: HtmxHttpRequest) -> HttpResponse:
     operator = is_operator(request.user)
-    context = {"poll_seconds": _poll(), "operator": operator}
+    context = {"poll_seconds": poll_seconds(), "operator": operator}
     if operator:
         context.update(
             counts=selectors.saga_counts(),
@@ -170,7 +171,7 @@ def saga_list(request: HtmxHttpRequest) -> HttpResponse:
             if query.get(key)
         )
         + len(getattr(filters.form, "search_terms", [])),
-        "poll_seconds": _poll(),
+        "poll_seconds": poll_seconds(),
         # Bulk on the whole filter (dashboard/bulk_views.py): the registry's actions.
         "bulk_actions": bulk.actions(),
         "filter_items": [(k, query[k]) for k in SagaFilter.base_filters if query.get(k)],
@@ -337,7 +338,7 @@ def _detail_context(request, saga, **extra):
                 "created_at"
             )
         ),
-        "poll_seconds": _poll(),
+        "poll_seconds": poll_seconds(),
         "live": not saga.is_finished,
         "approvals": saga.approval_requests,
         # A `saga` step's box in the diagram opens its child saga.
@@ -530,208 +531,3 @@ def _do(action, saga, step, reason, user):
     engine.skip_step(saga.pk, step.key, user=user, reason=reason)
     what = "Compensation of " if action == "skip-compensation" else "Step "
     return f"{what}{step.name} skipped."
-
-
-# --- workflows -------------------------------------------------------------------
-
-
-@require_GET
-@signed_in
-def workflow_list(request: HtmxHttpRequest) -> HttpResponse:
-    context = {
-        "workflows": selectors.workflows_with_counts(),
-        "operator": is_operator(request.user),
-    }
-    return render(request, "dashboard/workflows.html", context)
-
-
-@require_http_methods(["GET", "POST"])
-@operators_only
-def workflow_start(request: HtmxHttpRequest, name: str) -> HttpResponse:
-    try:
-        definition = engine.published_definition(name)
-    except engine.SagaError as exc:
-        return problem(request, exc.message, status=exc.status)
-    schema = definition.spec.get("input_schema")
-    form = StartSagaForm(request.POST or None, schema=schema)
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            try:
-                saga, created = engine.start_saga(
-                    workflow=definition.name,
-                    input=form.cleaned_data["input"],
-                    idempotency_key=form.cleaned_data["idempotency_key"] or None,
-                    correlation_id=form.cleaned_data["correlation_id"],
-                    user=request.user,
-                    actor_label="dashboard",
-                )
-            except engine.InvalidInput as exc:
-                form.add_input_errors(exc.fields or {"input": [exc.message]})
-            except engine.SagaError as exc:
-                form.add_error(None, exc.message)
-                status = exc.status
-            else:
-                if created:
-                    messages.success(
-                        request, f"Saga started: {definition.name} v{definition.version}."
-                    )
-                else:
-                    messages.info(
-                        request, "A saga with this idempotency key exists already; here it is."
-                    )
-                return redirect("saga_detail", saga_id=saga.pk)
-    context = {"definition": definition, "form": form, "schema": schema}
-    return render(request, "dashboard/workflow_start.html", context, status=status)
-
-
-# --- approvals -------------------------------------------------------------------
-
-TABS = {"waiting": "Waiting for me", "decided": "Decided by me", "all": "All"}
-
-
-@require_GET
-@vary_on_headers("HX-Request")
-@signed_in
-def inbox(request: HtmxHttpRequest) -> HttpResponse:
-    operator = is_operator(request.user)
-    tab = request.GET.get("tab", "waiting")
-    if tab not in TABS or (tab == "all" and not operator):
-        return problem(
-            request,
-            "Only operators see all approvals; your own are under the other tabs.",
-            status=403,
-        )
-    context = {
-        "tab": tab,
-        "tabs": [(k, v) for k, v in TABS.items() if k != "all" or operator],
-        "operator": operator,
-        "poll_seconds": _poll(),
-    }
-    try:  # the workflows' search fields: ?customer=ACME, ?amount__gte=1000
-        terms = search_fields.parse_terms(request.GET)
-    except search_fields.SearchError as exc:
-        return problem(request, f"The filters are not valid: {exc}", status=400)
-    context["terms"] = [(key, op, text) for key, op, text, _ in terms]
-    context["search_fields"] = selectors.inbox_search_fields(request.GET)
-    if tab == "decided":
-        context["decisions"] = list(approvals.decisions_by(request.user)[:100])
-    else:
-        mine = search_fields.filter_by_terms(
-            approvals.approvals_for(request.user), terms, saga_ref="saga_id"
-        )
-        # A page an approver works through, not every request at once: rendering
-        # a decision form per row is what costs time, not finding the rows.
-        size = settings.DASHBOARD_INBOX_SIZE
-        if tab == "waiting":
-            items = selectors.approval_items(mine, limit=size + 1)
-            decidable = {item.pk for item in items}
-        else:
-            items = selectors.approval_items(
-                search_fields.filter_by_terms(
-                    ApprovalRequest.objects.all(), terms, saga_ref="saga_id"
-                ),
-                limit=size + 1,
-                newest_first=True,
-            )
-            decidable = set(
-                mine.filter(pk__in=[item.pk for item in items]).values_list("pk", flat=True)
-            )
-        context["more"] = len(items) > size
-        items = items[:size]
-        for item in items:
-            item.decidable = item.pk in decidable
-        context["items"] = selectors.annotate(items, request.user)
-    template = "dashboard/inbox.html#list" if wants_fragment(request) else "dashboard/inbox.html"
-    return render(request, template, context)
-
-
-def _approval_or_problem(request, approval_id):
-    """The request if this user may see it, else a 404 that does not tell whether it exists.
-
-    Someone who sees it but may not decide it is told why on the page (a 403 on POST).
-    """
-    try:
-        item = approvals.get_visible_request(
-            request.user, approval_id, queryset=selectors.approval_rows()
-        )
-    except engine.NotFound:
-        return None, problem(
-            request, f"There is no approval request {approval_id} that you may see.", status=404
-        )
-    return next(selectors.with_overdue([item])), None
-
-
-@require_http_methods(["GET", "POST"])
-@signed_in
-def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
-    """The decision page (linked from the e-mail); POST records a decision, also from the inbox."""
-    item, refused = _approval_or_problem(request, approval_id)
-    if refused:
-        return refused
-    form = DecisionForm(request.POST or None)
-    error, status = "", 200
-    spec_form = selectors.form_of(item)
-    values, field_errors = {}, {}
-    if request.method == "POST":
-        values = formschema.from_post(spec_form, request.POST)
-        if not form.is_valid():
-            error, status = "Choose approve or reject.", 400
-        else:
-            try:
-                approvals.decide(
-                    request=item.pk,
-                    user=request.user,
-                    decision=form.cleaned_data["decision"],
-                    comment=form.cleaned_data["comment"],
-                    data=values if spec_form else None,
-                )
-            except engine.SagaError as exc:
-                error, status = exc.message, exc.status
-                for field, messages_ in (exc.fields or {}).items():
-                    if field in form.fields:
-                        form.add_error(field, messages_)
-                    elif field.startswith("data."):
-                        field_errors[field] = messages_
-            else:
-                verb = "approved" if form.cleaned_data["decision"] == "approve" else "rejected"
-                if not request.htmx:
-                    messages.success(request, f"You {verb} “{item.title}”.")
-                    return redirect("approval", approval_id=item.pk)
-                item = selectors.approval_item(item.pk)
-                form = DecisionForm()
-                error, values = "", {}
-                item.just_decided = verb
-    # Each approver decides once: after your decision a request that stays open
-    # (quorum, all) says what you decided and who else still may, not Approve/Reject.
-    item.my_decision = next(
-        (d for d in item.decisions.all() if request.user.pk in (d.user_id, d.on_behalf_of_id)),
-        None,
-    )
-    on_behalf_of, refusal = (
-        (None, "") if not item.is_open else approvals.capacity(item, request.user)
-    )
-    item.decidable = item.is_open and item.my_decision is None and not refusal
-    item.refusal = "" if item.decidable or not item.is_open or item.my_decision else refusal
-    if item.my_decision and item.is_open:
-        item.others, item.others_more = selectors.still_to_decide(item)
-    selectors.annotate([item], request.user, values=values, errors=field_errors)
-    # The rules' own answer (approvals.selectors.capacity), not the inbox's quick reading.
-    item.on_behalf_of = on_behalf_of.get_username() if on_behalf_of else ""
-    item.full_page = not request.htmx or request.POST.get("full") == "1"
-    if item.full_page:
-        item.discussion = list(item.comments.select_related("user").order_by("at", "id"))
-    item.may_reassign = item.is_open and is_operator(request.user)
-    context = {
-        "item": item,
-        "form": form,
-        "error": error,
-        "full": not request.htmx or request.POST.get("full") == "1",
-    }
-    if request.htmx:
-        response = render(request, "dashboard/approval.html#item", context, status=status)
-        if status == 200:
-            response["HX-Trigger"] = "approvals-changed"
-        return response
-    return render(request, "dashboard/approval.html", context, status=status)

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='approvalrequest',
             name='workflow',
-            field=models.CharField(blank=True, default='', max_length=100),
+            field=models.CharField(blank=True, db_default='', default='', max_length=100),
         ),
         # Requests opened before this migration get their saga's workflow.
         # (A subquery rather than UPDATE … FROM: SQLite, the embedded default, has no alias there.)
