@@ -184,6 +184,21 @@ class SagaEventsView(generics.GenericAPIView):
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
 
+def _operator_act(request, saga_id, serializer, service, *args):
+    """An operator's act on one saga: the role, the input, the engine's service, the saga after."""
+    check_operator_on(request, saga_id)
+    data = serializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    service(
+        saga_id,
+        *args,
+        user=request.user,
+        actor_label=_actor_label(request),
+        **data.validated_data,
+    )
+    return _saga_response(request, saga_id)
+
+
 class SagaRetryView(APIView):
     @extend_schema(
         summary="Retry the failed step of a paused saga, or its stuck compensation",
@@ -210,16 +225,7 @@ class SagaCancelView(APIView):
         responses={200: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, saga_id):
-        check_operator_on(request, saga_id)
-        data = s.ReasonSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        engine.cancel_saga(
-            saga_id,
-            user=request.user,
-            reason=data.validated_data["reason"],
-            actor_label=_actor_label(request),
-        )
-        return _saga_response(request, saga_id)
+        return _operator_act(request, saga_id, s.ReasonSerializer, engine.cancel_saga)
 
 
 class SagaPauseView(APIView):
@@ -234,16 +240,7 @@ class SagaPauseView(APIView):
         responses={200: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, saga_id):
-        check_operator_on(request, saga_id)
-        data = s.ReasonSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        engine.pause_saga(
-            saga_id,
-            user=request.user,
-            reason=data.validated_data["reason"],
-            actor_label=_actor_label(request),
-        )
-        return _saga_response(request, saga_id)
+        return _operator_act(request, saga_id, s.ReasonSerializer, engine.pause_saga)
 
 
 class SagaResumeView(APIView):
@@ -257,16 +254,7 @@ class SagaResumeView(APIView):
         responses={200: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, saga_id):
-        check_operator_on(request, saga_id)
-        data = s.ResumeSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        engine.resume_saga(
-            saga_id,
-            user=request.user,
-            reason=data.validated_data["reason"],
-            actor_label=_actor_label(request),
-        )
-        return _saga_response(request, saga_id)
+        return _operator_act(request, saga_id, s.ResumeSerializer, engine.resume_saga)
 
 
 class StepSkipView(APIView):
@@ -276,17 +264,7 @@ class StepSkipView(APIView):
         responses={200: s.SagaSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     def post(self, request, saga_id, step_name):
-        check_operator_on(request, saga_id)
-        data = s.ReasonSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        engine.skip_step(
-            saga_id,
-            step_name,
-            user=request.user,
-            reason=data.validated_data["reason"],
-            actor_label=_actor_label(request),
-        )
-        return _saga_response(request, saga_id)
+        return _operator_act(request, saga_id, s.ReasonSerializer, engine.skip_step, step_name)
 
 
 class SagaRewindView(APIView):
