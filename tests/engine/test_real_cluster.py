@@ -9,10 +9,11 @@ import sys
 import time
 
 import pytest
+from django.utils import timezone
 
 from sagas.demo.models import Attempt, Stock
 from sagas.engine import start_saga
-from sagas.models import Saga, SagaEvent
+from sagas.models import Saga, SagaEvent, SweeperHeartbeat
 from sagas.states import FINISHED_SAGA_STATES, SagaState
 from tests.conftest import ROOT, wait_for
 
@@ -30,7 +31,14 @@ def test_deadlines_fire_within_a_second(publish, qcluster):
             "steps": [{"name": "w", "type": "wait", "event": "never", "timeout": "2s"}],
         }
     )
+    launched = timezone.now()
     qcluster()
+    # The lateness of a running cluster's sweeps, not of its boot (seconds on a loaded machine).
+    wait_for(
+        lambda: SweeperHeartbeat.objects.filter(last_swept_at__gt=launched).exists(),
+        timeout=60,
+        message="the cluster's first sweep",
+    )
     sagas = []
     for i in range(10):
         sagas.append(start_saga(workflow="waits", input={}, correlation_id=f"w-{i}")[0])
