@@ -159,11 +159,12 @@ def send_cancellation_notice(ctx):
     return _notify(ctx, "cancellation", f"Order {_order(ctx)} was cancelled.")
 
 
-def _notify(ctx, kind, body):
+def _notify(ctx, kind, body, *, about=None):
+    """A notification in the outbox, once per step and kind; `about` defaults to the order."""
     key = f"{ctx.idempotency_key}:{kind}"
     with transaction.atomic():
         note, applied = Notification.objects.get_or_create(
-            key=key, defaults={"kind": kind, "order_id": _order(ctx), "body": body}
+            key=key, defaults={"kind": kind, "order_id": about or _order(ctx), "body": body}
         )
         _log(ctx, kind, applied)
     return {"notification": note.pk}
@@ -186,13 +187,17 @@ def _request(ctx):
 def reserve_budget(ctx):
     """Reserve the request's amount in the budget (an outbox line says so)."""
     _inject(ctx)
-    return _notify_about(ctx, "budget_reserved", f"€{ctx.input.get('amount')} reserved")
+    return _notify(
+        ctx, "budget_reserved", f"€{ctx.input.get('amount')} reserved", about=_request(ctx)
+    )
 
 
 @action("demo.budget.release")
 def release_budget(ctx):
     _inject(ctx)
-    return _notify_about(ctx, "budget_released", f"€{ctx.input.get('amount')} released")
+    return _notify(
+        ctx, "budget_released", f"€{ctx.input.get('amount')} released", about=_request(ctx)
+    )
 
 
 @action("demo.budget.check")
@@ -206,26 +211,28 @@ def check_budget(ctx):
 def screen_request(ctx):
     """Legal's automatic screening, recorded so that its undo is visible."""
     _inject(ctx)
-    return _notify_about(ctx, "legal_screened", "screened by legal")
+    return _notify(ctx, "legal_screened", "screened by legal", about=_request(ctx))
 
 
 @action("demo.legal.unscreen")
 def unscreen_request(ctx):
     _inject(ctx)
-    return _notify_about(ctx, "legal_screening_withdrawn", "screening withdrawn")
+    return _notify(ctx, "legal_screening_withdrawn", "screening withdrawn", about=_request(ctx))
 
 
 @action("demo.budget.book", compensation="demo.budget.unbook")
 def book_budget(ctx):
     """Book the reserved amount as spent."""
     _inject(ctx)
-    return _notify_about(ctx, "budget_booked", f"€{ctx.input.get('amount')} booked")
+    return _notify(ctx, "budget_booked", f"€{ctx.input.get('amount')} booked", about=_request(ctx))
 
 
 @action("demo.budget.unbook")
 def unbook_budget(ctx):
     _inject(ctx)
-    return _notify_about(ctx, "budget_unbooked", f"€{ctx.input.get('amount')} unbooked")
+    return _notify(
+        ctx, "budget_unbooked", f"€{ctx.input.get('amount')} unbooked", about=_request(ctx)
+    )
 
 
 @action("demo.lines.reserve", compensation="demo.lines.release")
@@ -269,20 +276,17 @@ def register_vendor(ctx):
     _inject(ctx)
     if ctx.input.get("vendor") == "blocked":
         raise StepFailed("the vendor is on the blocked list")
-    return _notify_about(ctx, "vendor_registered", f"vendor {ctx.input.get('vendor')} registered")
+    return _notify(
+        ctx,
+        "vendor_registered",
+        f"vendor {ctx.input.get('vendor')} registered",
+        about=_request(ctx),
+    )
 
 
 @action("demo.vendor.deregister")
 def deregister_vendor(ctx):
     _inject(ctx)
-    return _notify_about(ctx, "vendor_deregistered", f"vendor {ctx.input.get('vendor')} removed")
-
-
-def _notify_about(ctx, kind, body):
-    key = f"{ctx.idempotency_key}:{kind}"
-    with transaction.atomic():
-        note, applied = Notification.objects.get_or_create(
-            key=key, defaults={"kind": kind, "order_id": _request(ctx), "body": body}
-        )
-        _log(ctx, kind, applied)
-    return {"notification": note.pk}
+    return _notify(
+        ctx, "vendor_deregistered", f"vendor {ctx.input.get('vendor')} removed", about=_request(ctx)
+    )
