@@ -3,6 +3,7 @@
 import base64
 import binascii
 import uuid
+from copy import copy
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -20,7 +21,7 @@ from sagas import engine
 from sagas import search as search_fields
 from sagas.access import is_operator
 from sagas.models import Saga, SagaEvent, WorkflowDefinition
-from sagas.states import FINISHED_SAGA_STATES, SagaState
+from sagas.states import FINISHED_SAGA_STATES, SagaState, StepStatus
 
 # The timeline shows this many latest events; a saga that retried for days
 # keeps its whole history in the database and the API.
@@ -250,6 +251,43 @@ def grouped_by_branch(steps):
 
     add(inside.get(None, []))
     return ordered
+
+
+@dataclass
+class Undo:
+    """One line of a cancel's plan: a step whose compensation runs, at its depth among child sagas."""
+
+    step: object
+    depth: int = 0
+    child: Saga | None = None  # the child saga a `saga` step's undo reaches into
+
+
+def cancel_plan(saga, *, depth=0):
+    """The compensations a cancel would run, in order, reaching into child sagas.
+
+    The engine's own plan (engine.compensation_plan) for the saga; a `saga`
+    step in it is followed by its child's plan, one level deeper. A child
+    still running is cancelled by the parent's cancel and undone where its
+    step stands in the order (sagas/engine/compensation.py `start_compensation`
+    marks the step compensating, and it holds its branch until the child
+    has ended), so for the plan such a step counts as done like a completed one.
+    """
+    steps = [copy(s) for s in saga.steps.order_by("index")]
+    for step in steps:
+        if step.status == StepStatus.WAITING and step.kind == "saga":
+            step.status = StepStatus.COMPLETED
+    children = {}
+    if any(step.kind == "saga" for step in steps):
+        # The newest child of each step: a rewound step runs a new one (the older stay linked).
+        for child in Saga.objects.filter(parent_id=saga.pk).order_by("created_at"):
+            children[child.parent_step_id] = child
+    plan = []
+    for step in engine.compensation_plan(SimpleNamespace(saga=saga, steps=steps)):
+        child = children.get(step.pk)
+        plan.append(Undo(step, depth, child))
+        if child is not None and child.state != SagaState.FAILED:  # a failed child is undone
+            plan += cancel_plan(child, depth=depth + 1)
+    return plan
 
 
 def progress(saga, steps):

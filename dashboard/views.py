@@ -445,7 +445,7 @@ def saga_action(
         "action": action,
         "spec": spec,
         "form": form,
-        "plan": engine.compensation_plan(saga) if action == "cancel" else None,
+        "plan": selectors.cancel_plan(saga) if action == "cancel" else None,
         "post_url": request.path,
     }
     if action == "rewind":
@@ -454,7 +454,9 @@ def saga_action(
         except engine.SagaError as exc:
             return problem(request, exc.message, status=exc.status)
         named = {s.name: s for s in saga.step_list}
-        context.update(plan=[named[n] for n in rewind["compensations"]], rewind=rewind)
+        context.update(
+            plan=[selectors.Undo(named[n]) for n in rewind["compensations"]], rewind=rewind
+        )
     if action == "rerun":
         try:
             context["latest"] = engine.published_definition(saga.workflow)
@@ -504,6 +506,10 @@ def _panel(request, context, status=200):
     return response
 
 
+def _planned_name(undo):
+    return f"{undo.step.saga.workflow}.{undo.step.name}" if undo.depth else undo.step.name
+
+
 def _do(action, saga, step, reason, user):
     if action == "rewind":
         plan = engine.rewind_saga(
@@ -514,9 +520,10 @@ def _do(action, saga, step, reason, user):
     if action == "rerun":
         return engine.rerun_saga(saga.pk, user=user, latest=reason, actor_label="dashboard")
     if action == "cancel":
-        plan = engine.compensation_plan(saga)
+        plan = selectors.cancel_plan(saga)
         engine.cancel_saga(saga.pk, user=user, reason=reason)
-        undo = ", ".join(s.name for s in plan) or "none"
+        # A child saga's steps by workflow and name: "onboard, vendor.create_vendor, reserve".
+        undo = ", ".join(_planned_name(u) for u in plan) or "none"
         return f"Saga cancelled. Compensations that run, in order: {undo}."
     if action == "pause":
         engine.pause_saga(saga.pk, user=user, reason=reason)
