@@ -90,7 +90,7 @@ NESTED = {
 
 def _frame(html, name):
     """(x, y, width, height) of a parallel step's frame."""
-    group = html.split(f'class="parallel-frame')[1:]
+    group = html.split('class="parallel-frame')[1:]
     block = next(g for g in group if f'data-step="{name}"' in g.split(">")[0])
     x, y, w, h = re.search(
         r'<rect x="(\d+)" y="(\d+)" width="(\d+)" height="(\d+)"', block
