@@ -165,7 +165,17 @@ def diagram_context(spec, statuses=None, current="", links=None):
         for label, lane in step_lanes:
             _, lane_height = _lane_size(lane)
             ly += LANE_HEAD
-            lanes.append({"label": label, "x": x + FRAME_PAD, "y": ly - 6, "step": frame["name"]})
+            lanes.append(
+                {
+                    "label": label,
+                    "x": x + FRAME_PAD,
+                    "y": ly - 6,
+                    "step": frame["name"],
+                    # On the saga page a for_each's lane opens its elements' list (#elements-…).
+                    "for_each": "for_each" in step
+                    and any(counts.get(str(s.get("name"))) for s in lane),
+                }
+            )
             place_row(lane, x + FRAME_PAD, ly, depth + 1, middle=ly + BOX_H // 2)
             ly += lane_height
         return frame
