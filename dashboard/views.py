@@ -31,7 +31,7 @@ from sagas.access import get_visible_saga, is_operator, visible_sagas
 from sagas.filters import SagaFilter
 from sagas.models import Saga, WorkflowDefinition
 
-from . import selectors
+from . import branches, selectors
 from .forms import BulkActionForm, ReasonForm
 
 
@@ -329,11 +329,11 @@ def _detail_view(request):
         params = QueryDict(urlsplit(request.htmx.current_url).query)
     timeline = "branch" if params.get("timeline") == "branch" else "time"
     try:
-        elements = int(params.get("elements", selectors.ELEMENTS_SHOWN))
+        elements = int(params.get("elements", branches.ELEMENTS_SHOWN))
     except ValueError:
-        elements = selectors.ELEMENTS_SHOWN
+        elements = branches.ELEMENTS_SHOWN
     # In steps of the first page, and never more than a for_each may have.
-    step = selectors.ELEMENTS_SHOWN
+    step = branches.ELEMENTS_SHOWN
     elements = min(max(step, elements - elements % step), settings.SAGAS_MAX_BRANCHES)
     return timeline, elements
 
@@ -342,7 +342,7 @@ def _detail_url(saga, timeline, elements):
     query = {}
     if timeline != "time":
         query["timeline"] = timeline
-    if elements != selectors.ELEMENTS_SHOWN:
+    if elements != branches.ELEMENTS_SHOWN:
         query["elements"] = elements
     url = reverse("saga_detail", args=[saga.pk])
     return f"{url}?{urlencode(query)}" if query else url
@@ -387,13 +387,13 @@ def _detail_context(request, saga, **extra):
         if any(step.within_id for step in steps)
         else [],
         "timeline_groups": (
-            selectors.timeline_by_branch(saga, steps, saga.timeline, shown=elements)
+            branches.timeline_by_branch(saga, steps, saga.timeline, shown=elements)
             if timeline == "branch"
             else None
         ),
-        "for_each": selectors.for_each_elements(steps, shown=elements),
-        "more_elements_url": _detail_url(saga, timeline, elements + selectors.ELEMENTS_SHOWN),
-        "elements_expanded": elements > selectors.ELEMENTS_SHOWN,
+        "for_each": branches.for_each_elements(steps, shown=elements),
+        "more_elements_url": _detail_url(saga, timeline, elements + branches.ELEMENTS_SHOWN),
+        "elements_expanded": elements > branches.ELEMENTS_SHOWN,
         # A `saga` step's box in the diagram opens its child saga.
         "child_links": {
             child.step_name: reverse("saga_detail", args=[child.pk]) for child in saga.children_list
