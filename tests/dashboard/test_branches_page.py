@@ -89,8 +89,8 @@ def test_the_step_table_puts_each_branch_under_its_heading(client, alice, publis
         "sign_off › finance",
     ]
     # Under its heading, a step is indented by how deep it sits.
-    assert re.search(r'<tr class="depth-2" id="step-counsel"', html)
-    assert re.search(r'<tr class="depth-0" id="step-ship"', html)
+    assert re.search(r'<tr id="step-counsel" class="depth-2"', html)
+    assert re.search(r'<tr id="step-ship" class="depth-0"', html)
 
 
 def test_the_timeline_reads_by_time_or_by_branch(client, alice, publish, settle):
