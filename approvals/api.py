@@ -165,7 +165,10 @@ class ApprovalFilter(django_filters.FilterSet):
 
 def _decidable(user, requests):
     ids = [r.pk for r in requests]
-    return set(services.approvals_for(user).filter(pk__in=ids).values_list("pk", flat=True))
+    mine = set(services.approvals_for(user).filter(pk__in=ids).values_list("pk", flat=True))
+    # Four-eyes across the saga's family, judged for this page's rows (as the inbox does).
+    barred = services.family_refusals(user, [r for r in requests if r.pk in mine])
+    return mine - barred.keys()
 
 
 def _with_details(queryset):

@@ -85,6 +85,93 @@ def _family(request):
     return {request.saga_id}
 
 
+def _families(saga_ids):
+    """{saga id: {member id: parent id}}: each saga's whole family (top saga and all its children).
+
+    Walks level by level over the page's sagas together, so the queries grow
+    with the depth of child sagas (SAGAS_MAX_SAGA_DEPTH), not with their number.
+    """
+    parent_of, frontier = {}, set(saga_ids)
+    while frontier:  # up to each top
+        rows = dict(Saga.objects.filter(pk__in=frontier).values_list("pk", "parent_id"))
+        parent_of.update(rows)
+        frontier = {p for p in rows.values() if p is not None} - parent_of.keys()
+
+    def top(pk):
+        while parent_of.get(pk) is not None:
+            pk = parent_of[pk]
+        return pk
+
+    tops = {pk: top(pk) for pk in saga_ids}
+    children, frontier, seen = {}, set(tops.values()), set(tops.values())
+    while frontier:  # down from each top
+        rows = list(Saga.objects.filter(parent_id__in=frontier).values_list("pk", "parent_id"))
+        for pk, parent in rows:
+            parent_of[pk] = parent
+            children.setdefault(parent, []).append(pk)
+        frontier = {pk for pk, _ in rows} - seen
+        seen |= frontier
+
+    def below(pk):
+        members, stack = {pk: parent_of.get(pk)}, [pk]
+        while stack:
+            for child in children.get(stack.pop(), []):
+                members[child] = parent_of[child]
+                stack.append(child)
+        return members
+
+    return {pk: below(tops[pk]) for pk in saga_ids}
+
+
+def _where(acted, saga_id, family):
+    """Where, seen from `saga_id`, the saga `acted` sits in its family: for the reason's words."""
+    if acted == saga_id:
+        return "in this saga"
+    ancestor = family.get(saga_id)
+    while ancestor is not None:
+        if ancestor == acted:
+            return "in its parent saga"
+        ancestor = family.get(ancestor)
+    ancestor = family.get(acted)
+    while ancestor is not None:
+        if ancestor == saga_id:
+            return "in one of its child sagas"
+        ancestor = family.get(ancestor)
+    return "in another saga of the same transaction (a sibling child saga)"
+
+
+def family_refusals(user, requests):
+    """{request id: why four-eyes bars `user`} for acts anywhere in each request's saga family.
+
+    For a page of requests that `approvals_for` found: that query excludes acts
+    in the request's own saga over every pending request (an index lookup),
+    but a family walk per pending request would not scale to 100,000 of them;
+    so the family is judged here, for the rows a page shows, in queries that do
+    not grow with the rows. `four_eyes_refusal` stays the rule at decision time.
+    """
+    requests = list(requests)
+    if not requests or not _signed_in(user):
+        return {}
+    acts = operator_acts(user)
+    if not acts.exists():  # most approvers never acted as an operator: one query
+        return {}
+    families = _families({r.saga_id for r in requests})
+    members = set().union(*(f.keys() for f in families.values()))
+    acted = set(acts.filter(saga_id__in=members).values_list("saga_id", flat=True))
+    refusals = {}
+    for request in requests:
+        family = families[request.saga_id]
+        mine = sorted((a for a in acted if a in family), key=lambda a: a != request.saga_id)
+        if mine:
+            refusals[request.pk] = (
+                f"four-eyes: you acted as an operator {_where(mine[0], request.saga_id, family)} "
+                "(retried, skipped, reassigned, rewound, paused or resumed, or delivered an "
+                "event), and a saga with its child sagas is one transaction, so someone else "
+                "must decide its approvals"
+            )
+    return refusals
+
+
 def refusal(request, user):
     """Why `user` may not decide `request` on their own account (a sentence), or None.
 

@@ -30,6 +30,7 @@ from .selectors import (  # noqa: F401  (the reads are part of this module's int
     decided_by_or_for,
     decisions_by,
     eligible_users,
+    family_refusals,
     get_visible_request,
     is_eligible,
     is_operator,

@@ -74,8 +74,15 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
             )
         context["more"] = len(items) > size
         items = items[:size]
+        # Four-eyes across a saga's family (an act in the parent bars in the child),
+        # judged for this page's rows only: such a request stays listed, marked
+        # with the reason, so the approver sees why it is not theirs to decide.
+        barred = approvals.family_refusals(request.user, [i for i in items if i.pk in decidable])
         for item in items:
-            item.decidable = item.pk in decidable
+            item.refusal = barred.get(item.pk, "")
+            item.decidable = item.pk in decidable and not item.refusal
+        context["decidable_count"] = sum(1 for item in items if item.decidable)
+        context["barred_count"] = len(barred)
         context["items"] = selectors.annotate(items, request.user)
     template = "dashboard/inbox.html#list" if wants_fragment(request) else "dashboard/inbox.html"
     return render(request, template, context)

@@ -16,6 +16,7 @@ from approvals import away, claims
 from approvals import services as approvals
 from approvals.formschema import fields_of
 from approvals.models import ApprovalRequest
+from dashboard import branches
 from sagas import counts as state_counts
 from sagas import engine
 from sagas import search as search_fields
@@ -203,11 +204,10 @@ def saga_detail_rows():
 
 def with_history(saga):
     """The saga (from `saga_detail_rows`) with its steps, its latest events and its approvals."""
-    saga.step_list = grouped_by_branch(list(saga.steps.order_by("index")))
+    saga.step_list = branches.place_in_branches(
+        grouped_by_branch(list(saga.steps.order_by("index")))
+    )
     names = {step.pk: step.name for step in saga.step_list}
-    for step in saga.step_list:
-        # Where a branch step is, for the step table: "sign_off › legal".
-        step.parallel_name = names.get(step.within_id, "")
     saga.children_list = list(
         Saga.objects.filter(parent_id=saga.pk)
         .only("id", "workflow", "state", "parent_id", "parent_step_id")

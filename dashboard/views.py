@@ -31,7 +31,7 @@ from sagas.access import get_visible_saga, is_operator, visible_sagas
 from sagas.filters import SagaFilter
 from sagas.models import Saga, WorkflowDefinition
 
-from . import selectors
+from . import branches, selectors
 from .forms import BulkActionForm, ReasonForm
 
 
@@ -119,7 +119,10 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
 
 def _my_approvals(user):
     waiting = list(selectors.with_overdue(approvals.approvals_for(user)[:10]))
-    return {"approvals": waiting}
+    # What waits for them is what they may decide: not a request four-eyes bars
+    # them from through an act elsewhere in the saga's family (the inbox says why).
+    barred = approvals.family_refusals(user, waiting)
+    return {"approvals": [a for a in waiting if a.pk not in barred]}
 
 
 # --- the saga list ---------------------------------------------------------------
@@ -315,8 +318,39 @@ def _saga_or_problem(request, saga_id):
         return None, problem(request, f"There is no saga {saga_id} that you may see.", status=404)
 
 
+def _detail_view(request):
+    """How the person reads the saga page: ?timeline=branch, ?elements=N (shown per for_each).
+
+    After an action (a POST) the page they came from says, so that the fresh
+    fragment keeps their choice instead of falling back to the defaults.
+    """
+    params = request.GET
+    if request.method != "GET" and request.htmx and request.htmx.current_url:
+        params = QueryDict(urlsplit(request.htmx.current_url).query)
+    timeline = "branch" if params.get("timeline") == "branch" else "time"
+    try:
+        elements = int(params.get("elements", branches.ELEMENTS_SHOWN))
+    except ValueError:
+        elements = branches.ELEMENTS_SHOWN
+    # In steps of the first page, and never more than a for_each may have.
+    step = branches.ELEMENTS_SHOWN
+    elements = min(max(step, elements - elements % step), settings.SAGAS_MAX_BRANCHES)
+    return timeline, elements
+
+
+def _detail_url(saga, timeline, elements):
+    query = {}
+    if timeline != "time":
+        query["timeline"] = timeline
+    if elements != branches.ELEMENTS_SHOWN:
+        query["elements"] = elements
+    url = reverse("saga_detail", args=[saga.pk])
+    return f"{url}?{urlencode(query)}" if query else url
+
+
 def _detail_context(request, saga, **extra):
     steps = saga.step_list
+    timeline, elements = _detail_view(request)
     operator = is_operator(request.user)
     # The buttons are the actions the engine would take now; it decides again on a press.
     allowed = engine.allowed_actions(saga, steps)
@@ -341,6 +375,25 @@ def _detail_context(request, saga, **extra):
         "poll_seconds": poll_seconds(),
         "live": not saga.is_finished,
         "approvals": saga.approval_requests,
+        # The page polls, and is switched, at the address that keeps the reader's choices.
+        "live_url": _detail_url(saga, timeline, elements),
+        "timeline_mode": timeline,
+        # One timeline is the default (failure and compensation across branches,
+        # in order); a saga with branches can also be read branch by branch.
+        "timeline_modes": [
+            ("time", "By time", _detail_url(saga, "time", elements)),
+            ("branch", "By branch", _detail_url(saga, "branch", elements)),
+        ]
+        if any(step.within_id for step in steps)
+        else [],
+        "timeline_groups": (
+            branches.timeline_by_branch(saga, steps, saga.timeline, shown=elements)
+            if timeline == "branch"
+            else None
+        ),
+        "for_each": branches.for_each_elements(steps, shown=elements),
+        "more_elements_url": _detail_url(saga, timeline, elements + branches.ELEMENTS_SHOWN),
+        "elements_expanded": elements > branches.ELEMENTS_SHOWN,
         # A `saga` step's box in the diagram opens its child saga.
         "child_links": {
             child.step_name: reverse("saga_detail", args=[child.pk]) for child in saga.children_list

@@ -48,7 +48,8 @@ def _has_compensation(spec):
 def _status_map(statuses):
     """Accept {name: status}, or step objects / dicts with name and status.
 
-    Rows of a for_each share a name: their statuses are counted, {name: Counter}.
+    Names that several rows share (the rows of a for_each, and any step nested
+    inside one) have their statuses counted: {name: Counter}.
     """
     if not statuses:
         return {}, {}
@@ -56,15 +57,16 @@ def _status_map(statuses):
         return {str(k): str(v) for k, v in statuses.items()}, {}
     if hasattr(statuses, "all"):
         statuses = statuses.all()
-    result, counts = {}, {}
+    result, seen, repeated = {}, {}, set()
     for step in statuses:
         if isinstance(step, dict):
             result[str(step.get("name"))] = str(step.get("status", ""))
             continue
-        if getattr(step, "in_for_each", False):
-            counts.setdefault(step.name, Counter())[step.status] += 1
+        seen.setdefault(step.name, Counter())[step.status] += 1
+        if getattr(step, "in_for_each", False) or seen[step.name].total() > 1:
+            repeated.add(step.name)
         result[step.name] = step.status
-    return result, counts
+    return result, {name: seen[name] for name in repeated}
 
 
 def _short(name):
@@ -94,25 +96,43 @@ def _lanes(step):
     return []
 
 
+def _size(step):
+    """(width, height) of a step drawn: a box, or a parallel step's frame around its lanes."""
+    lanes = _lanes(step) if step.get("type") == "parallel" else []
+    if not lanes:
+        return BOX_W, BOX_H
+    sizes = [_lane_size(lane) for _, lane in lanes]
+    width = FRAME_PAD * 2 + max(w for w, _ in sizes)
+    height = LANE_HEAD + sum(LANE_HEAD + h for _, h in sizes) + FRAME_PAD
+    return width, height
+
+
+def _lane_size(lane):
+    sizes = [_size(s) for s in lane] or [(BOX_W, BOX_H)]
+    return sum(w for w, _ in sizes) + GAP * (len(sizes) - 1), max(h for _, h in sizes)
+
+
 def diagram_context(spec, statuses=None, current="", links=None):
     """Positions of the boxes of a workflow's steps, their compensations and the arrows.
 
     A parallel step is a frame with a lane per branch (a for_each: one lane
-    whose boxes count its elements by status); a `saga` step's box links to
-    its child saga when `links` ({step name: url}) has it.
+    whose boxes count its elements by status); a parallel step inside a lane
+    is a frame with its own lanes inside that lane, as deep as the document
+    nests them (three levels: sagas/definitions.py). A `saga` step's box links
+    to its child saga when `links` ({step name: url}) has it.
     """
     steps = (spec or {}).get("steps") or []
     status_of, counts = _status_map(statuses)
     links = links or {}
     boxes, undos, frames, lanes, arrows = [], [], [], [], []
-    x, bottom, previous_end, number = PAD, PAD + BOX_H, None, 0
+    number = 0
 
-    def box_at(step, bx, by, index, position):
+    def box_at(step, bx, by, position):
         name = str(step.get("name") or f"step {position + 1}")
         status = status_of.get(name, "")
         counted = counts.get(name)
         return {
-            "index": index,
+            "index": number,
             "name": name,
             "short": _short(name),
             "type": str(step.get("type") or "?"),
@@ -127,36 +147,70 @@ def diagram_context(spec, statuses=None, current="", links=None):
             "link": links.get(name, ""),
         }
 
+    def place(step, x, y, position, depth):
+        """Draw one step with its top-left at (x, y); returns its box or frame."""
+        nonlocal number
+        step_lanes = _lanes(step) if step.get("type") == "parallel" else []
+        if not step_lanes:
+            box = box_at(step, x, y, position)
+            number += 1
+            boxes.append(box)
+            return box
+        width, height = _size(step)
+        frame = box_at(step, x, y, position)
+        frame.update(width=width, height=height, lanes=len(step_lanes), depth=depth)
+        frames.append(frame)
+        number += 1
+        ly = y + LANE_HEAD
+        for label, lane in step_lanes:
+            _, lane_height = _lane_size(lane)
+            ly += LANE_HEAD
+            lanes.append(
+                {
+                    "label": label,
+                    "x": x + FRAME_PAD,
+                    "y": ly - 6,
+                    "step": frame["name"],
+                    # On the saga page a for_each's lane opens its elements' list (#elements-…).
+                    "for_each": "for_each" in step
+                    and any(counts.get(str(s.get("name"))) for s in lane),
+                }
+            )
+            place_row(lane, x + FRAME_PAD, ly, depth + 1, middle=ly + BOX_H // 2)
+            ly += lane_height
+        return frame
+
+    def place_row(row, x, y, depth, middle):
+        """Steps one after another from (x, y), with an arrow between each two."""
+        previous_end = None
+        for position, step in enumerate(row):
+            if not isinstance(step, dict):
+                continue
+            if previous_end is not None:
+                arrows.append({"x1": previous_end, "x2": x - 4, "y": middle})
+            drawn = place(step, x, y, position, depth)
+            width = drawn.get("width", BOX_W)
+            previous_end, x = x + width, x + width + GAP
+
+    top = PAD + LANE_HEAD
+    # The saga's own steps: boxes on one line, frames hanging from it; only
+    # these have a compensation box in the bottom row (a branch's undo is drawn
+    # by its status in its lane).
+    x = PAD
+    previous_end = None
+    bottom = PAD + BOX_H
     for position, step in enumerate(steps):
         if not isinstance(step, dict):
             continue
-        step_lanes = _lanes(step) if step.get("type") == "parallel" else []
         if previous_end is not None:
-            arrows.append({"x1": previous_end, "x2": x - 4, "y": PAD + LANE_HEAD + BOX_H // 2})
-        if step_lanes:
-            longest = max((len(lane) for _, lane in step_lanes), default=1) or 1
-            width = FRAME_PAD * 2 + longest * (BOX_W + GAP) - GAP
-            height = LANE_HEAD + len(step_lanes) * (BOX_H + LANE_HEAD) + FRAME_PAD
-            frame = box_at(step, x, PAD, number, position)
-            frame.update(width=width, height=height, lanes=len(step_lanes))
-            frames.append(frame)
-            for j, (label, lane) in enumerate(step_lanes):
-                ly = PAD + LANE_HEAD + j * (BOX_H + LANE_HEAD) + LANE_HEAD
-                lanes.append({"label": label, "x": x + FRAME_PAD, "y": ly - 6})
-                for k, inner in enumerate(lane):
-                    number += 1
-                    boxes.append(box_at(inner, x + FRAME_PAD + k * (BOX_W + GAP), ly, number, k))
-            bottom = max(bottom, PAD + height)
-            previous_end, x = x + width, x + width + GAP
-            number += 1
-            continue
-        box = box_at(step, x, PAD + LANE_HEAD, number, position)
-        number += 1
-        boxes.append(box)
-        bottom = max(bottom, box["y"] + BOX_H)
-        if _has_compensation(step):
-            undos.append(box)
-        previous_end, x = x + BOX_W, x + BOX_W + GAP
+            arrows.append({"x1": previous_end, "x2": x - 4, "y": top + BOX_H // 2})
+        is_frame = bool(step.get("type") == "parallel" and _lanes(step))
+        drawn = place(step, x, PAD if is_frame else top, position, 0)
+        width = drawn.get("width", BOX_W)
+        bottom = max(bottom, drawn["y"] + drawn.get("height", BOX_H))
+        if not is_frame and _has_compensation(step):
+            undos.append(drawn)
+        previous_end, x = x + width, x + width + GAP
     undo_boxes = []
     for box in undos:
         status = box["status"]

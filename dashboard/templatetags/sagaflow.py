@@ -37,6 +37,7 @@ GLYPHS = {
     "matched": "✓",
     "discarded": "⊘",
     "not taken": "✕",
+    "barred": "⊘",
 }
 
 

@@ -1,6 +1,8 @@
 """Branches in a real Chromium: the diagram's lanes side by side, and approving one branch
 while the other still waits."""
 
+import re
+
 from playwright.sync_api import expect
 
 from approvals.models import ApprovalRequest
@@ -83,3 +85,58 @@ def test_the_lanes_show_side_by_side_and_one_branch_is_approved_while_the_other_
         "data-state", "completed", timeout=10_000
     )
     expect(frame).to_have_attribute("data-status", "completed")
+
+
+PER_LINE = {
+    "name": "per_line_browser",
+    "steps": [
+        {
+            "name": "lines",
+            "type": "parallel",
+            "for_each": "input.lines",
+            "steps": [
+                {"name": "hold_line", "type": "action", "action": "test.ok"},
+                {"name": "await_line", "type": "wait", "event": "line.ok"},
+            ],
+        },
+    ],
+}
+
+
+def test_a_for_each_lane_expands_to_its_elements_and_the_timeline_reads_by_branch(
+    open_page, users, publish, settle
+):
+    from sagas.models import SagaStep
+
+    publish(PER_LINE)
+    lines = [{"sku": f"SKU-{i}"} for i in range(3)]
+    saga, _ = start_saga(workflow="per_line_browser", input={"lines": lines})
+    settle()
+    SagaStep.objects.filter(saga=saga, name="await_line", branch="2").update(status="failed")
+    page = open_page("olivia")
+    page.goto(f"/sagas/{saga.pk}/")
+    elements = page.locator('details[data-elements="lines"]')
+    expect(elements.locator("summary")).to_contain_text("3 elements")
+    expect(elements.locator("tr[data-element]").first).to_be_hidden()
+    # The for_each lane in the diagram opens the list (a link into the <details>: no script).
+    page.locator("#saga-live a.lane-link").click()
+    expect(elements).to_have_attribute("open", "")
+    elements.locator("summary").click()  # and its summary folds and unfolds it
+    expect(elements.locator("tr[data-element]").first).to_be_hidden()
+    elements.locator("summary").press("Enter")  # from the keyboard too
+    first = elements.locator("tr[data-element]").first
+    expect(first).to_be_visible()
+    # The element that failed comes first, with each of its steps' statuses.
+    expect(first).to_have_attribute("data-element", "2")
+    expect(first).to_contain_text("SKU-2")
+    expect(first.locator('td[data-status="failed"]')).to_contain_text("failed")
+    expect(first.locator('td[data-status="completed"]')).to_contain_text("completed")
+    expect(elements.locator('tr[data-element="0"] td[data-status="waiting"]')).to_be_visible()
+
+    page.get_by_role("link", name="By branch").click()
+    expect(page).to_have_url(re.compile(r"\?timeline=branch$"))
+    group = page.locator('.timeline-group[data-group="lines › element 1"]')
+    expect(group).to_contain_text("hold_line")
+    screenshot(page, "branches-by-element")
+    page.get_by_role("link", name="By time").click()
+    expect(page.locator(".timeline-group")).to_have_count(0)

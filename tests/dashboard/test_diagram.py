@@ -59,3 +59,71 @@ def test_policies_read_as_words():
     assert policy_text("any") == "one approval decides"
     assert policy_text("all") == "every approver must approve"
     assert policy_text("quorum:2") == "2 approvals needed"
+
+
+NESTED = {
+    "name": "nested",
+    "steps": [
+        {"name": "reserve", "type": "action", "action": "test.ok", "compensation": "test.undo"},
+        {
+            "name": "sign_off",
+            "type": "parallel",
+            "branches": {
+                "legal": [
+                    {"name": "screen", "type": "action", "action": "test.ok"},
+                    {
+                        "name": "reviews",
+                        "type": "parallel",
+                        "branches": {
+                            "inside": [{"name": "in_house", "type": "action", "action": "test.ok"}],
+                            "outside": [{"name": "counsel", "type": "action", "action": "test.ok"}],
+                        },
+                    },
+                ],
+                "finance": [{"name": "book", "type": "action", "action": "test.ok"}],
+            },
+        },
+        {"name": "ship", "type": "action", "action": "test.ok"},
+    ],
+}
+
+
+def _frame(html, name):
+    """(x, y, width, height) of a parallel step's frame."""
+    group = html.split('class="parallel-frame')[1:]
+    block = next(g for g in group if f'data-step="{name}"' in g.split(">")[0])
+    x, y, w, h = re.search(
+        r'<rect x="(\d+)" y="(\d+)" width="(\d+)" height="(\d+)"', block
+    ).groups()
+    return int(x), int(y), int(w), int(h)
+
+
+def test_a_parallel_step_inside_a_lane_is_a_frame_with_its_own_lanes_inside_that_lane(db):
+    html = render_diagram(NESTED)
+    assert 'data-step="reviews" data-status="" data-lanes="2" data-depth="1"' in html
+    assert 'data-lane="inside" data-parallel="reviews"' in html
+    assert 'data-lane="outside" data-parallel="reviews"' in html
+    # Drawn as a frame, not as a box of its own.
+    assert 'class="step-node step-none" data-step="reviews"' not in html
+    outer, inner = _frame(html, "sign_off"), _frame(html, "reviews")
+    assert outer[0] < inner[0] and inner[0] + inner[2] < outer[0] + outer[2]
+    assert outer[1] < inner[1] and inner[1] + inner[3] < outer[1] + outer[3]
+    # The finance lane starts below the legal lane, which holds the whole inner frame.
+    book_y = int(
+        re.search(
+            r'data-step="book"[^>]*>\s*<title>[^<]*</title>\s*<rect x="\d+" y="(\d+)"', html
+        ).group(1)
+    )
+    assert book_y > inner[1] + inner[3]
+
+
+def test_the_saga_page_draws_nested_lanes_from_its_rows(client, alice, publish, settle):
+    from sagas.engine import start_saga
+
+    publish(NESTED)
+    saga, _ = start_saga(workflow="nested", input={})
+    settle()
+    client.force_login(alice)
+    html = client.get(f"/sagas/{saga.pk}/").content.decode()
+    assert 'data-step="reviews" data-status="completed" data-lanes="2" data-depth="1"' in html
+    assert 'class="step-node step-completed" data-step="counsel" data-status="completed"' in html

@@ -1,0 +1,129 @@
+"""The saga page with branches: a for_each expands to its elements, the table and the
+timeline read branch by branch."""
+
+import re
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from sagas.engine import start_saga
+from sagas.models import SagaStep
+
+from .conftest import HTMX
+from .test_diagram import NESTED
+
+PER_LINE = {
+    "name": "per_line",
+    "steps": [
+        {"name": "reserve", "type": "action", "action": "test.ok", "compensation": "test.undo"},
+        {
+            "name": "lines",
+            "type": "parallel",
+            "for_each": "input.lines",
+            "steps": [
+                {"name": "hold_line", "type": "action", "action": "test.ok"},
+                {"name": "await_line", "type": "wait", "event": "line.ok"},
+            ],
+        },
+    ],
+}
+
+
+def _per_line(publish, settle, n):
+    publish(PER_LINE)
+    lines = [{"sku": f"SKU-{i}"} for i in range(n)]
+    saga, _ = start_saga(workflow="per_line", input={"lines": lines})
+    settle()
+    return saga
+
+
+def _element_rows(html):
+    return re.findall(r'<tr data-element="(\d+)" data-status="([a-z]+)"', html)
+
+
+def test_a_for_each_expands_to_its_elements_those_that_failed_first_and_capped(
+    client, alice, publish, settle
+):
+    saga = _per_line(publish, settle, 60)
+    SagaStep.objects.filter(saga=saga, name="await_line", branch="57").update(status="failed")
+    client.force_login(alice)
+    html = client.get(f"/sagas/{saga.pk}/").content.decode()
+    assert '<details class="elements" id="elements-' in html and 'data-elements="lines"' in html
+    assert "60 elements" in html and "59 … waiting" in html and "1 ✕ failed" in html
+    rows = _element_rows(html)
+    assert len(rows) == 50 and rows[0] == ("57", "failed") and rows[1] == ("0", "waiting")
+    assert "SKU-57" in html and "10 more elements not shown" in html
+    more = client.get(f"/sagas/{saga.pk}/?elements=100", headers=HTMX).content.decode()
+    assert len(_element_rows(more)) == 60 and "more elements not shown" not in more
+    # The expansion the person asked for stays open, and the page polls at that address.
+    assert 'data-elements="lines" open' in more
+    assert f'hx-get="/sagas/{saga.pk}/?elements=100"' in more
+
+
+def test_the_page_takes_the_same_queries_for_20_and_200_elements(client, alice, publish, settle):
+    small = _per_line(publish, settle, 20)
+    large = _per_line(publish, settle, 200)
+    client.force_login(alice)
+    client.get(f"/sagas/{small.pk}/")
+    counts = []
+    for saga in (small, large):
+        for mode in ("", "?timeline=branch"):
+            with CaptureQueriesContext(connection) as queries:
+                html = client.get(f"/sagas/{saga.pk}/{mode}").content.decode()
+            counts.append(len(queries))
+    assert len(_element_rows(html)) == 50
+    assert counts[0] == counts[2] and counts[1] == counts[3]
+
+
+def test_the_step_table_puts_each_branch_under_its_heading(client, alice, publish, settle):
+    publish(NESTED)
+    saga, _ = start_saga(workflow="nested", input={})
+    settle()
+    client.force_login(alice)
+    html = client.get(f"/sagas/{saga.pk}/").content.decode()
+    heads = re.findall(r'data-branch-head="([^"]+)"', html)
+    assert heads == [
+        "sign_off › legal",
+        "sign_off › legal › reviews › inside",
+        "sign_off › legal › reviews › outside",
+        "sign_off › finance",
+    ]
+    # Under its heading, a step is indented by how deep it sits.
+    assert re.search(r'<tr id="step-counsel" class="depth-2"', html)
+    assert re.search(r'<tr id="step-ship" class="depth-0"', html)
+
+
+def test_the_timeline_reads_by_time_or_by_branch(client, alice, publish, settle):
+    publish(NESTED)
+    saga, _ = start_saga(workflow="nested", input={})
+    settle()
+    client.force_login(alice)
+    by_time = client.get(f"/sagas/{saga.pk}/").content.decode()
+    assert 'data-timeline-mode="time" aria-current="true"' in by_time
+    assert "timeline-group" not in by_time
+    by_branch = client.get(f"/sagas/{saga.pk}/?timeline=branch", headers=HTMX).content.decode()
+    assert 'data-timeline-mode="branch" aria-current="true"' in by_branch
+    groups = re.findall(r'class="timeline-group depth-\d" data-group="([^"]*)"', by_branch)
+    assert groups == [
+        "",
+        "sign_off › legal",
+        "sign_off › legal › reviews › inside",
+        "sign_off › legal › reviews › outside",
+        "sign_off › finance",
+    ]
+    section = by_branch.split('data-group="sign_off › legal › reviews › outside"')[1]
+    section = section.split("</section>")[0]
+    assert 'data-step="counsel"' in section and 'data-step="in_house"' not in section
+    own = by_branch.split('data-group=""')[1].split("</section>")[0]
+    assert 'data-step="ship"' in own and 'data-step="counsel"' not in own
+    # The live refresh keeps the reader's choice.
+    assert f'hx-get="/sagas/{saga.pk}/?timeline=branch"' in by_branch
+
+
+def test_the_timeline_by_branch_groups_a_for_each_by_element_capped(client, alice, publish, settle):
+    saga = _per_line(publish, settle, 60)
+    client.force_login(alice)
+    html = client.get(f"/sagas/{saga.pk}/?timeline=branch").content.decode()
+    groups = re.findall(r'class="timeline-group depth-\d" data-group="([^"]*)"', html)
+    assert groups[:3] == ["", "lines › element 0", "lines › element 1"] and len(groups) == 51
+    assert 'data-hidden-groups="10"' in html

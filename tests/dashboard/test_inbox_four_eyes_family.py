@@ -1,0 +1,90 @@
+"""The inbox and a saga family: an act in the parent bars deciding in the child, and says so."""
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from approvals.models import ApprovalRequest
+from sagas.engine import deliver_event, start_saga
+from sagas.models import Saga
+
+
+def approval(name):
+    return {"name": name, "type": "approval", "approvers": {"users": ["alice", "carol"]}}
+
+
+def _family_workflows(publish):
+    publish({"name": "vendor_check", "steps": [approval("vendor_ok")]})
+    publish(
+        {
+            "name": "buy",
+            "steps": [
+                {"name": "go", "type": "wait", "event": "go", "timeout": "1h"},
+                {"name": "onboard", "type": "saga", "workflow": "vendor_check"},
+            ],
+        }
+    )
+
+
+def _parent_acted_on_by(actor, settle, n):
+    """A `buy` saga that `actor` moved on (delivered its event); its child waits for approval."""
+    saga, _ = start_saga(workflow="buy", input={}, correlation_id=f"buy-{n}")
+    settle()
+    deliver_event(type="go", correlation_id=f"buy-{n}", actor=actor)
+    settle()
+    return ApprovalRequest.objects.get(saga=Saga.objects.get(parent=saga))
+
+
+def test_a_child_request_is_marked_not_decidable_for_who_acted_in_the_parent(
+    client, publish, settle, alice, django_user_model
+):
+    carol = django_user_model.objects.create_user("carol", password="pw")
+    _family_workflows(publish)
+    request = _parent_acted_on_by(alice, settle, 1)
+
+    client.force_login(alice)
+    html = client.get("/approvals/").content.decode()
+    row = html.split(f'id="approval-{request.pk}"')[1].split("</article>")[0]
+    assert "in its parent saga" in row and "not yours to decide" in row
+    assert "✓ Approve" not in row and "decide-form" not in row
+    # The count says what alice can decide: nothing here.
+    assert 'data-waiting="0"' in html
+    # …and the overview's "my pending approvals" does not offer it.
+    assert f"/approvals/{request.pk}/" not in client.get("/").content.decode()
+
+    client.force_login(carol)
+    html = client.get("/approvals/").content.decode()
+    row = html.split(f'id="approval-{request.pk}"')[1].split("</article>")[0]
+    assert "✓ Approve" in row and "not yours to decide" not in row
+    assert 'data-waiting="1"' in html
+
+
+def test_the_api_says_a_child_request_is_not_for_who_acted_in_the_parent(
+    publish, settle, alice, django_user_model
+):
+    django_user_model.objects.create_user("carol", password="pw")
+    _family_workflows(publish)
+    request = _parent_acted_on_by(alice, settle, 1)
+    api = APIClient()
+    api.force_authenticate(alice)
+    rows = {r["id"]: r for r in api.get("/api/v1/approvals/").json()["results"]}
+    assert rows[request.pk]["can_decide"] is False
+    assert api.get(f"/api/v1/approvals/{request.pk}/").json()["can_decide"] is False
+
+
+def test_the_family_check_takes_the_same_queries_for_1_and_4_families(
+    client, publish, settle, alice, django_user_model
+):
+    django_user_model.objects.create_user("carol", password="pw")
+    _family_workflows(publish)
+    _parent_acted_on_by(alice, settle, 0)
+    client.force_login(alice)
+    client.get("/approvals/")
+    with CaptureQueriesContext(connection) as one:
+        client.get("/approvals/")
+    for n in range(1, 4):
+        _parent_acted_on_by(alice, settle, n)
+    with CaptureQueriesContext(connection) as four:
+        html = client.get("/approvals/").content.decode()
+    assert html.count("not yours to decide") == 4
+    assert len(one) == len(four)
