@@ -243,12 +243,6 @@ class LiveStepManager(models.Manager):
 
 
 class SagaStep(models.Model):
-    # The default manager (and so `saga.steps`, the API, the dashboard and the
-    # engine's store) sees only live rows; `every_round` also the retired ones,
-    # which stay because approval requests and child sagas refer to them.
-    objects = LiveStepManager()
-    every_round = models.Manager()
-
     # No index of its own: step_saga_index_unique (saga, index) serves every lookup by saga.
     saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="steps", db_index=False)
     index = models.PositiveIntegerField()
@@ -302,7 +296,14 @@ class SagaStep(models.Model):
     # of the saga (sagas/engine/rewind.py). Retired rows are never loaded again.
     retired_at = models.DateTimeField(null=True, blank=True)
 
+    # The default manager (and so `saga.steps`, the API, the dashboard and the
+    # engine's store) sees only live rows; `every_round` also the retired ones,
+    # which stay because approval requests and child sagas refer to them.
+    every_round = models.Manager()
+    objects = LiveStepManager()
+
     class Meta:
+        default_manager_name = "objects"
         ordering = ["saga", "index"]
         constraints = [
             models.UniqueConstraint(fields=["saga", "index"], name="step_saga_index_unique"),

@@ -43,4 +43,8 @@ class Migration(migrations.Migration):
             name="retired_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
+        migrations.AlterModelOptions(
+            name="sagastep",
+            options={"default_manager_name": "objects", "ordering": ["saga", "index"]},
+        ),
     ]
