@@ -265,7 +265,10 @@ def progress(saga, steps):
         compensated = [s for s in steps if s.status == "compensated"]
         # What is still to undo, by the engine's own rule (steps without a
         # compensation are not undone), on the steps already loaded.
-        to_undo = engine.compensation_plan(SimpleNamespace(saga=saga, steps=steps))
+        # (A rewind's: only its own steps, at and after the one it goes back to.)
+        to_undo = engine.compensation_plan(
+            SimpleNamespace(saga=saga, steps=steps), only=engine.rewound(saga, steps)
+        )
         done = len(compensated) + len(given_up)
         total = done + len(to_undo)
         return {

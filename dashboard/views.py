@@ -450,11 +450,16 @@ def saga_action(
     }
     if action == "rewind":
         try:  # the dry run: what would be undone, and what runs again
-            rewind = engine.rewind_saga(saga.pk, step.name, dry_run=True)
+            rewind = engine.rewind_saga(saga.pk, step.key, dry_run=True)
         except engine.SagaError as exc:
             return problem(request, exc.message, status=exc.status)
-        named = {s.name: s for s in saga.step_list}
-        context.update(plan=[named[n] for n in rewind["compensations"]], rewind=rewind)
+        keyed = {s.key: s for s in saga.step_list}
+        plan = []
+        for undo in rewind["undo"]:
+            row = keyed[undo["step"]]
+            row.undo_child = undo["child"]  # a `saga` step: its child saga is undone
+            plan.append(row)
+        context.update(plan=plan, rewind=rewind)
     if action == "rerun":
         try:
             context["latest"] = engine.published_definition(saga.workflow)
@@ -507,7 +512,7 @@ def _panel(request, context, status=200):
 def _do(action, saga, step, reason, user):
     if action == "rewind":
         plan = engine.rewind_saga(
-            saga.pk, step.name, user=user, reason=reason, actor_label="dashboard"
+            saga.pk, step.key, user=user, reason=reason, actor_label="dashboard"
         )
         undo = ", ".join(plan["compensations"]) or "none"
         return f"Rewinding to {step.name}. Compensations that run, in order: {undo}; then {step.name} runs again."
