@@ -78,10 +78,17 @@ def signed_off(publish, settle, carol):
 
 
 def test_rewind_before_a_parallel_step_undoes_each_branch_then_the_steps_before(
-    publish, settle, alice, carol
+    publish, settle, alice, carol, client
 ):
     saga = signed_off(publish, settle, carol)
     plan = rewind_saga(saga.pk, "reserve", dry_run=True)
+    client.force_login(alice)
+    answer = client.post(
+        f"/api/v1/sagas/{saga.pk}/rewind/",
+        {"step": "reserve", "dry_run": True},
+        content_type="application/json",
+    )
+    assert answer.status_code == 200 and answer.json() == {"dry_run": True, **plan}
     # ship first; then both branches at once, each last-first (the approval has
     # nothing to undo); only then reserve, before the parallel step.
     assert plan["compensations"] == [
@@ -159,7 +166,9 @@ def test_rewind_to_a_step_inside_a_branch_runs_that_branch_on_and_leaves_the_oth
     assert Attempt.objects.filter(key=f"{saga.pk}:legal_check", action="ok").count() == 1
 
 
-def test_no_rewind_into_a_branch_while_its_parallel_step_still_runs(publish, settle, alice, carol):
+def test_no_rewind_into_a_branch_while_its_parallel_step_still_runs(
+    publish, settle, alice, carol, client
+):
     publish(SIGN_OFF)
     saga, _ = start_saga(workflow="sign_off_flow", input={})
     settle()
@@ -169,6 +178,13 @@ def test_no_rewind_into_a_branch_while_its_parallel_step_still_runs(publish, set
     assert engine.REWIND not in allowed.on("book_budget")
     with pytest.raises(Conflict, match="branch of sign_off, which has not completed"):
         rewind_saga(saga.pk, "book_budget", user=alice, reason="x")
+    client.force_login(alice)
+    answer = client.post(
+        f"/api/v1/sagas/{saga.pk}/rewind/",
+        {"step": "book_budget", "reason": "x"},
+        content_type="application/json",
+    )
+    assert answer.status_code == 409 and "sign_off" in str(answer.json())
     assert not SagaEvent.objects.filter(saga=saga, kind="saga_rewound").exists()
     # Back to before it instead: the open approval is closed and asked anew.
     first = saga.approvals.get()
