@@ -3,7 +3,6 @@
 import base64
 import binascii
 import uuid
-from copy import copy
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -22,7 +21,7 @@ from sagas import engine
 from sagas import search as search_fields
 from sagas.access import is_operator
 from sagas.models import Saga, SagaEvent, WorkflowDefinition
-from sagas.states import FINISHED_SAGA_STATES, SagaState, StepStatus
+from sagas.states import FINISHED_SAGA_STATES, SagaState
 
 # The timeline shows this many latest events; a saga that retried for days
 # keeps its whole history in the database and the API.
@@ -255,39 +254,53 @@ def grouped_by_branch(steps):
 
 @dataclass
 class Undo:
-    """One line of a cancel's plan: a step whose compensation runs, at its depth among child sagas."""
+    """One line of a plan: a step whose compensation runs, at its depth among child sagas."""
 
     step: object
     depth: int = 0
     child: Saga | None = None  # the child saga a `saga` step's undo reaches into
 
 
-def cancel_plan(saga, *, depth=0):
-    """The compensations a cancel would run, in order, reaching into child sagas.
-
-    The engine's own plan (engine.compensation_plan) for the saga; a `saga`
-    step in it is followed by its child's plan, one level deeper. A child
-    still running is cancelled by the parent's cancel and undone where its
-    step stands in the order (sagas/engine/compensation.py `start_compensation`
-    marks the step compensating, and it holds its branch until the child
-    has ended), so for the plan such a step counts as done like a completed one.
-    """
-    steps = [copy(s) for s in saga.steps.order_by("index")]
-    for step in steps:
-        if step.status == StepStatus.WAITING and step.kind == "saga":
-            step.status = StepStatus.COMPLETED
-    children = {}
-    if any(step.kind == "saga" for step in steps):
-        # The newest child of each step: a rewound step runs a new one (the older stay linked).
-        for child in Saga.objects.filter(parent_id=saga.pk).order_by("created_at"):
-            children[child.parent_step_id] = child
+def _with_children(saga, rows, child_of, depth):
+    """The plan's rows, each `saga` step followed by its child's own plan one level deeper."""
+    names = {s.pk: s.name for s in saga.steps.only("id", "name")} if rows else {}
     plan = []
-    for step in engine.compensation_plan(SimpleNamespace(saga=saga, steps=steps)):
-        child = children.get(step.pk)
+    for step in rows:
+        step.parallel_name = names.get(step.within_id, "")  # "in sign_off › legal"
+        child = child_of(step)
         plan.append(Undo(step, depth, child))
         if child is not None and child.state != SagaState.FAILED:  # a failed child is undone
             plan += cancel_plan(child, depth=depth + 1)
     return plan
+
+
+def _newest_children(saga):
+    """Each `saga` step's newest child: a rewound step runs a new one, the older stay linked."""
+    children = {}
+    for child in Saga.objects.filter(parent_id=saga.pk).order_by("created_at"):
+        children[child.parent_step_id] = child
+    return children
+
+
+def cancel_plan(saga, *, depth=0):
+    """The compensations a cancel would run, in order, reaching into child sagas.
+
+    The engine's own plan (engine.compensation_plan), where a `saga` step
+    (a running child is cancelled first) is followed by its child's plan.
+    """
+    rows = engine.compensation_plan(saga)
+    children = _newest_children(saga) if any(s.kind == "saga" for s in rows) else {}
+    return _with_children(saga, rows, lambda step: children.get(step.pk), depth)
+
+
+def rewind_undo(saga, rewind):
+    """The rows of a rewind's dry run (engine.rewind_saga), reaching into child sagas like a cancel's."""
+    keyed = {s.key: s for s in saga.step_list}
+    child_ids = [u["child"] for u in rewind["undo"] if u["child"]]
+    children = {str(c.pk): c for c in Saga.objects.filter(pk__in=child_ids)}
+    by_step = {u["step"]: children.get(u["child"]) for u in rewind["undo"]}
+    rows = [keyed[u["step"]] for u in rewind["undo"]]
+    return _with_children(saga, rows, lambda step: by_step.get(step.key), 0)
 
 
 def progress(saga, steps):
@@ -303,7 +316,10 @@ def progress(saga, steps):
         compensated = [s for s in steps if s.status == "compensated"]
         # What is still to undo, by the engine's own rule (steps without a
         # compensation are not undone), on the steps already loaded.
-        to_undo = engine.compensation_plan(SimpleNamespace(saga=saga, steps=steps))
+        # (A rewind's: only its own steps, at and after the one it goes back to.)
+        to_undo = engine.compensation_plan(
+            SimpleNamespace(saga=saga, steps=steps), only=engine.rewound(saga, steps)
+        )
         done = len(compensated) + len(given_up)
         total = done + len(to_undo)
         return {

@@ -503,13 +503,10 @@ def saga_action(
     }
     if action == "rewind":
         try:  # the dry run: what would be undone, and what runs again
-            rewind = engine.rewind_saga(saga.pk, step.name, dry_run=True)
+            rewind = engine.rewind_saga(saga.pk, step.key, dry_run=True)
         except engine.SagaError as exc:
             return problem(request, exc.message, status=exc.status)
-        named = {s.name: s for s in saga.step_list}
-        context.update(
-            plan=[selectors.Undo(named[n]) for n in rewind["compensations"]], rewind=rewind
-        )
+        context.update(plan=selectors.rewind_undo(saga, rewind), rewind=rewind)
     if action == "rerun":
         try:
             context["latest"] = engine.published_definition(saga.workflow)
@@ -566,7 +563,7 @@ def _planned_name(undo):
 def _do(action, saga, step, reason, user):
     if action == "rewind":
         plan = engine.rewind_saga(
-            saga.pk, step.name, user=user, reason=reason, actor_label="dashboard"
+            saga.pk, step.key, user=user, reason=reason, actor_label="dashboard"
         )
         undo = ", ".join(plan["compensations"]) or "none"
         return f"Rewinding to {step.name}. Compensations that run, in order: {undo}; then {step.name} runs again."

@@ -122,9 +122,18 @@ class Saga(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     pause_reason = models.TextField(blank=True, default="", db_default="")
-    # While a rewind undoes steps (the saga compensating): the index of the step
-    # it then runs forward from again; None otherwise (sagas/engine/rewind.py).
-    rewind_to = models.PositiveIntegerField(null=True, blank=True)
+    # While a rewind undoes steps (the saga compensating): the step it then runs
+    # forward from again; None otherwise. The steps it undoes are derived from it
+    # by document position (branches.Groups.at_and_after; sagas/engine/rewind.py),
+    # not by index: a for_each's rows are appended after every other row.
+    rewind_step = models.ForeignKey(
+        "SagaStep",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+    )
     # "Run again": the finished saga this one was started from, with its input.
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
@@ -226,6 +235,13 @@ class Saga(models.Model):
         return family
 
 
+class LiveStepManager(models.Manager):
+    """The rows of a saga's current round: a rewind retires a for_each's old element rows."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(retired_at__isnull=True)
+
+
 class SagaStep(models.Model):
     # No index of its own: step_saga_index_unique (saga, index) serves every lookup by saga.
     saga = models.ForeignKey(Saga, on_delete=models.CASCADE, related_name="steps", db_index=False)
@@ -274,8 +290,20 @@ class SagaStep(models.Model):
     # set on a step already waiting when its saga is paused: the sweeper leaves
     # its deadline to the resume.
     held_at = models.DateTimeField(null=True, blank=True)
+    # Set when a rewind ran the for_each this row belongs to again: the list is
+    # read anew and its element rows are created anew (branches.open_for_each),
+    # so the old round's rows are kept for the history but are no longer steps
+    # of the saga (sagas/engine/rewind.py). Retired rows are never loaded again.
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    # The default manager (and so `saga.steps`, the API, the dashboard and the
+    # engine's store) sees only live rows; `every_round` also the retired ones,
+    # which stay because approval requests and child sagas refer to them.
+    every_round = models.Manager()
+    objects = LiveStepManager()
 
     class Meta:
+        default_manager_name = "objects"
         ordering = ["saga", "index"]
         constraints = [
             models.UniqueConstraint(fields=["saga", "index"], name="step_saga_index_unique"),

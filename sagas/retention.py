@@ -83,7 +83,7 @@ def prune_sagas(*, finished_before, dry_run=False, export_to=None, batch=BATCH):
     if dry_run:
         ids = prunable_sagas(finished_before=finished_before).values("pk")
         counts["sagas"] = ids.count()
-        counts["steps"] = SagaStep.objects.filter(saga_id__in=ids).count()
+        counts["steps"] = SagaStep.every_round.filter(saga_id__in=ids).count()
         counts["events"] = SagaEvent.objects.filter(saga_id__in=ids).count()
         return counts
     # The per-minute counters only feed the overview's chart of the last hour.
@@ -104,7 +104,7 @@ def prune_sagas(*, finished_before, dry_run=False, export_to=None, batch=BATCH):
             if export_to is not None:
                 _export(export_to, saga_ids)
             counts["events"] += _delete_events(saga_ids)
-            counts["steps"] += SagaStep.objects.filter(saga_id__in=saga_ids).count()
+            counts["steps"] += SagaStep.every_round.filter(saga_id__in=saga_ids).count()
             # Steps (and anything of other apps that hangs on the saga, such as
             # approval requests) go by the foreign keys' CASCADE.
             gone = Counter(Saga.objects.filter(pk__in=saga_ids).values_list("state", flat=True))

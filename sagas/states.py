@@ -28,7 +28,7 @@ SAGA_TRANSITIONS = {
     S.STARTED: {S.PENDING, S.COMPLETED, S.COMPENSATING, S.FAILED},
     S.PENDING: {S.COMPLETED, S.COMPENSATING},
     # Back to pending only when a rewind has undone the steps it was asked to
-    # (Saga.rewind_to set; sagas/engine/rewind.py): the saga runs forward again.
+    # (Saga.rewind_step set; sagas/engine/rewind.py): the saga runs forward again.
     S.COMPENSATING: {S.FAILED, S.PENDING},
     # a completed child saga is undone when its parent compensates the step that ran it
     S.COMPLETED: {S.COMPENSATING},
@@ -43,8 +43,9 @@ STEP_TRANSITIONS = {
     # (compensating: a running child saga is cancelled and undone with its parent)
     T.WAITING: {T.COMPLETED, T.FAILED, T.SKIPPED, T.COMPENSATING},
     # a completed step is undone when the saga compensates; a rewind runs one
-    # that has nothing to undo (an approval, a wait) again
-    T.COMPLETED: {T.COMPENSATING, T.PENDING},
+    # that has nothing to undo (an approval, a wait) again, and reopens a
+    # completed parallel step when it rewinds to a step in one of its branches
+    T.COMPLETED: {T.COMPENSATING, T.PENDING, T.WAITING},
     # an operator may retry a failed step of a paused saga
     T.FAILED: {T.PENDING, T.SKIPPED},
     # done, or given up by an operator who repaired it by hand

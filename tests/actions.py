@@ -102,3 +102,11 @@ def approved_amount(ctx):
     from sagas.definitions import render
 
     return {"amount": render("{{ steps.approval.result.data.approved_amount }}", ctx.scope())}
+
+
+@action("test.growing")
+def growing(ctx):
+    """A list one element longer each time the step runs (a rewind runs it again)."""
+    _record(ctx, "growing")
+    runs = Attempt.objects.filter(key=ctx.idempotency_key, action="growing").count()
+    return {"items": [f"line-{i}" for i in range(runs)]}

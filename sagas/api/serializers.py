@@ -247,14 +247,32 @@ class RewindSerializer(serializers.Serializer):
     )
 
 
+class RewindUndoSerializer(serializers.Serializer):
+    step = serializers.CharField(help_text="The step's key (a for_each row's is `name@id`).")
+    name = serializers.CharField()
+    parallel = serializers.CharField(
+        allow_null=True, help_text="The parallel step it is in; null outside one."
+    )
+    branch = serializers.CharField(help_text="Its branch (a for_each: the element's index).")
+    child = serializers.CharField(
+        allow_null=True, help_text="A `saga` step: the child saga that is undone."
+    )
+
+
 class RewindPlanSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField()
     step = serializers.CharField()
     compensations = serializers.ListField(
         child=serializers.CharField(), help_text="The compensations that run, in this order."
     )
+    undo = serializers.ListField(
+        child=RewindUndoSerializer(),
+        help_text="Each compensation, in the same order, with where it is and what it undoes.",
+    )
     run_again = serializers.ListField(
-        child=serializers.CharField(), help_text="The steps that run again, from `step` on."
+        child=serializers.CharField(),
+        help_text="The steps that run again, from `step` on, in document order "
+        "(a for_each's element steps are made anew when it runs).",
     )
 
 

@@ -19,7 +19,7 @@ code uses is re-exported here.
 """
 
 from .claims import Claim
-from .compensation import compensation_plan, start_compensation
+from .compensation import compensation_plan, rewound, start_compensation
 from .errors import (
     Conflict,
     Expired,
@@ -143,6 +143,7 @@ __all__ = [
     "resend_lost_child_ends",
     "retry_saga",
     "rewind_plan",
+    "rewound",
     "rewind_saga",
     "rewinding",
     "run_step",

@@ -19,6 +19,7 @@ from sagas.kinds.base import StepRefused
 from sagas.models import SagaStep
 from sagas.states import StepStatus
 
+from . import store
 from .specs import kind_of, step_spec
 
 TOP = (None, "")
@@ -80,7 +81,8 @@ def open_for_each(tx, step, spec, scope):
             f"at most {settings.SAGAS_MAX_BRANCHES} branches are allowed (SAGAS_MAX_BRANCHES)",
             cause={"reason": "too_many_branches", "step": step.name},
         )
-    start = tx.steps[-1].index + 1
+    # After every row, also those a rewind retired (they keep their indexes).
+    start = max(tx.steps[-1].index + 1, store.next_step_index(tx.saga.pk))
     for i, element in enumerate(elements):
         rows = rows_for(
             tx.saga,
@@ -128,6 +130,51 @@ class Groups:
         if "for_each" in step_spec(self.saga, parallel):
             return list(results.values())
         return results
+
+    def document_order(self, key=TOP):
+        """The rows as the document lists them: a parallel step, then its branches' rows, in order."""
+        rows = []
+        for step in self.of(key):
+            rows.append(step)
+            if kind_of(step).opens_branches:
+                for b in self.branches(step):
+                    rows += self.document_order((step.pk, b))
+        return rows
+
+    def inside(self, parallel):
+        """Every row inside a parallel step: its branches' rows, and theirs, at any depth."""
+        rows = []
+        for b in self.branches(parallel):
+            for step in self.of((parallel.pk, b)):
+                rows.append(step)
+                if kind_of(step).opens_branches:
+                    rows += self.inside(step)
+        return rows
+
+    def enclosing(self, step):
+        """The parallel steps a row is inside, innermost first."""
+        found = []
+        while step.within_id is not None:
+            step = self.by_pk[step.within_id]
+            found.append(step)
+        return found
+
+    def at_and_after(self, step):
+        """The rows at and after `step` in document position: what a rewind to it undoes and runs again.
+
+        The rest of its own group from it on; for each parallel step it is in,
+        the steps after that parallel step in the parallel step's group (up to
+        the saga's own steps); and everything inside any parallel step among
+        these, all branches. Not the other branches of a parallel step it is
+        in: they come neither before nor after it (sagas/engine/rewind.py).
+        """
+        chosen = [s for s in self.of(group_of(step)) if s.index >= step.index]
+        for parallel in self.enclosing(step):
+            chosen += [s for s in self.of(group_of(parallel)) if s.index > parallel.index]
+        for s in list(chosen):
+            if kind_of(s).opens_branches:
+                chosen += self.inside(s)
+        return {s.pk for s in chosen}
 
     def element_path(self, step):
         """The for_each elements a row is inside, outermost first: (within id, index) each."""

@@ -86,8 +86,10 @@ def start_child(tx, step, spec, scope, *, advance):
 
 
 def child_of(tx, step):
+    """The step's current child: the latest (a rewound step starts a new one; old ones stay linked)."""
     return (
         Saga.objects.filter(parent_id=tx.saga.pk, parent_step_id=step.pk)
+        .order_by("-created_at", "-id")
         .values_list("pk", flat=True)
         .first()
     )

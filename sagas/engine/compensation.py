@@ -5,8 +5,10 @@ compensating until an operator retries or skips it: a compensation is never
 silently skipped (README "How it works").
 
 A rewind (sagas/engine/rewind.py) turns back only as far as one step
-(`Saga.rewind_to`): the steps before it stay done, and once the last
-compensation ran the saga runs forward again from that step instead of failing.
+(`Saga.rewind_step`): only the steps at and after it in document position
+(`rewound`) are undone, by the same frontier — branches concurrently, each
+last-first — and once the last compensation ran the saga runs forward again
+from that step instead of failing.
 """
 
 from sagas.models import Saga
@@ -30,12 +32,28 @@ def forward_again_by(func):
     return func
 
 
+def rewound(tx_or_saga, steps=None):
+    """The rows a rewind under way undoes and runs again; None when the saga is not rewinding."""
+    saga, steps = (tx_or_saga.saga, tx_or_saga.steps) if steps is None else (tx_or_saga, steps)
+    if saga.rewind_step_id is None:
+        return None
+    groups = Groups(saga, steps)
+    return groups.at_and_after(groups.by_pk[saga.rewind_step_id])
+
+
 def start_compensation(tx, cause, *, inline):
-    """The saga turns back: undo the completed steps, last first."""
+    """The saga turns back: undo the completed steps, last first (a rewind's: only its own).
+
+    What is under way is ended first: a queued or backing-off step will not
+    run, a running child saga is cancelled and undone, a wait is abandoned.
+    """
+    only = rewound(tx)
     tx.saga.cause = cause
     tx.clear_attention()
     tx.saga_to(SagaState.COMPENSATING, "compensation_started", cause=cause)
     for step in tx.steps:
+        if only is not None and step.pk not in only:
+            continue  # a rewind leaves the steps before its own as they are
         if step.status == StepStatus.PENDING and step.next_attempt_at is not None:
             step.next_attempt_at = None  # a queued or backing-off step will not run now
             tx.touch(step)
@@ -54,28 +72,35 @@ def start_compensation(tx, cause, *, inline):
     return next_compensation(tx, inline=inline)
 
 
-def frontier(saga, steps, *, done=frozenset(), floor=0):
+def frontier(saga, steps, *, done=frozenset(), only=None):
     """The steps whose compensation runs now, or that must end before anything earlier is undone.
 
     Last-first through the saga's steps; at a parallel step, the frontier of
     each of its branches at once (branches are undone concurrently), and only
     when none of them has anything left, the steps before it. A step still
     running or compensating holds its own line (the saga's, or its branch's).
-    `done`: steps to treat as already undone (the dry run); `floor`: the index
-    below which nothing is undone (a rewind's step).
+    `done`: steps to treat as already undone (the dry run); `only`: the steps
+    that may be undone at all (a rewind's, `rewound`) — a parallel step outside
+    it is still walked into, for a rewind to a step inside one of its branches.
     """
     groups = Groups(saga, steps)
 
     def walk(key):
         for step in reversed(groups.of(key)):
-            if step.pk in done or step.index < floor:
+            if step.pk in done:
                 continue
-            if step.status in (StepStatus.RUNNING, StepStatus.COMPENSATING):
+            mine = only is None or step.pk in only
+            if mine and step.status in (StepStatus.RUNNING, StepStatus.COMPENSATING):
+                return [step]
+            if mine and step.status == StepStatus.WAITING and kind_of(step).starts_child:
+                # (a dry run's: start_compensation turns it compensating, its child undone)
                 return [step]
             if kind_of(step).opens_branches:
                 inner = [s for b in groups.branches(step) for s in walk((step.pk, b))]
                 if inner:
                     return inner
+                continue
+            if not mine:
                 continue
             if step.status == StepStatus.COMPLETED and kind_of(step).has_compensation(
                 step_spec(saga, step)
@@ -86,11 +111,12 @@ def frontier(saga, steps, *, done=frozenset(), floor=0):
     return walk(TOP)
 
 
-def compensation_plan(tx_or_saga):
+def compensation_plan(tx_or_saga, *, only=None):
     """The steps whose compensations would run, in the order they would run (a dry run).
 
     Steps of different branches that would be undone at the same time follow
     each other in branch order; each has `branch` (and `within`) to say where it is.
+    `only`: a rewind's steps (rewind.rewind_plan); without it, a cancel's plan.
     """
     if isinstance(tx_or_saga, Saga):
         saga, steps = tx_or_saga, list(tx_or_saga.steps.order_by("index"))
@@ -99,7 +125,7 @@ def compensation_plan(tx_or_saga):
     # A cancel's plan: all of them, also while a rewind undoes only the later ones
     # (a cancel then turns it into a full undo; operators.cancel_saga).
     plan, done = [], set()
-    while front := frontier(saga, steps, done=done):
+    while front := frontier(saga, steps, done=done, only=only):
         for step in front:
             done.add(step.pk)
             if kind_of(step).has_compensation(step_spec(saga, step)):
@@ -111,16 +137,17 @@ def next_compensation(tx, *, inline):
     """Schedule (or, `inline`, claim) the compensations due now; the saga fails when none is left.
 
     Several at once when branches are undone: one may be claimed inline, the
-    others are queued for other workers. A rewind leaves the steps before its
-    own done (`Saga.rewind_to`; rewinds are offered only in sagas without branches).
+    others are queued for other workers. A rewind undoes only its own steps
+    (`rewound`: at and after `Saga.rewind_step`) and then runs forward again.
     """
-    front = frontier(tx.saga, tx.steps, floor=tx.saga.rewind_to or 0)
+    front = frontier(tx.saga, tx.steps, only=rewound(tx))
     if not front:
         if tx.saga.paused:  # its end waits for the resume too (see flow.advance)
-            outcome = SagaState.PENDING if tx.saga.rewind_to is not None else SagaState.FAILED
+            rewinding = tx.saga.rewind_step_id is not None
+            outcome = SagaState.PENDING if rewinding else SagaState.FAILED
             tx.event("saga_held", outcome=outcome, reason="the saga is paused")
             return None
-        if tx.saga.rewind_to is not None:
+        if tx.saga.rewind_step_id is not None:
             return _forward_again(tx, inline=inline)
         tx.finish(SagaState.FAILED, "saga_failed", cause=tx.saga.cause)
         return None

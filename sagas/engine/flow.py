@@ -20,7 +20,7 @@ from sagas.states import SagaState, StepStatus
 from . import branches, children, store
 from .branches import TOP, group_of
 from .claims import claim_step
-from .compensation import forward_again_by, next_compensation, start_compensation
+from .compensation import forward_again_by, next_compensation, rewound, start_compensation
 from .errors import Expired, InvalidInput
 from .specs import kind_of, next_retry_at, step_spec
 from .transition import locked_saga
@@ -274,7 +274,10 @@ def child_finished(child_id):
         return
     with locked_saga(parent_id) as tx:
         child = Saga.objects.get(pk=child_id)  # read under the parent's lock: the lock order
-        step = tx.step(pk=step_id)
+        step = next((s for s in tx.steps if s.pk == step_id), None)
+        if step is None or children.child_of(tx, step) != child.pk:
+            # A rewound step's earlier child (the step runs a new one now), or a retired row.
+            return
         if step.status == StepStatus.WAITING and child.state == SagaState.COMPLETED:
             results = dict(
                 SagaStep.objects.filter(saga_id=child_id, within__isnull=True)
@@ -475,18 +478,40 @@ def fire_passed_deadlines(tx, *, act, step=None, refuse=True):
 def run_forward_again(tx, *, inline):
     """A rewind has undone its steps: they are pending again, fresh, and the saga runs forward.
 
-    Every step from the rewind's on is reset, whatever it ended as
-    (compensated, completed without a compensation, skipped, abandoned), with
-    a fresh count of attempts; its fence moves on, so a run queued before the
-    rewind is stale and cannot run a step out of order. The old results and
-    errors stay in the history (the step events).
+    Every step at or after the rewind's (compensation.rewound) is reset,
+    whatever it ended as (compensated, completed without a compensation,
+    skipped, abandoned), with a fresh count of attempts; its fence moves on, so
+    a run queued before the rewind is stale and cannot run a step out of order.
+    The old results and errors stay in the history (the step events).
+
+    A for_each among them reads its list again when it starts, and creates its
+    element rows anew (branches.open_for_each): the old round's rows are
+    retired, kept for the history and the approval requests and child sagas
+    that refer to them. A rewind to a step inside a branch reopens the parallel
+    steps it is in (they wait again for that branch) and runs the branch on
+    from the step; their other branches stay as they were.
     """
-    start = tx.saga.rewind_to
+    only = rewound(tx)
+    groups = branches.Groups(tx.saga, tx.steps)
+    target = groups.by_pk[tx.saga.rewind_step_id]
     rewind = tx.saga.cause or {}
-    tx.saga.rewind_to = None
+    tx.saga.rewind_step = None
     tx.saga.cause = None
     tx.clear_attention()
-    for step in tx.steps[start:]:
+    retired = set()
+    for parallel in [s for s in tx.steps if s.pk in only and kind_of(s).opens_branches]:
+        if "for_each" in step_spec(tx.saga, parallel):
+            rows = groups.inside(parallel)
+            retired.update(s.pk for s in rows)
+            if rows:
+                tx.event("branches_retired", parallel, rows=len(rows), reason="rewind")
+    for step in tx.steps:
+        if step.pk in retired:
+            step.retired_at = tx.now
+            tx.touch(step)
+            continue
+        if step.pk not in only:
+            continue
         step.fence += 1
         step.attempt = step.compensation_attempt = step.retry_base = 0
         step.result = None
@@ -498,10 +523,19 @@ def run_forward_again(tx, *, inline):
             tx.step_to(step, StepStatus.PENDING, "step_reset", reason="rewind")
         else:
             tx.touch(step)
+    tx.steps[:] = [s for s in tx.steps if s.pk not in retired]
+    enclosing = groups.enclosing(target)
+    for parallel in enclosing:
+        if parallel.status == StepStatus.COMPLETED:
+            # Its branch runs again: it waits for it once more, and closes when it ends.
+            parallel.result = None
+            parallel.executed_at = None
+            tx.step_to(parallel, StepStatus.WAITING, "step_reopened", reason="rewind")
     tx.saga_to(
         SagaState.PENDING,
         "rewind_completed",
-        rewound_to=tx.steps[start].name,
+        rewound_to=target.key,
         by=rewind.get("by"),
     )
-    return advance(tx, TOP, None, inline=inline)  # from the first step reset to pending
+    # From the first step reset to pending: the target's own group (its branch, or the saga's).
+    return advance(tx, branches.group_of(target), None, inline=inline)

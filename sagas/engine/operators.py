@@ -63,12 +63,19 @@ def allowed_actions(saga, steps=None):
     steps = list(saga.steps.order_by("index")) if steps is None else steps
     stuck = stuck_compensation(steps) if saga.state == SagaState.COMPENSATING else None
     per_step = {}
-    # A rewind goes back by index, which only a saga without branches or children
-    # keeps in document order (sagas/engine/rewind.py): not offered in others.
-    linear = not any(
-        s.within_id is not None or kind_of(s).opens_branches or kind_of(s).starts_child
-        for s in steps
-    )
+    # A rewind to a step inside a branch only once the parallel steps it is in
+    # have completed: their other branches are then finished and stay so
+    # (sagas/engine/rewind.py says why).
+    closed = {s.pk for s in steps if s.status == StepStatus.COMPLETED and kind_of(s).opens_branches}
+    by_pk = {s.pk: s for s in steps}
+
+    def settled(step):
+        while step.within_id is not None:
+            if step.within_id not in closed:
+                return False
+            step = by_pk[step.within_id]
+        return True
+
     for step in steps:
         if saga.state == SagaState.PENDING and step.status == StepStatus.FAILED:
             per_step[step.key] = (RETRY, SKIP)
@@ -84,7 +91,7 @@ def allowed_actions(saga, steps=None):
             saga.state == SagaState.PENDING
             and not saga.paused  # a rewind's compensations would only be held: resume first
             and step.status == StepStatus.COMPLETED
-            and linear
+            and settled(step)
         ):
             per_step[step.key] = (REWIND,)
     on_saga = ()
@@ -103,7 +110,7 @@ def allowed_actions(saga, steps=None):
 
 def rewinding(saga):
     """Whether the saga is compensating for a rewind (it runs forward again after)."""
-    return saga.state == SagaState.COMPENSATING and saga.rewind_to is not None
+    return saga.state == SagaState.COMPENSATING and saga.rewind_step_id is not None
 
 
 def _retries(actions):
@@ -245,7 +252,7 @@ def cancel_saga(saga_id, *, user=None, reason, actor_label="operator"):
         who = tx.actor.get_username() if tx.actor else actor_label
         if rewinding(tx.saga):
             # Already turning back: it now undoes everything and fails, as a cancel does.
-            tx.saga.rewind_to = None
+            tx.saga.rewind_step = None
             tx.saga.cause = {"reason": "cancelled", "by": who, "comment": reason}
             next_compensation(tx, inline=False)
             return tx.saga

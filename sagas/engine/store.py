@@ -229,7 +229,10 @@ class PostgresStore(Store):
     def _loader(self, name):
         if name not in self._loaders:
             self._loaders["saga"] = _Loader(Saga, "WHERE id = %s FOR UPDATE")
-            self._loaders["steps"] = _Loader(SagaStep, 'WHERE saga_id = %s ORDER BY "index"')
+            # A rewind's retired rows (SagaStep.retired_at) are history, not steps.
+            self._loaders["steps"] = _Loader(
+                SagaStep, 'WHERE saga_id = %s AND retired_at IS NULL ORDER BY "index"'
+            )
         return self._loaders[name]
 
     def load(self, saga_id, *, known=None):
@@ -327,6 +330,17 @@ def current():
     if _current is None:
         _current = PostgresStore() if connection.vendor == "postgresql" else DjangoStore()
     return _current
+
+
+def next_step_index(saga_id):
+    """The index a new row of the saga gets: after every row, retired ones too (unique per saga)."""
+    last = (
+        SagaStep.every_round.filter(saga_id=saga_id)
+        .order_by("-index")
+        .values_list("index", flat=True)
+        .first()
+    )
+    return 0 if last is None else last + 1
 
 
 def saga_of_step(step_id):

@@ -63,7 +63,12 @@ def test_rewind_undoes_completed_steps_last_first_and_runs_forward_again(
     alice.groups.add(Group.objects.get(name="managers"))
     saga = at_the_wait(publish, settle, carol)
     plan = rewind_saga(saga.pk, "b", dry_run=True)
-    assert plan == {"step": "b", "compensations": ["c", "b"], "run_again": ["b", "gate", "c", "w"]}
+    assert {k: plan[k] for k in ("step", "compensations", "run_again")} == {
+        "step": "b",
+        "compensations": ["c", "b"],
+        "run_again": ["b", "gate", "c", "w"],
+    }
+    assert [u["step"] for u in plan["undo"]] == ["c", "b"]
     assert not SagaEvent.objects.filter(saga=saga, kind="saga_rewound").exists()  # a dry run
 
     rewind_saga(saga.pk, "b", user=alice, reason="the charge used a stale price")
@@ -77,7 +82,7 @@ def test_rewind_undoes_completed_steps_last_first_and_runs_forward_again(
     # b ran again with a fresh count of attempts; the saga waits at the approval again.
     assert steps["b"].status == StepStatus.COMPLETED and steps["b"].attempt == 1
     assert steps["w"].status == StepStatus.PENDING and steps["w"].attempt == 0
-    assert saga.state == SagaState.PENDING and saga.rewind_to is None and saga.cause is None
+    assert saga.state == SagaState.PENDING and saga.rewind_step_id is None and saga.cause is None
     assert steps["gate"].status == StepStatus.WAITING
     old, new = ApprovalRequest.objects.filter(step=steps["gate"]).order_by("id")
     assert old.status == ApprovalRequest.Status.APPROVED
