@@ -33,6 +33,12 @@ UNDO_W, UNDO_H, UNDO_GAP = 120, 28, 34
 NAME_CHARS = 20
 # A parallel step's frame: room for its name above its lanes, and for each lane's label.
 LANE_HEAD, FRAME_PAD = 22, 10
+# Rough glyph widths of a frame's title (12 px, `.parallel-frame .node-name`) and of a
+# lane's label (11 px, `.lane-label`) in static/css/sagaflow.css: a frame is at least
+# as wide as its texts, with room for the longest status its title may show.
+TITLE_CHAR_W, LABEL_CHAR_W = 7, 6
+TITLE_TAIL = len(" · parallel · ↺ compensating")
+FOR_EACH_TAIL = len(" · each element ↓")  # the link to a for_each's elements (saga page)
 # Marker ids must be unique in a page that shows several diagrams.
 _diagram_ids = itertools.count(1)
 
@@ -102,7 +108,10 @@ def _size(step):
     if not lanes:
         return BOX_W, BOX_H
     sizes = [_lane_size(lane) for _, lane in lanes]
-    width = FRAME_PAD * 2 + max(w for w, _ in sizes)
+    title = TITLE_CHAR_W * (len(_short(str(step.get("name") or ""))) + TITLE_TAIL)
+    tail = FOR_EACH_TAIL if "for_each" in step else 0
+    label = LABEL_CHAR_W * max(len(name) + tail for name, _ in lanes)
+    width = FRAME_PAD * 2 + max(max(w for w, _ in sizes), title, label)
     height = LANE_HEAD + sum(LANE_HEAD + h for _, h in sizes) + FRAME_PAD
     return width, height
 

@@ -127,3 +127,20 @@ def test_the_saga_page_draws_nested_lanes_from_its_rows(client, alice, publish, 
     html = client.get(f"/sagas/{saga.pk}/").content.decode()
     assert 'data-step="reviews" data-status="completed" data-lanes="2" data-depth="1"' in html
     assert 'class="step-node step-completed" data-step="counsel" data-status="completed"' in html
+
+
+def test_a_narrow_frame_is_as_wide_as_its_title_and_lane_label(db):
+    """One box in one lane is narrower than "reserve_lines · parallel · ↺ compensating"."""
+    from sagas.diagram import FRAME_PAD, LABEL_CHAR_W, TITLE_CHAR_W, diagram_context
+
+    one = {"name": "reserve_line", "type": "action", "action": "demo.noop"}
+    spec = {
+        "steps": [
+            {"name": "reserve_lines", "type": "parallel", "for_each": "input.lines", "steps": [one]}
+        ]
+    }
+    (frame,) = diagram_context(spec, {"reserve_lines": "compensating"})["frames"]
+    title = "reserve_lines · parallel · ↺ compensating"
+    label = "for each input.lines · each element ↓"
+    assert frame["width"] >= 10 + TITLE_CHAR_W * len(title)
+    assert frame["width"] >= 2 * FRAME_PAD + LABEL_CHAR_W * len(label)
