@@ -2,7 +2,7 @@
 
 A workflow names up to MAX_KEYS values of its input worth finding a saga by
 (`search: {customer: input.customer_id, amount: input.amount}`). start_saga
-writes them as SagaSearchValue rows (sagas/models.py), one per key, with the
+writes them as SagaSearchValue rows (sagas/models/search.py), one per key, with the
 saga's created_at copied so that the (key, value, created_at, saga) indexes
 hand sagas out newest first. The saga list, the API and the inbox filter by
 them with `?customer=ACME`, `?amount__gte=1000`, `?amount__lte=5000`; a
