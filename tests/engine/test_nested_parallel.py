@@ -160,7 +160,33 @@ def assert_last_first(order, *groups):
     """Each group (a branch's steps, in document order) is undone last-first, and before `then`."""
     for group in groups:
         seen = [k for k in order if k in group]
-        assert seen == list(reversed(group)), (group, order)
+        assert seen == [k for k in reversed(group) if k in order], (group, order)
+
+
+def must_precede(a, b):
+    """Whether `a`'s undo must come before `b`'s: `b` is earlier in `a`'s own group, or in
+    the group of a parallel step `a` is inside (at any depth), before that step."""
+    step = a
+    while True:
+        if step.within_id == b.within_id and step.branch == b.branch and b.index < step.index:
+            return True
+        if step.within_id is None:
+            return False
+        step = SagaStep.every_round.get(pk=step.within_id)
+
+
+def assert_follows(plan, executed):
+    """The compensations ran as the plan says: the same steps, once each, each branch in the
+    plan's order and every level after the levels inside it. The plan lists concurrent
+    branches wave by wave; workers undo them at their own pace (README "How it works")."""
+    labels = [label(s) for s in plan]
+    assert sorted(executed) == sorted(labels) and len(set(executed)) == len(executed)
+    at = {label_: executed.index(label_) for label_ in labels}
+    for a in plan:
+        for b in plan:
+            if must_precede(a, b):
+                assert at[label(a)] < at[label(b)], (label(a), label(b), executed)
+                assert labels.index(label(a)) < labels.index(label(b))
 
 
 def row(saga, name, *path):
@@ -247,3 +273,194 @@ def test_a_for_each_path_into_item_is_refused_outside_a_for_each(publish):
             }
         )
     assert "steps[0].for_each" in str(refused.value.errors)
+
+
+# --- 2. a failure deep inside -------------------------------------------------------
+
+
+def sealed(when="item_index == 1"):
+    """FULFIL whose pack branch ends with a seal that fails for good in element 1."""
+    orders = FULFIL["steps"][1]
+    fulfil = orders["steps"][0]
+    branches = {**fulfil["branches"], "pack": [act("pack"), act("seal", "test.refuse", when=when)]}
+    return {
+        **FULFIL,
+        "steps": [
+            FULFIL["steps"][0],
+            {**orders, "steps": [{**fulfil, "branches": branches}]},
+            *FULFIL["steps"][2:],
+        ],
+    }
+
+
+def test_a_failure_deep_inside_undoes_each_inner_branch_then_outward_once(publish, settle):
+    saga = run(publish, settle, sealed(), orders=ORDERS)
+    assert saga.state == SagaState.FAILED
+    assert saga.cause["reason"] == "step_failed" and saga.cause["step"] == "seal"
+    seal = row(saga, "seal", 1)
+    assert seal.status == StepStatus.FAILED and row(saga, "seal", 0).status == StepStatus.SKIPPED
+    # Nothing started after the failure: no step ran after the refusal was recorded.
+    refused = Attempt.objects.get(key=f"{saga.pk}:seal[1]", action="refuse")
+    assert not Attempt.objects.filter(
+        key__startswith=f"{saga.pk}:", id__gt=refused.id, action__in=["echo", "ok"]
+    ).exists()
+    assert row(saga, "ship").status == StepStatus.PENDING
+    order = undone(saga)
+    # One pass: every step that ran is undone, once.
+    assert sorted(order) == sorted([*ran(saga), "reserve"])
+    assert len(order) == len(set(order))
+    # Each innermost branch last-first; the saga's earlier step last.
+    for i in (0, 1):
+        assert_last_first(order, [f"pick[{i}]", f"pick_check[{i}]"])
+    assert order[-1] == "reserve"
+    # Branches concurrently: the last step of every branch that ran was scheduled
+    # before any first step of a branch was undone.
+    kinds = list(
+        saga.events.filter(kind__in=["compensation_scheduled", "step_compensated"])
+        .order_by("id")
+        .values_list("kind", flat=True)
+    )
+    assert kinds[:2] == ["compensation_scheduled", "compensation_scheduled"]
+    assert saga.events.filter(kind="compensation_started", step="").count() == 1
+    assert all(
+        s.status in (StepStatus.COMPENSATED, StepStatus.PENDING, StepStatus.SKIPPED)
+        for s in saga.steps.exclude(pk=seal.pk)
+        if s.kind == "action"
+    )
+
+
+@pytest.mark.parametrize("document", [FULFIL, PREPARE, LINES], ids=["a", "b", "c"])
+def test_a_cancel_undoes_in_the_order_its_plan_says(publish, settle, alice, document):
+    saga = run(publish, settle, document, orders=ORDERS, lines=["x", "y"])
+    assert row(saga, "done").status == StepStatus.WAITING
+    plan = compensation_plan(saga)
+    cancel_saga(saga.pk, user=alice, reason="customer withdrew")
+    settle()
+    assert fresh(saga).state == SagaState.FAILED and saga.cause["reason"] == "cancelled"
+    assert_follows(plan, undone(saga))
+    assert sorted(undone(saga)) == sorted([*ran(saga), *ran(saga, "ok")])  # all of it, once each
+
+
+# --- 3. cancel while an inner approval waits and an inner child saga runs ----------
+
+
+VENDOR = {
+    "name": "vendor",
+    "input_schema": {"type": "object", "required": ["vendor"]},
+    "steps": [act("create_vendor", "test.ok"), wait("vendor_ok", "vendor.ok")],
+}
+
+HANDLE = {
+    "name": "handle_flow",
+    "steps": [
+        act("reserve", "test.ok"),
+        {
+            "name": "orders",
+            "type": "parallel",
+            "for_each": "input.orders",
+            "steps": [
+                {
+                    "name": "handle",
+                    "type": "parallel",
+                    "branches": {
+                        "approve": [
+                            act("prepare"),
+                            {
+                                "name": "gate",
+                                "type": "approval",
+                                "approvers": {"groups": ["managers"]},
+                            },
+                        ],
+                        "vendor": [
+                            {
+                                "name": "onboard",
+                                "type": "saga",
+                                "workflow": "vendor",
+                                "input": {"vendor": "{{ item.id }}"},
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+        act("ship", "test.ok"),
+    ],
+}
+
+
+def test_a_cancel_closes_inner_approvals_and_undoes_inner_children(publish, settle, alice, carol):
+    publish(VENDOR)
+    saga = run(publish, settle, HANDLE, orders=ORDERS)
+    requests = list(ApprovalRequest.objects.filter(step__saga=saga))
+    kids = list(Saga.objects.filter(parent=saga).order_by("created_at"))
+    assert len(requests) == 2 and all(r.is_open for r in requests)
+    assert sorted(k.input["vendor"] for k in kids) == ["o-1", "o-2"]  # each its element's item
+    assert all(k.state == SagaState.PENDING for k in kids)
+    cancel_saga(saga.pk, user=alice, reason="supplier gone")
+    settle()
+    assert fresh(saga).state == SagaState.FAILED and saga.cause["reason"] == "cancelled"
+    for request in requests:
+        request.refresh_from_db()
+        assert request.status == ApprovalRequest.Status.CANCELLED
+    for kid in kids:
+        kid.refresh_from_db()
+        assert kid.state == SagaState.FAILED and kid.cause["reason"] == "parent_compensating"
+        assert undone(kid) == ["create_vendor"]
+    assert sorted(undone(saga)) == ["prepare[0]", "prepare[1]", "reserve"]
+    assert undone(saga)[-1] == "reserve"
+    events = SagaEvent.objects.filter(saga=saga)
+    assert events.filter(kind="saga_cancelled", actor=alice).count() == 1
+    assert events.filter(kind="child_cancelled", step="onboard").count() == 2
+    assert events.filter(kind="step_abandoned", step="gate").count() == 2
+    assert events.filter(kind="step_compensated", step="onboard").count() == 2
+    # The approvals cannot be decided any more.
+    from approvals.services import decide
+
+    with pytest.raises(engine.Conflict):
+        decide(request=requests[0], user=carol, decision="approve")
+
+
+# --- 4. an operator retries or skips a failed inner step --------------------------
+
+
+def test_an_operator_retries_and_skips_failed_steps_of_an_inner_for_each(publish, settle, alice):
+    flaky = act("reserve_line", "test.flaky", retry={"max_attempts": 1}, on_failure="pause")
+    inner = {**LINES["steps"][1]["steps"][1], "steps": [flaky, act("label_line")]}
+    document = {
+        **LINES,
+        "steps": [
+            LINES["steps"][0],
+            {**LINES["steps"][1], "steps": [LINES["steps"][1]["steps"][0], inner]},
+            *LINES["steps"][2:],
+        ],
+    }
+    saga = run(publish, settle, document, orders=ORDERS, errors={"reserve_line": 1})
+    assert saga.state == SagaState.PENDING and saga.needs_attention
+    failed = {label(r): r for r in saga.steps.filter(name="reserve_line")}
+    assert sorted(failed) == ["reserve_line[0][0]", "reserve_line[0][1]", "reserve_line[1][0]"]
+    assert all(r.status == StepStatus.FAILED for r in failed.values())
+    allowed = engine.allowed_actions(saga)
+    assert all(allowed.on(r) == ("retry", "skip") for r in failed.values())
+
+    retry_saga(saga.pk, user=alice, step_name=failed["reserve_line[0][1]"].key)
+    skip_step(saga.pk, failed["reserve_line[1][0]"].key, user=alice, reason="out of stock")
+    settle()
+    assert row(saga, "label_line", 0, 1).status == StepStatus.COMPLETED
+    assert row(saga, "label_line", 1, 0).status == StepStatus.COMPLETED
+    assert row(saga, "reserve_line", 0, 0).status == StepStatus.FAILED
+    assert row(saga, "ship").status == StepStatus.PENDING  # element 0 still holds the saga
+    retry_saga(saga.pk, user=alice, step_name=failed["reserve_line[0][0]"].key)
+    settle()
+    assert fresh(saga).state == SagaState.PENDING and not saga.needs_attention
+    assert row(saga, "done").status == StepStatus.WAITING
+    result = row(saga, "orders").result
+    assert [[ln["reserve_line"] and ln["reserve_line"]["attempt"] for ln in e["lines"]] for e in
+            result] == [[2, 2], [None]]
+    assert [[ln["label_line"]["item"] for ln in e["lines"]] for e in result] == [["a", "b"], ["c"]]
+    flakes = Attempt.objects.filter(action="flaky", key__startswith=f"{saga.pk}:")
+    assert sorted(flakes.values_list("key", flat=True)) == sorted(
+        [f"{saga.pk}:reserve_line[0][0]"] * 2
+        + [f"{saga.pk}:reserve_line[0][1]"] * 2
+        + [f"{saga.pk}:reserve_line[1][0]"]
+    )
+    assert ran(saga).count("label_line[0][0]") == 1
