@@ -2,6 +2,8 @@
 a for_each inside a named branch, a for_each inside a for_each — forward, failure, cancel,
 operator retry and skip, rewind, pause and resume."""
 
+import json
+
 import pytest
 from django.contrib.auth.models import Group
 
@@ -254,7 +256,10 @@ def test_a_for_each_inside_a_for_each_reads_the_outer_item(publish, settle):
     )
     result = row(saga, "orders").result
     assert [e["open_order"]["item"] for e in result] == ORDERS
-    assert [[ln["reserve_line"]["item"] for ln in e["lines"]] for e in result] == [["a", "b"], ["c"]]
+    assert [[ln["reserve_line"]["item"] for ln in e["lines"]] for e in result] == [
+        ["a", "b"],
+        ["c"],
+    ]
     assert [[ln["label_line"]["index"] for ln in e["lines"]] for e in result] == [[0, 1], [0]]
     # The innermost step sees its own element's steps at both levels, and nothing of the others.
     assert result[0]["lines"][1]["label_line"]["saw"] == ["open_order", "reserve", "reserve_line"]
@@ -339,6 +344,44 @@ def test_a_cancel_undoes_in_the_order_its_plan_says(publish, settle, alice, docu
     assert fresh(saga).state == SagaState.FAILED and saga.cause["reason"] == "cancelled"
     assert_follows(plan, undone(saga))
     assert sorted(undone(saga)) == sorted([*ran(saga), *ran(saga, "ok")])  # all of it, once each
+
+
+def with_seal(document, for_each):
+    """The document with a seal that fails for good (in element 1 only) after the steps of
+    the for_each named `for_each`, wherever it is nested."""
+    document = json.loads(json.dumps(document))
+
+    def walk(steps):
+        for step in steps:
+            if step["name"] == for_each:
+                step["steps"].append(act("seal", "test.refuse", when="item_index == 1"))
+            for inner in [step.get("steps") or [], *(step.get("branches") or {}).values()]:
+                walk(inner)
+
+    walk(document["steps"])
+    return document
+
+
+@pytest.mark.parametrize(
+    "document,path",
+    [(PREPARE, "reserve_lines"), (LINES, "lines")],
+    ids=["b", "c"],
+)
+def test_a_failure_in_an_inner_for_each_undoes_everything_once_inside_out(
+    publish, settle, document, path
+):
+    saga = run(publish, settle, with_seal(document, path), orders=ORDERS, lines=["x", "y"])
+    assert saga.state == SagaState.FAILED and saga.cause["step"] == "seal"
+    assert row(saga, "ship").status == StepStatus.PENDING
+    order = undone(saga)
+    assert sorted(order) == sorted([*ran(saga), "reserve"]) and len(order) == len(set(order))
+    compensated = list(saga.steps.filter(status=StepStatus.COMPENSATED))
+    assert sorted(label(s) for s in compensated) == sorted(order)
+    for a in compensated:
+        for b in compensated:
+            if must_precede(a, b):
+                assert order.index(label(a)) < order.index(label(b)), (label(a), label(b))
+    assert saga.events.filter(kind="compensation_started", step="").count() == 1
 
 
 # --- 3. cancel while an inner approval waits and an inner child saga runs ----------
@@ -454,8 +497,9 @@ def test_an_operator_retries_and_skips_failed_steps_of_an_inner_for_each(publish
     assert fresh(saga).state == SagaState.PENDING and not saga.needs_attention
     assert row(saga, "done").status == StepStatus.WAITING
     result = row(saga, "orders").result
-    assert [[ln["reserve_line"] and ln["reserve_line"]["attempt"] for ln in e["lines"]] for e in
-            result] == [[2, 2], [None]]
+    assert [
+        [ln["reserve_line"] and ln["reserve_line"]["attempt"] for ln in e["lines"]] for e in result
+    ] == [[2, 2], [None]]
     assert [[ln["label_line"]["item"] for ln in e["lines"]] for e in result] == [["a", "b"], ["c"]]
     flakes = Attempt.objects.filter(action="flaky", key__startswith=f"{saga.pk}:")
     assert sorted(flakes.values_list("key", flat=True)) == sorted(
@@ -464,3 +508,171 @@ def test_an_operator_retries_and_skips_failed_steps_of_an_inner_for_each(publish
         + [f"{saga.pk}:reserve_line[1][0]"]
     )
     assert ran(saga).count("label_line[0][0]") == 1
+
+
+# --- 5. rewind --------------------------------------------------------------------
+
+
+def by_key(saga, keys):
+    """Plan keys (`name` or `name@id`) as labels, retired rows included."""
+    rows_ = {s.key: s for s in SagaStep.every_round.filter(saga=saga)}
+    return [label(rows_[k]) for k in keys]
+
+
+def test_rewind_before_an_inner_for_each_makes_fresh_rows_at_both_levels(publish, settle, alice):
+    saga = run(publish, settle, LINES, orders=ORDERS)
+    first = {label(s): s.pk for s in saga.steps.filter(within__isnull=False)}
+    plan = rewind_saga(saga.pk, "reserve", dry_run=True)
+    assert plan["run_again"] == ["reserve", "orders", "ship", "done"]  # rows made anew
+    planned = [SagaStep.every_round.get(saga=saga, **_where(k)) for k in plan["compensations"]]
+    rewind_saga(saga.pk, "reserve", user=alice, reason="the order changed")
+    settle()
+    round_one = undone(saga)
+    assert_follows(planned, round_one)
+    assert by_key(saga, plan["compensations"]) == [label(s) for s in planned]
+    assert fresh(saga).state == SagaState.PENDING and saga.rewind_step_id is None
+    assert row(saga, "done").status == StepStatus.WAITING
+    # Fresh rows at both levels; the old ones retired, hidden from SagaStep.objects.
+    now = {label(s): s.pk for s in saga.steps.filter(within__isnull=False)}
+    assert sorted(now) == sorted(first) and not set(now.values()) & set(first.values())
+    retired = SagaStep.every_round.filter(pk__in=first.values())
+    assert all(s.retired_at is not None for s in retired)
+    assert not SagaStep.objects.filter(pk__in=first.values()).exists()
+    # Second round right: each ran twice, undone once; the results are the new round's.
+    assert sorted(round_one) == sorted(set(ran(saga)) | {"reserve", "ship"})
+    assert all(ran(saga).count(k) == 2 for k in set(ran(saga)))
+    result = row(saga, "orders").result
+    assert [[ln["reserve_line"]["item"] for ln in e["lines"]] for e in result] == [
+        ["a", "b"],
+        ["c"],
+    ]
+    assert (
+        row(saga, "orders").result[1]["lines"][0]["label_line"]
+        == row(saga, "label_line", 1, 0).result
+    )
+
+
+def _where(key):
+    name, _, pk = key.partition("@")
+    return {"pk": int(pk)} if pk else {"name": name}
+
+
+@pytest.mark.parametrize(
+    "document,target,again,kept",
+    [
+        # (c) into the outer element 0: its inner for_each is made anew, element 1 stays.
+        (
+            LINES,
+            ("open_order", 0),
+            [
+                "open_order[0]",
+                "reserve_line[0][0]",
+                "reserve_line[0][1]",
+                "label_line[0][0]",
+                "label_line[0][1]",
+                "ship",
+            ],
+            ["open_order[1]", "reserve_line[1][0]", "label_line[1][0]"],
+        ),
+        # (a) into the pack branch of element 1: pick[1] and element 0 stay.
+        (
+            FULFIL,
+            ("pack", 1),
+            ["pack[1]", "pack_check[1]", "ship"],
+            ["pick[1]", "pick_check[1]", "pick[0]", "pack[0]", "pack_check[0]", "pick_check[0]"],
+        ),
+        # (b) into the for_each's branch: check_lines stays, the elements are made anew.
+        (
+            PREPARE,
+            ("reserve_lines",),
+            ["reserve_line[0]", "reserve_line[1]", "label_line[0]", "label_line[1]", "ship"],
+            ["check_lines", "bill", "invoice"],
+        ),
+    ],
+    ids=["c", "a", "b"],
+)
+def test_rewind_to_a_step_inside_an_element_or_branch(
+    publish, settle, alice, document, target, again, kept
+):
+    saga = run(publish, settle, document, orders=ORDERS, lines=["x", "y"])
+    before = ran(saga) + ran(saga, "ok")
+    step = row(saga, *target)
+    assert engine.REWIND in engine.allowed_actions(saga).on(step)
+    plan = rewind_saga(saga.pk, step.key, dry_run=True)
+    planned = [SagaStep.every_round.get(saga=saga, **_where(k)) for k in plan["compensations"]]
+    rewind_saga(saga.pk, step.key, user=alice, reason="redo it")
+    settle()
+    assert_follows(planned, undone(saga))
+    assert sorted(undone(saga)) == sorted(again)
+    assert fresh(saga).state == SagaState.PENDING and row(saga, "done").status == StepStatus.WAITING
+    after = ran(saga) + ran(saga, "ok")
+    for k in again:
+        assert after.count(k) == 2 * before.count(k) == 2, k
+    for k in kept:
+        assert after.count(k) == 1, k
+    # The enclosing parallel steps were reopened and closed again; their results are current.
+    for name in ("orders", "fulfil", "prepare", "lines", "reserve_lines"):
+        for s in saga.steps.filter(name=name):
+            assert s.status == StepStatus.COMPLETED, label(s)
+    # The parallel step's result is the current round's: every live row's result in it.
+    top = json.dumps(row(saga, document["steps"][1]["name"]).result, sort_keys=True)
+    for s in saga.steps.filter(kind="action", within__isnull=False):
+        assert s.status == StepStatus.COMPLETED, label(s)
+        assert json.dumps(s.result, sort_keys=True) in top, label(s)
+
+
+# --- 6. pause and resume while inner branches run ------------------------------------
+
+
+def run_on(claim):
+    while claim is not None:
+        claim = engine.record(claim, engine.execute(claim))
+
+
+def take_queued():
+    """Take the queued engine runs off the broker (oldest first), as workers would."""
+    from django_q.models import OrmQ
+
+    runs = []
+    for queued in OrmQ.objects.order_by("id"):
+        if queued.task["func"] == engine.RUN_STEP_TASK:
+            runs.append(queued.task["args"])
+            queued.delete()
+    return runs
+
+
+def test_a_pause_holds_inner_branches_and_the_resume_runs_them_on(publish, settle, alice):
+    publish(FULFIL)
+    saga, _ = start_saga(workflow="fulfil_flow", input={"orders": ORDERS})
+    (first,) = take_queued()
+    run_on(engine.claim_queued(*first))  # reserve, then one inner branch of element 0 inline
+    queued = take_queued()
+    assert len(ran(saga)) == 2 and len(queued) == 3  # the other inner branches, each queued
+    claim = engine.claim_queued(*queued[0])  # a worker has one of them, running
+    pause_saga(saga.pk, user=alice, reason="the warehouse is closed")
+    assert engine.record(claim, engine.execute(claim)) is None  # recorded, nothing inline
+    for args in queued[1:]:
+        assert engine.claim_queued(*args) is None  # the rest are held when taken
+    settle()
+    # (waiting steps, the parallel ones here, are marked held too: their deadlines wait)
+    held = saga.steps.filter(held_at__isnull=False, status=StepStatus.PENDING)
+    # The running step's branch holds its next step; the branches not started hold their first.
+    assert sorted(label(s) for s in held) == sorted(
+        [
+            *(f"{b}[1]" for b in ("pick", "pack")),
+            ({"pick[0]": "pick_check[0]", "pack[0]": "pack_check[0]"}[ran(saga)[-1]]),
+        ]
+    )
+    assert all(s.within.name == "fulfil" for s in held)
+    ran_while_paused = ran(saga)
+    settle()
+    assert ran(saga) == ran_while_paused
+    resume_saga(saga.pk, user=alice)
+    settle()
+    assert fresh(saga).state == SagaState.PENDING and row(saga, "done").status == StepStatus.WAITING
+    assert sorted(ran(saga)) == sorted(
+        f"{n}[{i}]" for n in ("pick", "pick_check", "pack", "pack_check") for i in (0, 1)
+    )
+    result = row(saga, "orders").result
+    assert [e["fulfil"]["pack"]["pack_check"]["item"] for e in result] == ORDERS
+    assert not saga.steps.filter(held_at__isnull=False).exists()
