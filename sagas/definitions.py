@@ -199,7 +199,7 @@ def validate(document, *, context=None):
 MAX_PARALLEL_DEPTH = 3
 
 
-def check_steps(steps, path, errors, context, *, seen, depth):
+def check_steps(steps, path, errors, context, *, seen, depth, in_element=False):
     """Check a list of steps at `path` (the document's, or a branch's), and the lists inside them.
 
     `seen` maps each step name to where it was first defined: names are unique
@@ -227,14 +227,24 @@ def check_steps(steps, path, errors, context, *, seen, depth):
             if depth >= MAX_PARALLEL_DEPTH:
                 errors.add(here, f"more than {MAX_PARALLEL_DEPTH} levels of nested parallel steps")
             reads = step.get("for_each")
+            if isinstance(reads, str) and reads.split(".")[0] == "item" and not in_element:
+                errors.add(f"{here}.for_each", "reads item, but is inside no for_each element")
             if isinstance(reads, str) and reads.startswith("steps."):
                 earlier = reads.split(".")[1]
                 if earlier not in seen:
                     errors.add(f"{here}.for_each", f"reads step {earlier!r}, which is not earlier")
         if isinstance(step_name, str) and step_name not in seen:
             seen[step_name] = here
-        for suffix, _branch, inner in kind.nested(step):
-            check_steps(inner, f"{here}{suffix}", errors, context, seen=seen, depth=depth + 1)
+        for suffix, branch, inner in kind.nested(step):
+            check_steps(
+                inner,
+                f"{here}{suffix}",
+                errors,
+                context,
+                seen=seen,
+                depth=depth + 1,
+                in_element=in_element or branch is None,  # a for_each's element steps
+            )
 
 
 def child_workflows(steps, path="steps"):

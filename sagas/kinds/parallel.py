@@ -14,19 +14,22 @@ from . import register
 from .base import StepKind
 
 # `input.lines`, `input.order.lines`, `steps.fetch.result.items`: a path into the
-# input or an earlier step's result; nothing else is read at run time.
+# input or an earlier step's result; nothing else is read at run time. Inside a
+# for_each element also `item.lines`: a for_each nested in another reads its own
+# element's list (flow.step_scope puts `item` in scope; definitions.check_steps
+# refuses `item` outside an element, where it would always be nothing).
 FOR_EACH_RE = re.compile(
-    r"^(input|steps\.(?P<step>[A-Za-z][A-Za-z0-9_.-]{0,99}?)\.result)(\.[A-Za-z0-9_-]+)*$"
+    r"^(input|item|steps\.(?P<step>[A-Za-z][A-Za-z0-9_.-]{0,99}?)\.result)(\.[A-Za-z0-9_-]+)*$"
 )
 
 
 def for_each_step(path):
-    """The earlier step a for_each path reads (None for the input), or a ValueError."""
+    """The earlier step a for_each path reads (None for the input or item), or a ValueError."""
     match = FOR_EACH_RE.match(path) if isinstance(path, str) else None
     if match is None:
         raise ValueError(
-            "must be a path into the input or an earlier step's result, "
-            "like input.lines or steps.fetch.result.items"
+            "must be a path into the input, an earlier step's result or (inside a for_each) "
+            "the element, like input.lines, steps.fetch.result.items or item.lines"
         )
     return match.group("step")
 

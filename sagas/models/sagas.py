@@ -265,8 +265,12 @@ class SagaStep(models.Model):
     @property
     def key(self):
         """How operators and URLs name the step: its name, unique in the document, or for a
-        row of a for_each element (every element has one of that name) `name@row id`."""
-        return f"{self.name}@{self.pk}" if self.in_for_each else self.name
+        row of a for_each element (every element has one of that name) `name@row id`.
+
+        At any depth: a named branch's row inside an element (`item` set, its own
+        branch a name) repeats per element as much as the element's own rows do, so
+        its name alone would find the first element's (Transition.step)."""
+        return f"{self.name}@{self.pk}" if self.item is not None else self.name
 
     @property
     def in_for_each(self):
