@@ -220,3 +220,35 @@ def test_the_step_table_takes_the_same_queries_and_size_for_20_and_200_elements(
     assert counts[0] == counts[1]
     # 200 elements: 50 elements' rows, so not ten times the page of 20 (about twice).
     assert sizes[1] < 3 * sizes[0]
+
+
+def test_a_for_each_inside_a_branch_is_capped_and_the_other_branch_keeps_its_rows(
+    client, alice, publish, settle
+):
+    publish(
+        {
+            "name": "split",
+            "steps": [
+                {
+                    "name": "both",
+                    "type": "parallel",
+                    "branches": {
+                        "per_line": [{**PER_LINE["steps"][1]}],
+                        "office": [{"name": "await_office", "type": "wait", "event": "office.ok"}],
+                    },
+                }
+            ],
+        }
+    )
+    saga, _ = start_saga(workflow="split", input={"lines": list(range(60))})
+    settle()
+    client.force_login(alice)
+    html = client.get(f"/sagas/{saga.pk}/").content.decode()
+    rows = _table_rows(html)
+    assert sorted(r[0] for r in rows if not r[1]) == ["await_office", "both", "lines"]
+    assert len([r for r in rows if r[1]]) == 100
+    assert _elements_head(html)[:2] == ("60", "10")
+    assert re.search(r'class="elements-head depth-2" data-elements-head="lines"', html)
+    heads = re.findall(r'data-branch-head="([^"]+)"', html)
+    assert {"both › per_line", "both › office"} <= set(heads)
+    assert len(heads) == 52  # both branches, and the 50 elements shown
