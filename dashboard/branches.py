@@ -9,7 +9,8 @@ number of elements.
 from collections import Counter
 
 # A for_each of 1,000 elements: the page shows this many elements at first (those
-# that need a look first), and more on request, so it stays quick to render and to read.
+# that need a look first), in its expansion and its step table alike, and more on
+# request, so it stays quick to render and to read.
 ELEMENTS_SHOWN = 50
 # Which element to show first: the one whose steps went wrong, then those in flight.
 ELEMENT_RANK = ["failed", "compensating", "running", "waiting", "pending", "compensated"]
@@ -59,7 +60,7 @@ def _mark_group_starts(rows):
 
 
 def for_each_elements(steps, *, shown=ELEMENTS_SHOWN):
-    """Each for_each step's elements, for the expansion under the diagram.
+    """Each for_each step's elements, for the expansion under the diagram and the step table.
 
     From the rows the page already loaded (no query): per for_each row that is
     not itself inside an element (one inside each element is counted in its
