@@ -209,17 +209,20 @@ def test_the_step_table_takes_the_same_queries_and_size_for_20_and_200_elements(
     large = _per_line(publish, settle, 200)
     client.force_login(alice)
     client.get(f"/sagas/{small.pk}/", headers=HTMX)
-    counts, sizes = [], []
+    counts, sizes, diagrams = [], [], []
     for saga in (small, large):
         with CaptureQueriesContext(connection) as queries:
             html = client.get(f"/sagas/{saga.pk}/", headers=HTMX).content.decode()
         counts.append(len(queries))
         sizes.append(len(html))
+        diagrams.append(len(html.split("<svg")[1].split("</svg>")[0]))
         rows = [r for r in _table_rows(html) if r[1]]
         assert len(rows) == 2 * min(20 if saga is small else 200, 50)
     assert counts[0] == counts[1]
     # 200 elements: 50 elements' rows, so not ten times the page of 20 (about twice).
     assert sizes[1] < 3 * sizes[0]
+    # The diagram draws a for_each as one lane that counts its elements, whatever their number.
+    assert abs(diagrams[1] - diagrams[0]) < 20
 
 
 def test_a_for_each_inside_a_branch_is_capped_and_the_other_branch_keeps_its_rows(
