@@ -9,7 +9,8 @@ number of elements.
 from collections import Counter
 
 # A for_each of 1,000 elements: the page shows this many elements at first (those
-# that need a look first), and more on request, so it stays quick to render and to read.
+# that need a look first), in its expansion and its step table alike, and more on
+# request, so it stays quick to render and to read.
 ELEMENTS_SHOWN = 50
 # Which element to show first: the one whose steps went wrong, then those in flight.
 ELEMENT_RANK = ["failed", "compensating", "running", "waiting", "pending", "compensated"]
@@ -36,7 +37,6 @@ def place_in_branches(steps):
     its branch, where the step table puts the branch's heading).
     """
     by_pk = {step.pk: step for step in steps}
-    previous = None
     for step in steps:
         parent = by_pk.get(step.within_id)
         step.parallel_name = parent.name if parent else ""
@@ -47,13 +47,20 @@ def place_in_branches(steps):
             if parent
             else ""
         )
-        step.starts_group = bool(parent) and (step.within_id, step.branch) != previous
-        previous = (step.within_id, step.branch)
-    return steps
+    return _mark_group_starts(steps)
+
+
+def _mark_group_starts(rows):
+    """`starts_group` on the first row of each run of a branch's rows, where its heading goes."""
+    previous = None
+    for row in rows:
+        row.starts_group = bool(row.within_id) and (row.within_id, row.branch) != previous
+        previous = (row.within_id, row.branch)
+    return rows
 
 
 def for_each_elements(steps, *, shown=ELEMENTS_SHOWN):
-    """Each for_each step's elements, for the expansion under the diagram.
+    """Each for_each step's elements, for the expansion under the diagram and the step table.
 
     From the rows the page already loaded (no query): per for_each row that is
     not itself inside an element (one inside each element is counted in its
@@ -98,11 +105,13 @@ def for_each_elements(steps, *, shown=ELEMENTS_SHOWN):
         ordered = sorted(elements, key=lambda e: (rank.get(e["state"], len(rank)), e["index"]))
         for element in ordered[:shown]:
             element["row"] = [_cell(element["cells"].get(name, [])) for name in columns]
+        hidden = Counter(e["state"] for e in ordered[shown:])
         result.append(
             {
                 "step": parallel,
                 "total": len(elements),
                 "counts": [(status, counts[status]) for status in _by_rank(counts)],
+                "hidden_counts": [(status, hidden[status]) for status in _by_rank(hidden)],
                 "columns": columns,
                 "elements": ordered[:shown],
                 "hidden": max(0, len(elements) - shown),
@@ -110,6 +119,46 @@ def for_each_elements(steps, *, shown=ELEMENTS_SHOWN):
             }
         )
     return result
+
+
+def step_table(steps, for_each):
+    """The step table's rows: of a for_each's elements, only those its expansion shows.
+
+    A for_each of 1,000 elements has thousands of rows, each with its row
+    actions; rendering them all made the page (and every live refresh of it)
+    megabytes and most of a second. So the table shows the elements that
+    `for_each_elements` chose (`for_each`: its result), in its order — those
+    that failed, are being undone or are in flight first — each with every row
+    below it, and marks the parallel row with `elements_head` (the expansion's
+    figures) for the heading row that says what is not shown. Other rows,
+    named branches included, are all kept, in table order.
+    """
+    capped = {fe["step"].pk: fe for fe in for_each}
+    if not capped:
+        return steps
+    by_pk = {step.pk: step for step in steps}
+    blocks = {}  # (for_each row id, element index) → its rows, in table order
+    for step in steps:
+        parent = by_pk.get(step.within_id)
+        if parent is None:
+            continue
+        if parent.pk in capped and step.in_for_each:
+            step.element_of = (parent.pk, int(step.branch))
+        else:
+            step.element_of = getattr(parent, "element_of", None)
+        if step.element_of is not None:
+            blocks.setdefault(step.element_of, []).append(step)
+    rows = []
+    for step in steps:
+        if getattr(step, "element_of", None) is not None:
+            continue  # placed with its element, below
+        rows.append(step)
+        fe = capped.get(step.pk)
+        step.elements_head = fe
+        if fe is not None:
+            for element in fe["elements"]:
+                rows += blocks.get((step.pk, element["index"]), [])
+    return _mark_group_starts(rows)
 
 
 def _by_rank(counts):

@@ -356,9 +356,12 @@ def _detail_context(request, saga, **extra):
     allowed = engine.allowed_actions(saga, steps)
     for step in steps:
         step.actions = allowed.on(step) if operator else ()
+    for_each = branches.for_each_elements(steps, shown=elements)
     return {
         "saga": saga,
         "steps": steps,
+        # The elements the expansion shows, and only those: the page stays small however many.
+        "table_rows": branches.step_table(steps, for_each),
         "progress": selectors.progress(saga, steps),
         "operator": operator,
         # Results are the services' own data: for operators and whoever started the saga.
@@ -391,8 +394,9 @@ def _detail_context(request, saga, **extra):
             if timeline == "branch"
             else None
         ),
-        "for_each": branches.for_each_elements(steps, shown=elements),
+        "for_each": for_each,
         "more_elements_url": _detail_url(saga, timeline, elements + branches.ELEMENTS_SHOWN),
+        "all_elements_url": _detail_url(saga, timeline, settings.SAGAS_MAX_BRANCHES),
         "elements_expanded": elements > branches.ELEMENTS_SHOWN,
         # A `saga` step's box in the diagram opens its child saga.
         "child_links": {

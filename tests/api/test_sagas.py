@@ -406,3 +406,41 @@ def test_a_bad_page_of_the_history_is_a_400(api, alice, waiting_saga, query):
     response = api(alice).get(f"{url(waiting_saga, 'events/')}?{query}")
     assert response.status_code == 400
     assert response.json()["error"] == "invalid"
+
+
+def test_the_detail_of_a_big_for_each_takes_the_same_queries_as_a_small_one(
+    api, alice, publish, settle
+):
+    """Every step is in the detail (a for_each of 1,000 elements × 2 steps: about 620 kB,
+    README "Performance"), read in a fixed number of queries, not one per row."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from sagas.engine import start_saga
+
+    publish(
+        {
+            "name": "per_line_api",
+            "steps": [
+                {
+                    "name": "lines",
+                    "type": "parallel",
+                    "for_each": "input.lines",
+                    "steps": [
+                        {"name": "hold_line", "type": "action", "action": "test.ok"},
+                        {"name": "await_line", "type": "wait", "event": "line.ok"},
+                    ],
+                }
+            ],
+        }
+    )
+    client, counts = api(alice), []
+    for n in (5, 60):
+        saga, _ = start_saga(workflow="per_line_api", input={"lines": list(range(n))})
+        settle()
+        with CaptureQueriesContext(connection) as queries:
+            body = client.get(url(saga)).json()
+        counts.append(len(queries))
+        assert len(body["steps"]) == 1 + 2 * n
+        assert {s["parallel"] for s in body["steps"][1:]} == {"lines"}
+    assert counts[0] == counts[1]

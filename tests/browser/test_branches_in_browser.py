@@ -140,3 +140,34 @@ def test_a_for_each_lane_expands_to_its_elements_and_the_timeline_reads_by_branc
     screenshot(page, "branches-by-element")
     page.get_by_role("link", name="By time").click()
     expect(page.locator(".timeline-group")).to_have_count(0)
+
+
+def test_the_step_table_shows_50_elements_first_and_more_on_request(
+    open_page, users, publish, settle
+):
+    from sagas.models import SagaStep
+
+    publish(PER_LINE)
+    lines = [{"sku": f"SKU-{i}"} for i in range(60)]
+    saga, _ = start_saga(workflow="per_line_browser", input={"lines": lines})
+    settle()
+    SagaStep.objects.filter(saga=saga, name="await_line", branch="57").update(status="failed")
+    page = open_page("olivia")
+    page.goto(f"/sagas/{saga.pk}/")
+    table = page.locator(".steps-table")
+    head = table.locator('tr[data-elements-head="lines"]')
+    expect(head).to_contain_text("60 elements")
+    expect(head).to_contain_text("10 not shown")
+    expect(table.locator("tr[data-branch]")).to_have_count(100)
+    # The failed element heads the table, and its row actions work from there.
+    failed = table.locator('tr[data-step="await_line"][data-branch="57"]')
+    expect(table.locator("tr[data-branch]").first).to_have_attribute("data-branch", "57")
+    failed.get_by_role("link", name="Retry…").click()
+    expect(page.locator("#action-panel")).to_contain_text("Retry step")
+    # Show more: the next elements' rows, at an address the live refresh keeps.
+    head.get_by_role("link", name="Show more elements").click()
+    expect(page).to_have_url(re.compile(r"\?elements=100$"))
+    expect(table.locator("tr[data-branch]")).to_have_count(120)
+    expect(head).to_contain_text("60 elements, each below")
+    expect(page.locator("#saga-live")).to_have_attribute("hx-get", re.compile(r"\?elements=100$"))
+    screenshot(page, "branches-table-capped")

@@ -127,3 +127,131 @@ def test_the_timeline_by_branch_groups_a_for_each_by_element_capped(client, alic
     groups = re.findall(r'class="timeline-group depth-\d" data-group="([^"]*)"', html)
     assert groups[:3] == ["", "lines › element 0", "lines › element 1"] and len(groups) == 51
     assert 'data-hidden-groups="10"' in html
+
+
+def _table_rows(html):
+    """(step, element) of each row of the step table, in order."""
+    table = html.split('class="table table-cards steps-table"')[1].split("</table>")[0]
+    return re.findall(
+        r'<tr id="step-[^"]*" class="depth-\d" data-step="(\w+)"[^>]*?(?: data-branch="(\d*)")?>',
+        table,
+    )
+
+
+def _elements_head(html):
+    """(elements, hidden, its words, its links) of the table's heading row of `lines`."""
+    found = re.search(
+        r'data-elements-head="lines" data-total="(\d+)" data-hidden="(\d+)"><th[^>]*>(.*?)</th>',
+        html,
+        re.S,
+    )
+    total, hidden, inner = found.groups()
+    words = " ".join(re.sub(r"<[^>]+>", "", inner).split())
+    return total, hidden, words, re.findall(r'<a href="([^"]+)"', inner)
+
+
+def test_the_step_table_shows_the_rows_of_the_elements_the_expansion_shows(
+    client, alice, publish, settle
+):
+    saga = _per_line(publish, settle, 220)
+    SagaStep.objects.filter(saga=saga, name="await_line", branch="201").update(status="failed")
+    failed = SagaStep.objects.get(saga=saga, name="await_line", branch="201")
+    client.force_login(alice)
+    html = client.get(f"/sagas/{saga.pk}/").content.decode()
+    rows = _table_rows(html)
+    # The saga's own steps, then 50 elements of two rows: the failed one first, then by index.
+    assert [r for r in rows if not r[1]] == [("reserve", ""), ("lines", "")]
+    elements = [r for r in rows if r[1]]
+    assert len(elements) == 100
+    assert elements[:4] == [
+        ("hold_line", "201"),
+        ("await_line", "201"),
+        ("hold_line", "0"),
+        ("await_line", "0"),
+    ]
+    assert {int(r[1]) for r in elements} == {201, *range(49)}
+    # The heading row says how many elements there are, and what is not shown.
+    total, hidden, words, links = _elements_head(html)
+    assert (total, hidden) == ("220", "170") and "170 not shown: 170 … waiting." in words
+    assert links == [f"/sagas/{saga.pk}/?elements=100", f"/sagas/{saga.pk}/?elements=1000"]
+    # The failed element step's row actions are on the page.
+    assert f"/sagas/{saga.pk}/steps/{failed.key}/retry/" in html
+    assert 'id="step-await_line-219"' not in html
+    # Show more: the same ?elements= as the expansion, the next 50 elements' rows.
+    more = client.get(f"/sagas/{saga.pk}/?elements=100", headers=HTMX).content.decode()
+    assert len([r for r in _table_rows(more) if r[1]]) == 200
+    assert _elements_head(more)[1] == "120"
+    everything = client.get(f"/sagas/{saga.pk}/?elements=1000", headers=HTMX).content.decode()
+    assert len([r for r in _table_rows(everything) if r[1]]) == 440
+    assert _elements_head(everything)[1:3] == ("0", "lines: 220 elements, each below.")
+
+
+def test_more_failed_elements_than_the_cap_show_the_first_50_and_count_the_rest(
+    client, alice, publish, settle
+):
+    saga = _per_line(publish, settle, 200)
+    failed = [str(i) for i in range(100, 160)]
+    SagaStep.objects.filter(saga=saga, name="await_line", branch__in=failed).update(status="failed")
+    client.force_login(alice)
+    html = client.get(f"/sagas/{saga.pk}/").content.decode()
+    shown = {int(r[1]) for r in _table_rows(html) if r[1]}
+    assert shown == set(range(100, 150))
+    _, hidden, words, _ = _elements_head(html)
+    assert hidden == "150" and "150 not shown: 10 ✕ failed · 140 … waiting." in words
+    more = client.get(f"/sagas/{saga.pk}/?elements=100").content.decode()
+    assert set(range(100, 160)) <= {int(r[1]) for r in _table_rows(more) if r[1]}
+
+
+def test_the_step_table_takes_the_same_queries_and_size_for_20_and_200_elements(
+    client, alice, publish, settle
+):
+    small = _per_line(publish, settle, 20)
+    large = _per_line(publish, settle, 200)
+    client.force_login(alice)
+    client.get(f"/sagas/{small.pk}/", headers=HTMX)
+    counts, sizes, diagrams = [], [], []
+    for saga in (small, large):
+        with CaptureQueriesContext(connection) as queries:
+            html = client.get(f"/sagas/{saga.pk}/", headers=HTMX).content.decode()
+        counts.append(len(queries))
+        sizes.append(len(html))
+        diagrams.append(len(html.split("<svg")[1].split("</svg>")[0]))
+        rows = [r for r in _table_rows(html) if r[1]]
+        assert len(rows) == 2 * min(20 if saga is small else 200, 50)
+    assert counts[0] == counts[1]
+    # 200 elements: 50 elements' rows, so not ten times the page of 20 (about twice).
+    assert sizes[1] < 3 * sizes[0]
+    # The diagram draws a for_each as one lane that counts its elements, whatever their number.
+    assert abs(diagrams[1] - diagrams[0]) < 20
+
+
+def test_a_for_each_inside_a_branch_is_capped_and_the_other_branch_keeps_its_rows(
+    client, alice, publish, settle
+):
+    publish(
+        {
+            "name": "split",
+            "steps": [
+                {
+                    "name": "both",
+                    "type": "parallel",
+                    "branches": {
+                        "per_line": [{**PER_LINE["steps"][1]}],
+                        "office": [{"name": "await_office", "type": "wait", "event": "office.ok"}],
+                    },
+                }
+            ],
+        }
+    )
+    saga, _ = start_saga(workflow="split", input={"lines": list(range(60))})
+    settle()
+    client.force_login(alice)
+    html = client.get(f"/sagas/{saga.pk}/").content.decode()
+    rows = _table_rows(html)
+    assert sorted(r[0] for r in rows if not r[1]) == ["await_office", "both", "lines"]
+    assert len([r for r in rows if r[1]]) == 100
+    assert _elements_head(html)[:2] == ("60", "10")
+    assert re.search(r'class="elements-head depth-2" data-elements-head="lines"', html)
+    heads = re.findall(r'data-branch-head="([^"]+)"', html)
+    assert {"both › per_line", "both › office"} <= set(heads)
+    assert len(heads) == 52  # both branches, and the 50 elements shown
