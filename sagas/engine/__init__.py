@@ -84,6 +84,7 @@ from .worker import (
     run_step,
     stop_requested,
     take_queued,
+    take_queued_many,
     warm_up,
 )
 
@@ -156,6 +157,7 @@ __all__ = [
     "step_spec",
     "stop_requested",
     "take_queued",
+    "take_queued_many",
     "warm_up",
     "transition_saved",
 ]
