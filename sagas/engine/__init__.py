@@ -79,6 +79,7 @@ from .worker import (
     claim_queued,
     execute,
     hand_back,
+    listen_for_queued,
     record,
     request_stop,
     run_step,
@@ -159,5 +160,6 @@ __all__ = [
     "take_queued",
     "take_queued_many",
     "warm_up",
+    "listen_for_queued",
     "transition_saved",
 ]

@@ -22,6 +22,7 @@ from django.db.models import JSONField
 
 from sagas import pgcursor
 from sagas.models import Saga, SagaEvent, SagaMinuteCount, SagaStateCount, SagaStep
+from sagas.q2 import wakeup
 from sagas.q2.broker import broker
 
 # Set when a saga is created (sagas/engine/operators.py, start_saga), never by a transition.
@@ -94,6 +95,11 @@ class Store:
         longer at that revision.
         """
         raise NotImplementedError
+
+    def create(self, saga, steps):
+        """Insert a new saga and its step rows (no branch rows); the steps get their ids."""
+        saga.save(force_insert=True)
+        SagaStep.objects.bulk_create(steps)
 
     def load_many(self, saga_ids, *, known):
         """Several sagas locked in id order, and their steps: [(saga, steps)] (group commit only)."""
@@ -204,6 +210,17 @@ class Store:
             add_minute_counts(tx.per_minute, tx.now, cursor=cursor)
         for row_id in tx.taken_rows:
             cursor.execute(broker().delete_sql(), [row_id], **prepared)
+        if tx.queued:
+            self._queue(tx.queued, cursor, **prepared)
+
+    def _queue(self, calls, cursor, **prepared):
+        """The broker rows of the runs a transition queued (Transition.enqueue), and the wake-up."""
+        rows = broker().signed(calls)
+        cursor.execute(
+            broker().rows_sql(len(rows)), [value for row in rows for value in row], **prepared
+        )
+        if connection.vendor == "postgresql":
+            cursor.execute(broker().notify_sql(), [wakeup.channel(rows[0][0])], **prepared)
 
 
 class _Loader:
@@ -277,6 +294,38 @@ class PostgresStore(Store):
                 steps = [self._loader("steps").load(r) for r in cursor.fetchall()]
             cursor.close()
         return saga, steps
+
+    def create(self, saga, steps):
+        # Both INSERTs in one round trip, without Django's query compiler
+        # (it cost more than the start's other statements together).
+        saga_names = [f.name for f in Saga._meta.concrete_fields]
+        step_names = written_fields(SagaStep) if steps else []
+        with connection.wrap_database_errors:
+            cursor = pgcursor.cursor()
+            with connection.connection.pipeline():
+                cursor.execute(
+                    self._insert_sql(Saga, saga_names),
+                    self._rows(Saga, saga_names, [saga], with_pk=False)[0],
+                    prepare=True,
+                )
+                if steps:
+                    ids = pgcursor.cursor()
+                    ids.execute(
+                        self._insert_sql(SagaStep, step_names, len(steps)) + ' RETURNING "id"',
+                        [
+                            v
+                            for row in self._rows(SagaStep, step_names, steps, with_pk=False)
+                            for v in row
+                        ],
+                        prepare=True,
+                    )
+            if steps:
+                for step, (pk,) in zip(steps, ids.fetchall(), strict=True):
+                    step.pk = pk
+                    step._state.adding, step._state.db = False, connection.alias
+                ids.close()
+            saga._state.adding, saga._state.db = False, connection.alias
+            cursor.close()
 
     def load_many(self, saga_ids, *, known):
         with connection.wrap_database_errors:
@@ -376,6 +425,9 @@ class DjangoStore(Store):
     def write(self, tx, *, commit=False):
         with connection.cursor() as cursor:
             self._write_rows(tx, cursor)
+
+    def _queue(self, calls, cursor, **prepared):
+        broker().write_signed(broker().signed(calls))  # the ORM adapts the times for SQLite
 
 
 _current = None

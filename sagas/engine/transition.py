@@ -82,6 +82,9 @@ class Transition:
     # The broker rows this transition's claims came from (SagaBroker.take): deleted
     # with the writes, so a run leaves the queue exactly when it is claimed.
     taken_rows: list = field(default_factory=list)
+    # Runs queued by this transition, (func, args) each: their broker rows are
+    # written with its other rows (store.write), in the same round trip.
+    queued: list = field(default_factory=list)
     # Parallel steps whose branches are being started in this transition (flow.start_branches).
     opening: set = field(default_factory=set)
 
@@ -166,7 +169,8 @@ class Transition:
             return
         step.next_attempt_at = self.now + timedelta(seconds=settings.SAGAS_REQUEUE_AFTER)
         self.touch(step)
-        enqueue(RUN_STEP_TASK, step.pk, step.fence, str(self.saga.pk))
+        # Written with the transition's rows (store.write), in the same round trip.
+        self.queued.append((RUN_STEP_TASK, (step.pk, step.fence, str(self.saga.pk))))
 
     def hold(self, step):
         """The step (or its compensation) is due but the saga is paused: nothing runs it

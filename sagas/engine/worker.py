@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import connection, transaction
+from django_q.conf import Conf
 
 from sagas.actions import StepFailed
 from sagas.logcontext import step_context
+from sagas.q2 import wakeup
 from sagas.q2.broker import broker, enqueue
 from sagas.states import SagaState, StepStatus
 
@@ -40,20 +42,41 @@ SUPERSEDED = "not run: the claim went stale while an earlier execution of this s
 
 _stopping = False
 _in_hand = None  # the Claim this worker is running now
-# This worker's last committed transition: a claim of the same saga reuses its
-# rows while nobody else has written the saga (store.load `known`), so a saga
-# with a thousand branch rows is not read whole for every branch step it claims.
+# This worker's last committed transitions, by saga: a claim of the same saga
+# reuses its rows while nobody else has written the saga (store.load `known`), so
+# a saga with a thousand branch rows is not read whole for every branch step it
+# claims, nor a group commit's sagas when their runs are taken (take_queued_many).
 # Per thread: the rows are this thread's own objects (tests run workers in threads).
 _known = threading.local()
+KNOWN_SAGAS = 16
+
+
+def _cache():
+    cache = getattr(_known, "by_saga", None)
+    if cache is None:
+        cache = _known.by_saga = {}
+    return cache
 
 
 def _recall(saga_id):
-    known = getattr(_known, "tx", None)
-    return known if known is not None and str(known.saga.pk) == str(saga_id) else None
+    return _cache().get(str(saga_id))
 
 
-def _remember(tx):
-    _known.tx = tx
+def _forget(*saga_ids):
+    """Before a transition: its rows may change in memory and not be committed."""
+    cache = _cache()
+    for saga_id in saga_ids:
+        cache.pop(str(saga_id), None)
+
+
+def _remember(*txs):
+    """After a commit: these transitions' rows are what the database holds."""
+    cache = _cache()
+    for tx in txs:
+        cache.pop(str(tx.saga.pk), None)
+        cache[str(tx.saga.pk)] = tx
+    while len(cache) > KNOWN_SAGAS:
+        del cache[next(iter(cache))]  # the least recently committed
 
 
 @dataclass
@@ -156,9 +179,57 @@ def run_step(step_id, fence, saga_id=None):
             return
         if stop_requested() or time.monotonic() >= until:
             return
+        _forget_notifications()
         took, claims = take_queued_many(settings.SAGAS_GROUP_COMMIT)
         if not took:
-            return
+            # Nothing queued: wait here for a notification rather than go back
+            # through django-q2's pusher and worker queue (a process hop and a
+            # round trip each way). The pusher wakes on the same notification;
+            # when it hands the run out first, this worker finds nothing to
+            # take and returns to django-q2, which brings the run to it.
+            if not _await_queued(until):
+                return
+            took, claims = take_queued_many(settings.SAGAS_GROUP_COMMIT)
+            if not took:
+                return
+
+
+def _await_queued(until):
+    """Wait for a notification of queued work, one poll at most (and not past `until`).
+
+    True when one came. On this process's own LISTEN connection
+    (sagas/q2/wakeup.py), which also hears a pusher hand rows out to
+    django-q2: those wait in django-q2's worker queue, so a worker woken by
+    that finds nothing to take and goes back there. A lost notification
+    costs one poll, as it does the pusher. False at once outside a qcluster
+    worker, and where there are no notifications (SQLite).
+    """
+    if _listener is None or not _listener.listen():
+        return False
+    left = min(until - time.monotonic(), Conf.POLL)
+    return left > 0 and not stop_requested() and _listener.wait(left)
+
+
+_listener = None  # this worker process's, from its start (listen_for_queued)
+
+
+def listen_for_queued():
+    """At a qcluster worker's start: LISTEN from now on, so no hand-out to django-q2 goes unheard.
+
+    Only qcluster workers wait for notifications (sagas/q2/startup.py); a
+    process that runs tasks itself (tests, scripts: sagas/q2/runner.py)
+    returns when nothing is queued.
+    """
+    global _listener
+    if connection.vendor == "postgresql":
+        _listener = wakeup.worker_listener(broker().list_key)
+        _listener.listen()
+
+
+def _forget_notifications():
+    """Before taking: notifications that came while this worker ran steps are answered by the take."""
+    if _listener is not None:
+        _listener.drain()
 
 
 def _run_claims(claims):
@@ -279,6 +350,7 @@ def take_queued_many(limit):
             claims = [claim] if claim is not None else []
         else:
             txs, claims = _claim_taken(taken)
+    _remember(*txs)
     for claim in claims:
         claim.exclusive = claim.tx.locked.get(claim.step_id)
     return True, claims
@@ -294,8 +366,10 @@ def _claim_taken(taken):
             drop.append(row_id)
             continue
         runs.append((uuid.UUID(str(saga_id)), step_id, fence, row_id))
-    _remember(None)
-    txs = load_many({saga_id for saga_id, *_ in runs})
+    saga_ids = {saga_id for saga_id, *_ in runs}
+    known = {saga_id: tx for saga_id in saga_ids if (tx := _recall(saga_id)) is not None}
+    _forget(*saga_ids)  # remembered again once committed (take_queued_many)
+    txs = load_many(saga_ids, known=known)
     claims = []
     for saga_id, step_id, fence, row_id in runs:
         tx = txs.get(saga_id)
@@ -320,7 +394,7 @@ def _claim_queued(step_id, fence, saga_id=None, *, taken_row=None):
         _drop_taken(taken_row)
         return None, None
     known = _recall(saga_id)
-    _remember(None)  # set again only once this transition has committed
+    _forget(saga_id)  # remembered again once this transition has committed
     try:
         tx = load(saga_id, known=known)
     except NotFound:
@@ -403,7 +477,7 @@ def _reaches_other_rows(steps):
 
 
 def _record(claim, outcome, *, resume_copy):
-    _remember(None)  # set again only once this transition has committed
+    _forget(claim.saga_id)  # remembered again once this transition has committed
     with transaction.atomic():
         tx = resume(claim.tx) if resume_copy else load(claim.saga_id, known=claim.tx)
         next_claim = _record_on(tx, claim, outcome)
@@ -470,8 +544,8 @@ def record_all(done):
 
 
 def _record_together(done):
-    _remember(None)
     known = {uuid.UUID(str(claim.saga_id)): claim.tx for claim, _ in done if claim.tx is not None}
+    _forget(*(claim.saga_id for claim, _ in done))
     with transaction.atomic():
         txs = load_many(known.keys() | {uuid.UUID(str(c.saga_id)) for c, _ in done}, known=known)
         next_claims, recorded = [], []
@@ -486,6 +560,7 @@ def _record_together(done):
         for tx in txs.values():
             tx.ready_to_write()
         store.current().write_many(list(txs.values()), commit=True)
+    _remember(*txs.values())
     for claim in recorded:
         claim.exclusive = None  # given back in the commit
     for next_claim in next_claims:

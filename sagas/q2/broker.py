@@ -152,14 +152,23 @@ class SagaBroker(ORM):
         table = db.ops.quote_name(OrmQ._meta.db_table)
         now = timezone.now()
         with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:
+            # The NOTIFY (one per statement: PostgreSQL folds identical ones)
+            # tells a worker waiting for runs of its own to go back to
+            # django-q2, where these rows now wait (engine.worker._await_queued).
             cursor.execute(
-                f"UPDATE {table} SET lock = %s WHERE id IN (SELECT id FROM {table} "
+                f"WITH handed AS (UPDATE {table} SET lock = %s WHERE id IN (SELECT id FROM {table} "
                 "WHERE key = %s AND lock < %s LIMIT %s FOR UPDATE SKIP LOCKED) "
-                "RETURNING id, payload",
-                [now + timedelta(seconds=Conf.RETRY), self.list_key, now, Conf.BULK],
+                "RETURNING id, payload) SELECT id, payload, pg_notify(%s, '') FROM handed",
+                [
+                    now + timedelta(seconds=Conf.RETRY),
+                    self.list_key,
+                    now,
+                    Conf.BULK,
+                    wakeup.handed_channel(self.list_key),
+                ],
                 prepare=True,
             )
-            rows = cursor.fetchall()
+            rows = [(row_id, payload) for row_id, payload, _ in cursor.fetchall()]
             if rows:
                 return rows, None
             # Nothing due: the table holds delayed rows, rows handed out and
@@ -224,6 +233,34 @@ class SagaBroker(ORM):
                     if len(taken) >= limit:
                         break
         return taken
+
+    def signed(self, calls):
+        """The rows of queued calls [(func, args)], signed as async_task signs them, not written.
+
+        (key, payload, lock) each, due now; for a writer that sends them with its
+        own statements (the engine's store: a transition's queued runs), then
+        `notify_sql` in the same transaction.
+        """
+        batch = self._variant(_Batch, packages=[])
+        for func, args in calls:
+            async_task(func, *args, broker=batch, save=False, ack_failure=True)
+        key, now = self.list_key or Conf.CLUSTER_NAME, timezone.now()
+        return [(key, package, now) for package in batch.packages]
+
+    def rows_sql(self, n):
+        """The INSERT of n rows `signed` made (3 parameters each)."""
+        table = connections[Conf.ORM].ops.quote_name(OrmQ._meta.db_table)
+        return f"INSERT INTO {table} (key, payload, lock) VALUES " + ", ".join(["(%s, %s, %s)"] * n)
+
+    def write_signed(self, rows):
+        """Write rows `signed` made through the ORM, in the current transaction (any database)."""
+        _rows().bulk_create([OrmQ(key=key, payload=p, lock=lock) for key, p, lock in rows])
+        if rows:
+            wakeup.notify(rows[0][0])
+
+    def notify_sql(self):
+        """The NOTIFY that wakes the pushers at commit (one parameter: wakeup.channel(key))."""
+        return "SELECT pg_notify(%s, '')"
 
     def delete_sql(self):
         """The DELETE of a row `take` returned (one parameter: its id)."""

@@ -31,6 +31,15 @@ def channel(key):
     return f"sagas_queue_{key}"[:63]  # PostgreSQL truncates identifiers at 63 bytes
 
 
+def handed_channel(key):
+    """Where a pusher says it has handed rows out to django-q2's workers (SagaBroker._hand_out).
+
+    A worker waiting for queued runs of its own (sagas/engine/worker.py) listens
+    here too: such a row waits in django-q2's worker queue, so it goes back there.
+    """
+    return f"sagas_handed_{key}"[:63]
+
+
 def notify(key):
     """Wake the pushers of `key` when the current transaction commits (PostgreSQL only)."""
     db = connections[Conf.ORM]
@@ -42,8 +51,9 @@ def notify(key):
 class Listener:
     """A LISTEN connection of this process, reopened when it drops."""
 
-    def __init__(self, key):
+    def __init__(self, key, channels=None):
         self.key = key
+        self.channels = channels or [channel(key)]
         self.conn = None
         self.retry_at = 0.0
         self.wakeups = 0  # notifications that ended a wait (tests and the benchmark read it)
@@ -61,7 +71,8 @@ class Listener:
             # but a connection Django does not manage: it must stay out of any
             # transaction and live as long as the pusher.
             conn = psycopg.Connection.connect(**db.get_connection_params(), autocommit=True)
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel(self.key))))
+            for name in self.channels:
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
         except psycopg.Error as exc:
             self.retry_at = time.monotonic() + RECONNECT_AFTER
             log.warning("cannot LISTEN (%s); polling every %ss meanwhile", exc, Conf.POLL)
@@ -93,6 +104,16 @@ class Listener:
             self.retry_at = time.monotonic() + RECONNECT_AFTER
             return False
 
+    def drain(self):
+        """Read and forget the notifications that came meanwhile (without waiting)."""
+        if self.conn is not None:
+            try:
+                for _ in self.conn.notifies(timeout=0):
+                    pass
+            except psycopg.Error:
+                self.close()
+                self.retry_at = time.monotonic() + RECONNECT_AFTER
+
     def close(self):
         conn, self.conn = self.conn, None
         if conn is not None:
@@ -108,8 +129,17 @@ _listeners = {}
 
 
 def listener(key):
-    """This process's Listener for the queue `key`."""
+    """This process's Listener for the queue `key` (a pusher's)."""
     found = _listeners.get((os.getpid(), key))
     if found is None:
         found = _listeners[(os.getpid(), key)] = Listener(key)
+    return found
+
+
+def worker_listener(key):
+    """This process's Listener for work queued on `key` and for rows handed out to django-q2 (a worker's)."""
+    found = _listeners.get((os.getpid(), key, "worker"))
+    if found is None:
+        found = Listener(key, [channel(key), handed_channel(key)])
+        _listeners[(os.getpid(), key, "worker")] = found
     return found
