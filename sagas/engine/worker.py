@@ -173,7 +173,15 @@ def run_step(step_id, fence, saga_id=None):
         return
     until = time.monotonic() + settings.SAGAS_TAKE_QUEUED_SECONDS
     claim = claim_queued(step_id, fence, saga_id)
-    claims = [claim] if claim is not None else []
+    try:
+        _take_queued_until(until, [claim] if claim is not None else [])
+    finally:
+        if _listener is not None:
+            _listener.pause()  # back to django-q2's worker queue: nobody reads the LISTEN now
+
+
+def _take_queued_until(until, claims):
+    """Run the claims, then take queued runs and run them, until `until` or nothing is queued."""
     while True:
         if not _run_claims(claims):
             return
@@ -214,7 +222,7 @@ _listener = None  # this worker process's, from its start (listen_for_queued)
 
 
 def listen_for_queued():
-    """At a qcluster worker's start: LISTEN from now on, so no hand-out to django-q2 goes unheard.
+    """At a qcluster worker's start: its LISTEN connection, used while it takes queued runs.
 
     Only qcluster workers wait for notifications (sagas/q2/startup.py); a
     process that runs tasks itself (tests, scripts: sagas/q2/runner.py)
@@ -223,12 +231,18 @@ def listen_for_queued():
     global _listener
     if connection.vendor == "postgresql":
         _listener = wakeup.worker_listener(broker().list_key)
-        _listener.listen()
+        _listener.listen()  # the connection made now, not in a task
+        _listener.pause()
 
 
 def _forget_notifications():
-    """Before taking: notifications that came while this worker ran steps are answered by the take."""
+    """Before taking: notifications that came while this worker ran steps are answered by the take.
+
+    The first time in a task, this starts the LISTEN (one round trip): a
+    hand-out to django-q2 from then on is heard.
+    """
     if _listener is not None:
+        _listener.listen()
         _listener.drain()
 
 

@@ -55,12 +55,20 @@ class Listener:
         self.key = key
         self.channels = channels or [channel(key)]
         self.conn = None
+        self.paused = False  # connected, not listening (see pause)
         self.retry_at = 0.0
         self.wakeups = 0  # notifications that ended a wait (tests and the benchmark read it)
 
     def listen(self):
         """Have the LISTEN in place (if the database lets us); True when it is."""
         if self.conn is not None and not self.conn.closed:
+            if self.paused:
+                try:
+                    self.conn.execute(self._listen_sql())
+                except psycopg.Error:
+                    self.close()
+                    return False
+                self.paused = False
             return True
         self.conn = None
         if time.monotonic() < self.retry_at:
@@ -71,14 +79,19 @@ class Listener:
             # but a connection Django does not manage: it must stay out of any
             # transaction and live as long as the pusher.
             conn = psycopg.Connection.connect(**db.get_connection_params(), autocommit=True)
-            for name in self.channels:
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
+            conn.execute(self._listen_sql())
         except psycopg.Error as exc:
             self.retry_at = time.monotonic() + RECONNECT_AFTER
             log.warning("cannot LISTEN (%s); polling every %ss meanwhile", exc, Conf.POLL)
             return False
-        self.conn = conn
+        self.conn, self.paused = conn, False
         return True
+
+    def _listen_sql(self):
+        # One round trip for all the channels (no parameters: several statements may go at once).
+        return sql.SQL("; ").join(
+            sql.SQL("LISTEN {}").format(sql.Identifier(name)) for name in self.channels
+        )
 
     def wait(self, timeout):
         """Until a notification arrives or `timeout` passes; True if woken by one.
@@ -104,15 +117,32 @@ class Listener:
             self.retry_at = time.monotonic() + RECONNECT_AFTER
             return False
 
+    def pause(self):
+        """Stop listening until the next `listen`, keeping the connection.
+
+        For a process that listens only at times (a worker between runs): a
+        connection nobody reads from must not be sent notifications, or
+        PostgreSQL's queue of them cannot move past it.
+        """
+        if self.conn is None or self.paused:
+            return
+        try:
+            self.conn.execute("UNLISTEN *")
+            for _ in self.conn.notifies(timeout=0):
+                pass  # what came before the UNLISTEN: nobody waits for it now
+        except psycopg.Error:
+            self.close()
+            return
+        self.paused = True
+
     def drain(self):
         """Read and forget the notifications that came meanwhile (without waiting)."""
-        if self.conn is not None:
+        if self.conn is not None and not self.paused:
             try:
                 for _ in self.conn.notifies(timeout=0):
                     pass
             except psycopg.Error:
                 self.close()
-                self.retry_at = time.monotonic() + RECONNECT_AFTER
 
     def close(self):
         conn, self.conn = self.conn, None
