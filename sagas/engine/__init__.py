@@ -79,7 +79,6 @@ from .worker import (
     claim_queued,
     execute,
     hand_back,
-    listen_for_queued,
     record,
     record_all,
     request_stop,
@@ -162,6 +161,5 @@ __all__ = [
     "take_queued",
     "take_queued_many",
     "warm_up",
-    "listen_for_queued",
     "transition_saved",
 ]

@@ -18,12 +18,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
-from django_q.conf import Conf
+from django.db import transaction
 
 from sagas.actions import StepFailed
 from sagas.logcontext import step_context
-from sagas.q2 import wakeup
 from sagas.q2.broker import broker, enqueue
 from sagas.states import SagaState, StepStatus
 
@@ -173,77 +171,15 @@ def run_step(step_id, fence, saga_id=None):
         return
     until = time.monotonic() + settings.SAGAS_TAKE_QUEUED_SECONDS
     claim = claim_queued(step_id, fence, saga_id)
-    try:
-        _take_queued_until(until, [claim] if claim is not None else [])
-    finally:
-        if _listener is not None:
-            _listener.pause()  # back to django-q2's worker queue: nobody reads the LISTEN now
-
-
-def _take_queued_until(until, claims):
-    """Run the claims, then take queued runs and run them, until `until` or nothing is queued."""
+    claims = [claim] if claim is not None else []
     while True:
         if not _run_claims(claims):
             return
         if stop_requested() or time.monotonic() >= until:
             return
-        _forget_notifications()
         took, claims = take_queued_many(settings.SAGAS_GROUP_COMMIT)
         if not took:
-            # Nothing queued: wait here for a notification rather than go back
-            # through django-q2's pusher and worker queue (a process hop and a
-            # round trip each way). The pusher wakes on the same notification;
-            # when it hands the run out first, this worker finds nothing to
-            # take and returns to django-q2, which brings the run to it.
-            if not _await_queued(until):
-                return
-            took, claims = take_queued_many(settings.SAGAS_GROUP_COMMIT)
-            if not took:
-                return
-
-
-def _await_queued(until):
-    """Wait for a notification of queued work, one poll at most (and not past `until`).
-
-    True when one came. On this process's own LISTEN connection
-    (sagas/q2/wakeup.py), which also hears a pusher hand rows out to
-    django-q2: those wait in django-q2's worker queue, so a worker woken by
-    that finds nothing to take and goes back there. A lost notification
-    costs one poll, as it does the pusher. False at once outside a qcluster
-    worker, and where there are no notifications (SQLite).
-    """
-    if _listener is None or not _listener.listen():
-        return False
-    left = min(until - time.monotonic(), Conf.POLL)
-    return left > 0 and not stop_requested() and _listener.wait(left)
-
-
-_listener = None  # this worker process's, from its start (listen_for_queued)
-
-
-def listen_for_queued():
-    """At a qcluster worker's start: its LISTEN connection, used while it takes queued runs.
-
-    Only qcluster workers wait for notifications (sagas/q2/startup.py); a
-    process that runs tasks itself (tests, scripts: sagas/q2/runner.py)
-    returns when nothing is queued.
-    """
-    global _listener
-    if connection.vendor == "postgresql":
-        _listener = wakeup.worker_listener(broker().list_key)
-        _listener.listen()  # the connection made now, not in a task
-        _listener.pause()
-
-
-def _forget_notifications():
-    """Before taking: notifications that came while this worker ran steps are answered by the take.
-
-    The first time in a task, this starts the LISTEN (one round trip): a
-    hand-out to django-q2 from then on is heard.
-    """
-    if _listener is not None:
-        _listener.listen()
-        _listener.drain()
+            return
 
 
 def _run_claims(claims):

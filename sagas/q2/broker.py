@@ -152,23 +152,14 @@ class SagaBroker(ORM):
         table = db.ops.quote_name(OrmQ._meta.db_table)
         now = timezone.now()
         with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:
-            # The NOTIFY (one per statement: PostgreSQL folds identical ones)
-            # tells a worker waiting for runs of its own to go back to
-            # django-q2, where these rows now wait (engine.worker._await_queued).
             cursor.execute(
-                f"WITH handed AS (UPDATE {table} SET lock = %s WHERE id IN (SELECT id FROM {table} "
+                f"UPDATE {table} SET lock = %s WHERE id IN (SELECT id FROM {table} "
                 "WHERE key = %s AND lock < %s LIMIT %s FOR UPDATE SKIP LOCKED) "
-                "RETURNING id, payload) SELECT id, payload, pg_notify(%s, '') FROM handed",
-                [
-                    now + timedelta(seconds=Conf.RETRY),
-                    self.list_key,
-                    now,
-                    Conf.BULK,
-                    wakeup.handed_channel(self.list_key),
-                ],
+                "RETURNING id, payload",
+                [now + timedelta(seconds=Conf.RETRY), self.list_key, now, Conf.BULK],
                 prepare=True,
             )
-            rows = [(row_id, payload) for row_id, payload, _ in cursor.fetchall()]
+            rows = cursor.fetchall()
             if rows:
                 return rows, None
             # Nothing due: the table holds delayed rows, rows handed out and

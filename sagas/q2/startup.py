@@ -43,8 +43,6 @@ def start_sweeper(sender, proc_name, **kwargs):
     close_old_connections()
     try:
         engine.warm_up()
-        # Between runs it waits for queued work itself (engine.worker._await_queued).
-        engine.listen_for_queued()
     except Exception:  # only the first run is slower
         log.exception("could not warm the worker up")
     try:

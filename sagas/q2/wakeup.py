@@ -31,15 +31,6 @@ def channel(key):
     return f"sagas_queue_{key}"[:63]  # PostgreSQL truncates identifiers at 63 bytes
 
 
-def handed_channel(key):
-    """Where a pusher says it has handed rows out to django-q2's workers (SagaBroker._hand_out).
-
-    A worker waiting for queued runs of its own (sagas/engine/worker.py) listens
-    here too: such a row waits in django-q2's worker queue, so it goes back there.
-    """
-    return f"sagas_handed_{key}"[:63]
-
-
 def notify(key):
     """Wake the pushers of `key` when the current transaction commits (PostgreSQL only)."""
     db = connections[Conf.ORM]
@@ -51,24 +42,15 @@ def notify(key):
 class Listener:
     """A LISTEN connection of this process, reopened when it drops."""
 
-    def __init__(self, key, channels=None):
+    def __init__(self, key):
         self.key = key
-        self.channels = channels or [channel(key)]
         self.conn = None
-        self.paused = False  # connected, not listening (see pause)
         self.retry_at = 0.0
         self.wakeups = 0  # notifications that ended a wait (tests and the benchmark read it)
 
     def listen(self):
         """Have the LISTEN in place (if the database lets us); True when it is."""
         if self.conn is not None and not self.conn.closed:
-            if self.paused:
-                try:
-                    self.conn.execute(self._listen_sql())
-                except psycopg.Error:
-                    self.close()
-                    return False
-                self.paused = False
             return True
         self.conn = None
         if time.monotonic() < self.retry_at:
@@ -79,19 +61,13 @@ class Listener:
             # but a connection Django does not manage: it must stay out of any
             # transaction and live as long as the pusher.
             conn = psycopg.Connection.connect(**db.get_connection_params(), autocommit=True)
-            conn.execute(self._listen_sql())
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel(self.key))))
         except psycopg.Error as exc:
             self.retry_at = time.monotonic() + RECONNECT_AFTER
             log.warning("cannot LISTEN (%s); polling every %ss meanwhile", exc, Conf.POLL)
             return False
-        self.conn, self.paused = conn, False
+        self.conn = conn
         return True
-
-    def _listen_sql(self):
-        # One round trip for all the channels (no parameters: several statements may go at once).
-        return sql.SQL("; ").join(
-            sql.SQL("LISTEN {}").format(sql.Identifier(name)) for name in self.channels
-        )
 
     def wait(self, timeout):
         """Until a notification arrives or `timeout` passes; True if woken by one.
@@ -117,33 +93,6 @@ class Listener:
             self.retry_at = time.monotonic() + RECONNECT_AFTER
             return False
 
-    def pause(self):
-        """Stop listening until the next `listen`, keeping the connection.
-
-        For a process that listens only at times (a worker between runs): a
-        connection nobody reads from must not be sent notifications, or
-        PostgreSQL's queue of them cannot move past it.
-        """
-        if self.conn is None or self.paused:
-            return
-        try:
-            self.conn.execute("UNLISTEN *")
-            for _ in self.conn.notifies(timeout=0):
-                pass  # what came before the UNLISTEN: nobody waits for it now
-        except psycopg.Error:
-            self.close()
-            return
-        self.paused = True
-
-    def drain(self):
-        """Read and forget the notifications that came meanwhile (without waiting)."""
-        if self.conn is not None and not self.paused:
-            try:
-                for _ in self.conn.notifies(timeout=0):
-                    pass
-            except psycopg.Error:
-                self.close()
-
     def close(self):
         conn, self.conn = self.conn, None
         if conn is not None:
@@ -159,17 +108,8 @@ _listeners = {}
 
 
 def listener(key):
-    """This process's Listener for the queue `key` (a pusher's)."""
+    """This process's Listener for the queue `key`."""
     found = _listeners.get((os.getpid(), key))
     if found is None:
         found = _listeners[(os.getpid(), key)] = Listener(key)
-    return found
-
-
-def worker_listener(key):
-    """This process's Listener for work queued on `key` and for rows handed out to django-q2 (a worker's)."""
-    found = _listeners.get((os.getpid(), key, "worker"))
-    if found is None:
-        found = Listener(key, [channel(key), handed_channel(key)])
-        _listeners[(os.getpid(), key, "worker")] = found
     return found

@@ -128,23 +128,6 @@ def test_dequeue_hands_out_each_due_row_once_and_passes_over_rows_being_taken(mo
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_pusher_that_hands_rows_out_tells_the_workers_waiting_for_runs():
-    """A worker waiting for queued runs of its own (engine.worker._await_queued) hears that a row
-    went to django-q2's worker queue instead, and goes back there to run it."""
-    handed = wakeup.handed_channel(broker().list_key)
-    conn = psycopg.connect(database_url().replace("postgres://", "postgresql://"), autocommit=True)
-    conn.execute(f'LISTEN "{handed}"')
-    try:
-        q2.enqueue(TICK_TASK, "a")
-        assert received(conn, 0.2) == []  # queued, not handed out
-        assert broker().dequeue()
-        assert received(conn, 2) == [handed]
-    finally:
-        conn.close()
-        wakeup.listener(broker().list_key).close()
-
-
-@pytest.mark.django_db(transaction=True)
 def test_an_idle_pusher_wakes_when_the_next_delayed_row_comes_due(monkeypatch):
     """A sweeper tick (a delayed row) is handed out when due, however long the poll."""
     monkeypatch.setattr(Conf, "POLL", 5)
