@@ -139,10 +139,16 @@ def decide(*, request, user, decision, comment="", data=None):
     comment = _clean_comment(comment, required=decision == Decision.Choice.REJECT)
     if not getattr(user, "is_authenticated", False):
         raise Forbidden("sign in to decide approvals")
-    request_id, saga_id = _request_and_saga(request)
+    if isinstance(request, ApprovalRequest) and request.saga_id is not None:
+        # A request's saga never changes: no query before the lock (the hand-off's latency).
+        request_id, saga_id = _request_id(request), request.saga_id
+    else:
+        request_id, saga_id = _request_and_saga(request)
 
     with engine.locked_saga(saga_id, actor=user) as tx:
-        request = ApprovalRequest.objects.get(pk=request_id)
+        request = ApprovalRequest.objects.filter(pk=request_id).first()
+        if request is None:
+            raise NotFound(f"no approval request {request_id}")
         request.saga = tx.saga
         step = tx.step(pk=request.step_id)
         earlier = decided_by_or_for(request, user.pk)
@@ -153,9 +159,11 @@ def decide(*, request, user, decision, comment="", data=None):
                 f"{earlier.at:%Y-%m-%d %H:%M:%S} UTC",
                 "already_decided",
             )
+        recorded_before = len(tx.events)
         late = engine.fire_passed_deadlines(tx, act="decision", step=step)
-        request = ApprovalRequest.objects.get(pk=request_id)  # as the deadline left it
-        request.saga = tx.saga
+        if len(tx.events) != recorded_before:  # a deadline fired: the request as it left it
+            request = ApprovalRequest.objects.get(pk=request_id)
+            request.saga = tx.saga
         # Eligibility after the deadline fired (an escalation makes new approvers);
         # a Forbidden still undoes everything, what was fired included.
         on_behalf_of, reason = capacity(request, user)

@@ -340,6 +340,9 @@ SAGAS_REQUEUE_AFTER = envfloat("SAGAS_REQUEUE_AFTER", 30.0)
 # After its own run, a worker keeps taking queued engine runs straight from the
 # broker table for up to this long before it returns to django-q2 (0: never).
 SAGAS_TAKE_QUEUED_SECONDS = envfloat("SAGAS_TAKE_QUEUED_SECONDS", 5.0)
+# A worker taking queued runs takes up to this many at a time, runs their steps
+# one after the other and commits their transitions together (1: one saga per commit).
+SAGAS_GROUP_COMMIT = envint("SAGAS_GROUP_COMMIT", 8)
 # An event that matched no waiting step is kept this long (seconds) for a `wait`
 # step that starts later (DESIGN invariant 11); pruned after by prunesagas.
 SAGAS_EVENT_RETENTION = envfloat("SAGAS_EVENT_RETENTION", 24 * 3600.0)

@@ -80,10 +80,12 @@ from .worker import (
     execute,
     hand_back,
     record,
+    record_all,
     request_stop,
     run_step,
     stop_requested,
     take_queued,
+    take_queued_many,
     warm_up,
 )
 
@@ -135,6 +137,7 @@ __all__ = [
     "pause_saga",
     "published_definition",
     "record",
+    "record_all",
     "release_execution_lock",
     "release_lease",
     "request_stop",
@@ -157,6 +160,7 @@ __all__ = [
     "step_spec",
     "stop_requested",
     "take_queued",
+    "take_queued_many",
     "warm_up",
     "transition_saved",
 ]

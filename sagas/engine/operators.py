@@ -17,10 +17,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from sagas.definitions import DefinitionError, validate_input
-from sagas.models import Saga, WorkflowDefinition
+from sagas.models import Saga, SagaStep, WorkflowDefinition
 from sagas.search import store_values
 from sagas.states import SagaState, StepStatus
 
+from . import store
 from .branches import group_of, rows_for
 from .compensation import next_compensation, start_compensation, stuck_compensation
 from .errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
@@ -206,10 +207,17 @@ def start_saga(
                         saga_id=existing.pk,
                     ) from None
                 return existing, False
+            steps = rows_for(saga, definition.spec["steps"], start=0)
+        elif any(isinstance(spec.get("branches"), dict) for spec in definition.spec["steps"]):
+            saga.save(force_insert=True)  # branch rows name their parallel step's id: row by row
+            steps = rows_for(saga, definition.spec["steps"], start=0)
         else:
-            saga.save(force_insert=True)
+            steps = [
+                SagaStep(saga=saga, index=i, name=spec["name"], kind=spec["type"])
+                for i, spec in enumerate(definition.spec["steps"])
+            ]
+            store.current().create(saga, steps)  # one round trip on PostgreSQL
         store_values(saga, definition.spec)  # the workflow's search fields, indexed
-        steps = rows_for(saga, definition.spec["steps"], start=0)
         tx = Transition(saga, steps, timezone.now(), started_by, actor_label)
         tx.counted[SagaState.STARTED] = 1
         tx.per_minute["started"] = 1
@@ -223,7 +231,7 @@ def start_saga(
         )
         tx.saga_to(SagaState.PENDING, "saga_pending")
         advance(tx, inline=False)
-        tx.save()
+        tx.save(commit=True)  # commits too when this is the outermost transaction
     return saga, True
 
 

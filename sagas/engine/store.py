@@ -22,6 +22,7 @@ from django.db.models import JSONField
 
 from sagas import pgcursor
 from sagas.models import Saga, SagaEvent, SagaMinuteCount, SagaStateCount, SagaStep
+from sagas.q2 import wakeup
 from sagas.q2.broker import broker
 
 # Set when a saga is created (sagas/engine/operators.py, start_saga), never by a transition.
@@ -70,6 +71,8 @@ class Store:
     execution_locks = False
     # Whether a transition computed on a copy may be written without reading the saga.
     conditional_writes = False
+    # Whether several sagas' transitions may be loaded and written together (load_many, write_many).
+    group_commit = False
 
     def __init__(self):
         # Statements and per-field value preparers, built once per process.
@@ -91,6 +94,19 @@ class Store:
         `tx.expect` raises Changed, and writes nothing, when the saga is no
         longer at that revision.
         """
+        raise NotImplementedError
+
+    def create(self, saga, steps):
+        """Insert a new saga and its step rows (no branch rows); the steps get their ids."""
+        saga.save(force_insert=True)
+        SagaStep.objects.bulk_create(steps)
+
+    def load_many(self, saga_ids, *, known):
+        """Several sagas locked in id order, and their steps: [(saga, steps)] (group commit only)."""
+        raise NotImplementedError
+
+    def write_many(self, txs, *, drop_rows=(), commit=False):
+        """Several sagas' transitions in one round trip, each whole (group commit only)."""
         raise NotImplementedError
 
     def wait_for_execution(self, step_id):
@@ -167,7 +183,7 @@ class Store:
             )
         return self._statements[key]
 
-    def _write_rows(self, tx, cursor, **prepared):
+    def _write_rows(self, tx, cursor, counters=True, **prepared):
         """The saga, the changed steps, the events and the counters, on `cursor`, in this order."""
         # The saga first: with `expect`, this UPDATE is what locks the saga row.
         row = self._rows(Saga, SAGA_FIELDS, [tx.saga], with_pk=True)[0]
@@ -189,8 +205,22 @@ class Store:
                 [value for row in rows for value in row],
                 **prepared,
             )
-        add_state_counts(tx.counted, cursor=cursor)
-        add_minute_counts(tx.per_minute, tx.now, cursor=cursor)
+        if counters:
+            add_state_counts(tx.counted, cursor=cursor)
+            add_minute_counts(tx.per_minute, tx.now, cursor=cursor)
+        for row_id in tx.taken_rows:
+            cursor.execute(broker().delete_sql(), [row_id], **prepared)
+        if tx.queued:
+            self._queue(tx.queued, cursor, **prepared)
+
+    def _queue(self, calls, cursor, **prepared):
+        """The broker rows of the runs a transition queued (Transition.enqueue), and the wake-up."""
+        rows = broker().signed(calls)
+        cursor.execute(
+            broker().rows_sql(len(rows)), [value for row in rows for value in row], **prepared
+        )
+        if connection.vendor == "postgresql":
+            cursor.execute(broker().notify_sql(), [wakeup.channel(rows[0][0])], **prepared)
 
 
 class _Loader:
@@ -221,6 +251,7 @@ class PostgresStore(Store):
 
     execution_locks = True
     conditional_writes = True
+    group_commit = True
 
     def _prepares(self, field):
         # psycopg adapts everything but JSON itself.
@@ -232,6 +263,13 @@ class PostgresStore(Store):
             # A rewind's retired rows (SagaStep.retired_at) are history, not steps.
             self._loaders["steps"] = _Loader(
                 SagaStep, 'WHERE saga_id = %s AND retired_at IS NULL ORDER BY "index"'
+            )
+            # Rows are locked in the order they are returned: every group commit
+            # locks its sagas in id order, so two of them never wait on each other in a cycle.
+            self._loaders["sagas"] = _Loader(Saga, "WHERE id = ANY(%s) ORDER BY id FOR UPDATE")
+            self._loaders["steps of sagas"] = _Loader(
+                SagaStep,
+                'WHERE saga_id = ANY(%s) AND retired_at IS NULL ORDER BY saga_id, "index"',
             )
         return self._loaders[name]
 
@@ -261,25 +299,98 @@ class PostgresStore(Store):
             cursor.close()
         return saga, steps
 
+    def create(self, saga, steps):
+        # Both INSERTs in one round trip, without Django's query compiler
+        # (it cost more than the start's other statements together).
+        saga_names = [f.name for f in Saga._meta.concrete_fields]
+        step_names = written_fields(SagaStep) if steps else []
+        with connection.wrap_database_errors:
+            cursor = pgcursor.cursor()
+            with connection.connection.pipeline():
+                cursor.execute(
+                    self._insert_sql(Saga, saga_names),
+                    self._rows(Saga, saga_names, [saga], with_pk=False)[0],
+                    prepare=True,
+                )
+                if steps:
+                    ids = pgcursor.cursor()
+                    ids.execute(
+                        self._insert_sql(SagaStep, step_names, len(steps)) + ' RETURNING "id"',
+                        [
+                            v
+                            for row in self._rows(SagaStep, step_names, steps, with_pk=False)
+                            for v in row
+                        ],
+                        prepare=True,
+                    )
+            if steps:
+                for step, (pk,) in zip(steps, ids.fetchall(), strict=True):
+                    step.pk = pk
+                    step._state.adding, step._state.db = False, connection.alias
+                ids.close()
+            saga._state.adding, saga._state.db = False, connection.alias
+            cursor.close()
+
+    def load_many(self, saga_ids, *, known):
+        with connection.wrap_database_errors:
+            cursor = pgcursor.cursor()
+            cursor.execute(self._loader("sagas").sql, [list(saga_ids)], prepare=True)
+            sagas = [self._loader("sagas").load(row) for row in cursor.fetchall()]
+            current = {
+                saga.pk: known[saga.pk].steps
+                for saga in sagas
+                if saga.pk in known and known[saga.pk].saga.updated_at == saga.updated_at
+            }
+            steps = {saga.pk: [] for saga in sagas if saga.pk not in current}
+            if steps:
+                cursor.execute(self._loader("steps of sagas").sql, [list(steps)], prepare=True)
+                for row in cursor.fetchall():
+                    step = self._loader("steps of sagas").load(row)
+                    steps[step.saga_id].append(step)
+            cursor.close()
+        return [(saga, current.get(saga.pk) or steps[saga.pk]) for saga in sagas]
+
     def write(self, tx, *, commit=False):
+        self._write_pipeline([tx], counters=None, commit=commit)
+
+    def write_many(self, txs, *, drop_rows=(), commit=False):
+        # As Transition.save: only the outermost atomic block may commit here.
+        commit = commit and len(connection.atomic_blocks) == 1
+        # The counters of all of them in one statement each (fewer rows to update).
+        counted, per_minute = {}, {}
+        for tx in txs:
+            for state, n in tx.counted.items():
+                counted[(str(state),)] = counted.get((str(state),), 0) + n
+            minute = tx.now.replace(second=0, microsecond=0)
+            for kind, n in tx.per_minute.items():
+                per_minute[(minute, str(kind))] = per_minute.get((minute, str(kind)), 0) + n
+        self._write_pipeline(
+            txs, counters=(counted, per_minute), drop_rows=drop_rows, commit=commit
+        )
+
+    def _write_pipeline(self, txs, *, counters, drop_rows=(), commit):
         # None of these statements needs an answer before the next: one round trip.
+        unlock = [step_id for tx in txs for step_id in tx.unlock_steps]
+        lock = [step_id for tx in txs for step_id in tx.lock_steps]
         with connection.wrap_database_errors:
             cursor = pgcursor.cursor()
             try:
                 with connection.connection.pipeline():
-                    self._write_rows(tx, cursor, prepare=True)
-                    if tx.taken_row is not None:
-                        cursor.execute(broker().delete_sql(), [tx.taken_row], prepare=True)
-                    # The execution locks given back and taken, in one statement.
-                    calls = ["pg_advisory_unlock(%s)"] * len(tx.unlock_steps)
-                    calls += ["pg_try_advisory_lock(%s)"] * len(tx.lock_steps)
+                    for tx in txs:
+                        self._write_rows(tx, cursor, counters=counters is None, prepare=True)
+                    if counters is not None:
+                        _add_counts(SagaStateCount, ["state"], counters[0], cursor=cursor)
+                        _add_counts(SagaMinuteCount, ["minute", "kind"], counters[1], cursor=cursor)
+                    for row_id in drop_rows:
+                        cursor.execute(broker().delete_sql(), [row_id], prepare=True)
+                    # The execution locks given back and taken, in one statement,
+                    # last: locks are not transactional, so none is taken when
+                    # a write before it failed.
+                    calls = ["pg_advisory_unlock(%s)"] * len(unlock)
+                    calls += ["pg_try_advisory_lock(%s)"] * len(lock)
                     if calls:
                         locks = pgcursor.cursor()
-                        locks.execute(
-                            f"SELECT {', '.join(calls)}",
-                            [*tx.unlock_steps, *tx.lock_steps],
-                            prepare=True,
-                        )
+                        locks.execute(f"SELECT {', '.join(calls)}", [*unlock, *lock], prepare=True)
                     if commit:
                         cursor.execute("COMMIT", prepare=False)
             except psycopg.Error as exc:
@@ -287,8 +398,9 @@ class PostgresStore(Store):
                     raise Changed from None
                 raise
             if calls:
-                answers = locks.fetchone()[len(tx.unlock_steps) :]
-                tx.locked.update(zip(tx.lock_steps, map(bool, answers), strict=True))
+                answers = dict(zip(lock, map(bool, locks.fetchone()[len(unlock) :]), strict=True))
+                for tx in txs:
+                    tx.locked.update((step_id, answers[step_id]) for step_id in tx.lock_steps)
                 locks.close()
             cursor.close()
 
@@ -317,8 +429,9 @@ class DjangoStore(Store):
     def write(self, tx, *, commit=False):
         with connection.cursor() as cursor:
             self._write_rows(tx, cursor)
-            if tx.taken_row is not None:
-                cursor.execute(broker().delete_sql(), [tx.taken_row])
+
+    def _queue(self, calls, cursor, **prepared):
+        broker().write_signed(broker().signed(calls))  # the ORM adapts the times for SQLite
 
 
 _current = None

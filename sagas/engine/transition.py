@@ -79,9 +79,12 @@ class Transition:
     # Set when the saga was not read: save() writes only if the row is still at
     # this revision (updated_at), and raises store.Changed otherwise (see worker.record).
     expect: datetime | None = None
-    # The broker row this transition's claim came from (SagaBroker.take): deleted
-    # with the writes, so the run leaves the queue exactly when it is claimed.
-    taken_row: int | None = None
+    # The broker rows this transition's claims came from (SagaBroker.take): deleted
+    # with the writes, so a run leaves the queue exactly when it is claimed.
+    taken_rows: list = field(default_factory=list)
+    # Runs queued by this transition, (func, args) each: their broker rows are
+    # written with its other rows (store.write), in the same round trip.
+    queued: list = field(default_factory=list)
     # Parallel steps whose branches are being started in this transition (flow.start_branches).
     opening: set = field(default_factory=set)
 
@@ -166,7 +169,8 @@ class Transition:
             return
         step.next_attempt_at = self.now + timedelta(seconds=settings.SAGAS_REQUEUE_AFTER)
         self.touch(step)
-        enqueue(RUN_STEP_TASK, step.pk, step.fence, str(self.saga.pk))
+        # Written with the transition's rows (store.write), in the same round trip.
+        self.queued.append((RUN_STEP_TASK, (step.pk, step.fence, str(self.saga.pk))))
 
     def hold(self, step):
         """The step (or its compensation) is due but the saga is paused: nothing runs it
@@ -184,11 +188,15 @@ class Transition:
         save() may ask for `commit` (record and the claims do); elsewhere it is
         ignored and Django commits as usual.
         """
+        self.ready_to_write()
+        store.current().write(self, commit=commit and len(connection.atomic_blocks) == 1)
+
+    def ready_to_write(self):
+        """What every write of a transition does first: the revision, then the hooks."""
         # updated_at only ever grows for a saga, so it doubles as a revision:
         # a worker that still sees its own value knows its copy of the steps is current.
         self.saga.updated_at = max(self.now, self.saga.updated_at + timedelta(microseconds=1))
         transition_saved.send(Saga, saga=self.saga, events=self.events)
-        store.current().write(self, commit=commit and len(connection.atomic_blocks) == 1)
 
 
 def load(saga_id, *, actor=None, actor_label="engine", known=None):
@@ -203,6 +211,20 @@ def load(saga_id, *, actor=None, actor_label="engine", known=None):
     saga, steps = loaded
     actor = actor if getattr(actor, "is_authenticated", False) else None
     return Transition(saga, steps, timezone.now(), actor, actor_label)
+
+
+def load_many(saga_ids, *, known=None):
+    """Lock several sagas (in one statement, in id order) and begin a transition of each.
+
+    {saga id: Transition}; a saga that does not exist is missing. `known`:
+    {saga id: this worker's previous transition of it}. For a worker's group
+    commit (worker.take_queued_many, worker.record_all): each saga's
+    transition stays its own — its rows, events and queued work — and they
+    commit together.
+    """
+    now = timezone.now()
+    loaded = store.current().load_many([uuid.UUID(str(i)) for i in saga_ids], known=known or {})
+    return {saga.pk: Transition(saga, steps, now) for saga, steps in loaded}
 
 
 def resume(known):

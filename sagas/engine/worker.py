@@ -32,7 +32,7 @@ from .errors import NotFound
 from .flow import record_forward
 from .leases import exclusive_execution, lease_expired, release_execution_lock
 from .specs import kind_of
-from .transition import RUN_STEP_TASK, load, resume
+from .transition import RUN_STEP_TASK, load, load_many, resume
 
 log = logging.getLogger("sagas.engine")
 
@@ -40,20 +40,41 @@ SUPERSEDED = "not run: the claim went stale while an earlier execution of this s
 
 _stopping = False
 _in_hand = None  # the Claim this worker is running now
-# This worker's last committed transition: a claim of the same saga reuses its
-# rows while nobody else has written the saga (store.load `known`), so a saga
-# with a thousand branch rows is not read whole for every branch step it claims.
+# This worker's last committed transitions, by saga: a claim of the same saga
+# reuses its rows while nobody else has written the saga (store.load `known`), so
+# a saga with a thousand branch rows is not read whole for every branch step it
+# claims, nor a group commit's sagas when their runs are taken (take_queued_many).
 # Per thread: the rows are this thread's own objects (tests run workers in threads).
 _known = threading.local()
+KNOWN_SAGAS = 16
+
+
+def _cache():
+    cache = getattr(_known, "by_saga", None)
+    if cache is None:
+        cache = _known.by_saga = {}
+    return cache
 
 
 def _recall(saga_id):
-    known = getattr(_known, "tx", None)
-    return known if known is not None and str(known.saga.pk) == str(saga_id) else None
+    return _cache().get(str(saga_id))
 
 
-def _remember(tx):
-    _known.tx = tx
+def _forget(*saga_ids):
+    """Before a transition: its rows may change in memory and not be committed."""
+    cache = _cache()
+    for saga_id in saga_ids:
+        cache.pop(str(saga_id), None)
+
+
+def _remember(*txs):
+    """After a commit: these transitions' rows are what the database holds."""
+    cache = _cache()
+    for tx in txs:
+        cache.pop(str(tx.saga.pk), None)
+        cache[str(tx.saga.pk)] = tx
+    while len(cache) > KNOWN_SAGAS:
+        del cache[next(iter(cache))]  # the least recently committed
 
 
 @dataclass
@@ -138,44 +159,60 @@ def run_step(step_id, fence, saga_id=None):
     """The worker's task: claim the queued step, run it and every automatic step after it.
 
     Then, for up to SAGAS_TAKE_QUEUED_SECONDS, the worker takes the next
-    queued engine run itself (SagaBroker.take) instead of returning to
-    django-q2. Each step runs in a log context (saga id, step, attempt,
-    correlation id). A worker that is stopping finishes the step in hand and
-    hands back the rest; a task it takes after that is queued again for another.
+    queued engine runs itself (SagaBroker.take), up to SAGAS_GROUP_COMMIT at a
+    time, instead of returning to django-q2: their steps run one after the
+    other and their outcomes commit together (`record_all`). Each step runs in
+    a log context (saga id, step, attempt, correlation id). A worker that is
+    stopping finishes the step in hand and hands back the rest; a task it
+    takes after that is queued again for another.
     """
     if stop_requested():
         enqueue(RUN_STEP_TASK, step_id, fence, saga_id)
         return
     until = time.monotonic() + settings.SAGAS_TAKE_QUEUED_SECONDS
     claim = claim_queued(step_id, fence, saga_id)
+    claims = [claim] if claim is not None else []
     while True:
-        if not _run_claims(claim):
+        if not _run_claims(claims):
             return
         if stop_requested() or time.monotonic() >= until:
             return
-        took, claim = take_queued()
+        took, claims = take_queued_many(settings.SAGAS_GROUP_COMMIT)
         if not took:
             return
 
 
-def _run_claims(claim):
-    """Run the claim and the automatic steps after it; False if the worker is stopping."""
-    while claim is not None:
-        with step_context(claim), _in_hand_while(claim), exclusive_execution(claim) as ours:
-            outcome = execute(claim) if ours else Outcome(ok=False, error=SUPERSEDED)
-            log.info(
-                "%s %s: %s",
-                "compensation of" if claim.compensating else "step",
-                claim.context.step,
-                "ok" if outcome.ok else f"failed: {outcome.error[:200]}",
-            )
-            try:
-                next_claim = record(claim, outcome)
-            finally:
+def _run_claims(claims):
+    """Run the claims and the automatic steps after them; False if the worker is stopping.
+
+    The claims' steps run one after the other, outside any transaction; then
+    their outcomes are recorded together (one commit for all: `record_all`),
+    which hands back the next claims. A worker asked to stop runs no further
+    step: it records what it ran and hands back the claims it did not run.
+    """
+    while claims:
+        done = []
+        try:
+            for claim in claims:
+                if done and stop_requested():
+                    break
+                with step_context(claim), _in_hand_while(claim), exclusive_execution(claim) as ours:
+                    outcome = execute(claim) if ours else Outcome(ok=False, error=SUPERSEDED)
+                    log.info(
+                        "%s %s: %s",
+                        "compensation of" if claim.compensating else "step",
+                        claim.context.step,
+                        "ok" if outcome.ok else f"failed: {outcome.error[:200]}",
+                    )
+                done.append((claim, outcome))
+            next_claims = record_all(done)
+        finally:
+            for claim, _ in done:
                 release_execution_lock(claim)
-        claim = next_claim
-        if claim is not None and stop_requested():
-            hand_back(claim)
+        claims = [*claims[len(done) :], *next_claims]
+        if claims and stop_requested():
+            for claim in claims:
+                hand_back(claim)
             return False
     return True
 
@@ -241,6 +278,64 @@ def take_queued():
     return True, claim
 
 
+def take_queued_many(limit):
+    """Take up to `limit` queued engine runs and claim them all in one commit: (took, claims).
+
+    Each saga's claims are one transition of that saga (its rows, events and
+    the deletion of the broker rows it came from); the sagas are locked in id
+    order and committed together (store.write_many). One run, or a store that
+    cannot group (SQLite), goes the way of `take_queued`.
+    """
+    if limit <= 1 or not store.current().group_commit:
+        took, claim = take_queued()
+        return took, [claim] if claim is not None else []
+    with transaction.atomic():
+        taken = broker().take_many(RUN_STEP_TASK, limit=limit)
+        if not taken:
+            return False, []
+        if len(taken) == 1:
+            (row_id, args), *_ = taken
+            claim, tx = _claim_queued(*args, taken_row=row_id)
+            txs = [tx] if tx is not None else []
+            claims = [claim] if claim is not None else []
+        else:
+            txs, claims = _claim_taken(taken)
+    _remember(*txs)
+    for claim in claims:
+        claim.exclusive = claim.tx.locked.get(claim.step_id)
+    return True, claims
+
+
+def _claim_taken(taken):
+    """Claim several taken runs, one transition per saga, written in one round trip with the commit."""
+    runs, drop = [], []
+    for row_id, args in taken:
+        step_id, fence, saga_id = (*args, None)[:3]
+        saga_id = saga_id if saga_id is not None else store.saga_of_step(step_id)
+        if saga_id is None:
+            drop.append(row_id)
+            continue
+        runs.append((uuid.UUID(str(saga_id)), step_id, fence, row_id))
+    saga_ids = {saga_id for saga_id, *_ in runs}
+    known = {saga_id: tx for saga_id in saga_ids if (tx := _recall(saga_id)) is not None}
+    _forget(*saga_ids)  # remembered again once committed (take_queued_many)
+    txs = load_many(saga_ids, known=known)
+    claims = []
+    for saga_id, step_id, fence, row_id in runs:
+        tx = txs.get(saga_id)
+        if tx is None:
+            drop.append(row_id)  # a run of a saga since deleted
+            continue
+        tx.taken_rows.append(row_id)
+        claim = _claim_on(tx, tx.step(pk=step_id), fence)
+        if claim is not None:
+            claims.append(claim)
+    for tx in txs.values():
+        tx.ready_to_write()
+    store.current().write_many(list(txs.values()), drop_rows=drop, commit=True)
+    return list(txs.values()), claims
+
+
 def _claim_queued(step_id, fence, saga_id=None, *, taken_row=None):
     """Claim a queued run; `taken_row`: the broker row it came from (take_queued)."""
     if saga_id is None:
@@ -249,7 +344,7 @@ def _claim_queued(step_id, fence, saga_id=None, *, taken_row=None):
         _drop_taken(taken_row)
         return None, None
     known = _recall(saga_id)
-    _remember(None)  # set again only once this transition has committed
+    _forget(saga_id)  # remembered again once this transition has committed
     try:
         tx = load(saga_id, known=known)
     except NotFound:
@@ -257,27 +352,35 @@ def _claim_queued(step_id, fence, saga_id=None, *, taken_row=None):
             raise
         _drop_taken(taken_row)  # a run of a saga since deleted
         return None, None
-    tx.taken_row = taken_row
     step = tx.step(pk=step_id)
     if step.fence != fence:
         _drop_taken(taken_row)
         return None, tx  # a duplicate or stale task: someone else has it
-    claim = None
+    if taken_row is not None:
+        tx.taken_rows.append(taken_row)
+    claim = _claim_on(tx, step, fence)
+    tx.save(commit=True)  # deletes the taken row with the claim's writes
+    _remember(tx)
+    return claim, tx
+
+
+def _claim_on(tx, step, fence):
+    """In a transition: claim the step a queued run names, if the run is still current."""
+    if step.fence != fence:
+        return None  # a duplicate or stale task: someone else has it
     if tx.saga.state == SagaState.PENDING and step.status == StepStatus.PENDING:
-        claim = claim_step(tx, step, compensating=False)
-    elif (
+        return claim_step(tx, step, compensating=False)
+    if (
         tx.saga.state == SagaState.COMPENSATING
         and step.status == StepStatus.COMPENSATING
         and step.lease_expires_at is None
         and step.next_attempt_at is not None
     ):
-        claim = claim_step(tx, step, compensating=True)
-    elif step.next_attempt_at is not None:
+        return claim_step(tx, step, compensating=True)
+    if step.next_attempt_at is not None:
         step.next_attempt_at = None  # nothing to run any more: stop re-queueing it
         tx.touch(step)
-    tx.save(commit=True)  # deletes the taken row with the claim's writes
-    _remember(tx)
-    return claim, tx
+    return None
 
 
 def _drop_taken(row_id):
@@ -324,40 +427,92 @@ def _reaches_other_rows(steps):
 
 
 def _record(claim, outcome, *, resume_copy):
-    _remember(None)  # set again only once this transition has committed
+    _forget(claim.saga_id)  # remembered again once this transition has committed
     with transaction.atomic():
         tx = resume(claim.tx) if resume_copy else load(claim.saga_id, known=claim.tx)
-        if claim.exclusive:
-            tx.unlock_steps.append(claim.step_id)  # the execution is over
-        step = tx.step(pk=claim.step_id)
-        if step.fence != claim.fence or step.lease_expires_at is None:
-            tx.event(
-                "stale_result_discarded",
-                step,
-                fence=claim.fence,
-                current_fence=step.fence,
-                ok=outcome.ok,
-            )
-            tx.save()
-            claim.exclusive = None
-            return None
-        if step.lease_expires_at <= tx.now:
-            # Too late: the step timed out. The result is not trusted; this
-            # counts as a lost attempt, exactly as if the sweeper had found it.
-            tx.event("late_result_discarded", step, fence=claim.fence, ok=outcome.ok)
-            lease_expired(tx, step)
-            tx.save()
-            claim.exclusive = None
-            return None
-        step.lease_expires_at = None
-        tx.touch(step)
-        if claim.compensating:
-            next_claim = record_compensation(tx, step, outcome)
-        else:
-            next_claim = record_forward(tx, step, outcome)
+        next_claim = _record_on(tx, claim, outcome)
         tx.save(commit=True)
     _remember(tx)
     claim.exclusive = None
     if next_claim is not None:
         next_claim.exclusive = tx.locked.get(next_claim.step_id)
     return next_claim
+
+
+def _record_on(tx, claim, outcome):
+    """In a transition of the claim's saga: record the outcome; returns the next claim, if any."""
+    if claim.exclusive:
+        tx.unlock_steps.append(claim.step_id)  # the execution is over
+    step = tx.step(pk=claim.step_id)
+    if step.fence != claim.fence or step.lease_expires_at is None:
+        tx.event(
+            "stale_result_discarded",
+            step,
+            fence=claim.fence,
+            current_fence=step.fence,
+            ok=outcome.ok,
+        )
+        return None
+    if step.lease_expires_at <= tx.now:
+        # Too late: the step timed out. The result is not trusted; this
+        # counts as a lost attempt, exactly as if the sweeper had found it.
+        tx.event("late_result_discarded", step, fence=claim.fence, ok=outcome.ok)
+        lease_expired(tx, step)
+        return None
+    step.lease_expires_at = None
+    tx.touch(step)
+    if claim.compensating:
+        return record_compensation(tx, step, outcome)
+    return record_forward(tx, step, outcome)
+
+
+# --- group commit ------------------------------------------------------------------
+
+
+def record_all(done):
+    """Record the outcomes of several claims, [(claim, outcome)]; returns the next claims.
+
+    Several sagas' transitions commit together (README "Performance", group
+    commit): the sagas are locked in one statement in id order, each outcome
+    is recorded in its saga's own transition (its rows, its events, its queued
+    work: each stays whole), and all are written in one round trip with the
+    COMMIT. Two claims of one saga (branches) are two outcomes in that saga's
+    transition. Should that fail before its commit (a deadlock, a bug), nothing
+    of it was written: each outcome is then recorded on its own, as `record` does.
+    """
+    if len(done) <= 1 or not store.current().group_commit:
+        return [n for n in (record(claim, outcome) for claim, outcome in done) if n is not None]
+    try:
+        return _record_together(done)
+    except Exception:
+        log.warning(
+            "group commit of %d outcomes failed; recording each alone", len(done), exc_info=True
+        )
+        for claim, _ in done:
+            claim.tx = None  # its rows may have been changed in memory: read them again
+    return [n for n in (record(claim, outcome) for claim, outcome in done) if n is not None]
+
+
+def _record_together(done):
+    known = {uuid.UUID(str(claim.saga_id)): claim.tx for claim, _ in done if claim.tx is not None}
+    _forget(*(claim.saga_id for claim, _ in done))
+    with transaction.atomic():
+        txs = load_many(known.keys() | {uuid.UUID(str(c.saga_id)) for c, _ in done}, known=known)
+        next_claims, recorded = [], []
+        for claim, outcome in done:
+            tx = txs.get(uuid.UUID(str(claim.saga_id)))
+            if tx is None:
+                continue  # the saga was deleted: nothing to record (its lock goes back after)
+            next_claim = _record_on(tx, claim, outcome)
+            recorded.append(claim)
+            if next_claim is not None:
+                next_claims.append(next_claim)
+        for tx in txs.values():
+            tx.ready_to_write()
+        store.current().write_many(list(txs.values()), commit=True)
+    _remember(*txs.values())
+    for claim in recorded:
+        claim.exclusive = None  # given back in the commit
+    for next_claim in next_claims:
+        next_claim.exclusive = next_claim.tx.locked.get(next_claim.step_id)
+    return next_claims

@@ -174,32 +174,42 @@ class SagaBroker(ORM):
     def take(self, func, *, scan=32):
         """The oldest due queued call of `func`, locked in the current transaction: (row id, args).
 
-        A worker that has finished a run takes the next engine run straight from
-        the broker table; going back through django-q2's pusher, worker queue and
-        monitor costs more CPU than running a step. The row stays locked (other
-        workers skip it) and the caller deletes it with the writes of the claim
-        it leads to (`delete_sql`), so it goes away in that same transaction.
-        Rows the pusher has already handed out have their `lock` in the future
-        and are passed over. PostgreSQL only (SKIP LOCKED); None when nothing
-        is queued.
+        None when nothing is queued; see `take_many`.
+        """
+        taken = self.take_many(func, limit=1, scan=scan)
+        return taken[0] if taken else None
+
+    def take_many(self, func, *, limit, scan=32):
+        """The oldest due queued calls of `func`, at most `limit`, locked in the current transaction.
+
+        [(row id, args)], oldest first. A worker that has finished a run takes
+        the next engine runs straight from the broker table; going back through
+        django-q2's pusher, worker queue and monitor costs more CPU than running
+        a step. The rows stay locked (other workers skip them) and the caller
+        deletes each with the writes of the claim it leads to (`delete_sql`),
+        so it goes away in that same transaction. Rows the pusher has already
+        handed out have their `lock` in the future and are passed over.
+        PostgreSQL only (SKIP LOCKED); [] when nothing is queued.
 
         The query has no WHERE on purpose: the broker table churns faster than
         its statistics, and with a filter PostgreSQL sorted the whole backlog
         (3.7 ms at 2,000 queued rows); by id alone it reads the first rows of
-        the primary key (0.15 ms). The rows are filtered here.
+        the primary key (0.15 ms). The rows are filtered here; those passed
+        over stay locked only until the caller's transaction ends.
         """
         db = connections[Conf.ORM]
         if db.vendor != "postgresql":
-            return None
+            return []
         table = db.ops.quote_name(OrmQ._meta.db_table)
         key, now = self.list_key, timezone.now()
+        taken = []
         # A server-bound, prepared statement, as in the engine's hot path (sagas/pgcursor.py).
         with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:
             with db.connection.pipeline():  # the transaction's BEGIN goes with it: one round trip
                 cursor.execute(
                     f"SELECT id, key, lock, payload FROM {table} ORDER BY id LIMIT %s "
                     "FOR UPDATE SKIP LOCKED",
-                    [scan],
+                    [max(scan, limit)],
                     prepare=True,
                 )
             for row_id, row_key, lock, payload in cursor.fetchall():
@@ -210,8 +220,38 @@ class SagaBroker(ORM):
                 except (BadSignature, pickle.UnpicklingError, ValueError, TypeError):
                     continue  # not ours to judge: django-q2's pusher fails and logs it
                 if task.get("func") == func:
-                    return row_id, tuple(task["args"])
-        return None
+                    taken.append((row_id, tuple(task["args"])))
+                    if len(taken) >= limit:
+                        break
+        return taken
+
+    def signed(self, calls):
+        """The rows of queued calls [(func, args)], signed as async_task signs them, not written.
+
+        (key, payload, lock) each, due now; for a writer that sends them with its
+        own statements (the engine's store: a transition's queued runs), then
+        `notify_sql` in the same transaction.
+        """
+        batch = self._variant(_Batch, packages=[])
+        for func, args in calls:
+            async_task(func, *args, broker=batch, save=False, ack_failure=True)
+        key, now = self.list_key or Conf.CLUSTER_NAME, timezone.now()
+        return [(key, package, now) for package in batch.packages]
+
+    def rows_sql(self, n):
+        """The INSERT of n rows `signed` made (3 parameters each)."""
+        table = connections[Conf.ORM].ops.quote_name(OrmQ._meta.db_table)
+        return f"INSERT INTO {table} (key, payload, lock) VALUES " + ", ".join(["(%s, %s, %s)"] * n)
+
+    def write_signed(self, rows):
+        """Write rows `signed` made through the ORM, in the current transaction (any database)."""
+        _rows().bulk_create([OrmQ(key=key, payload=p, lock=lock) for key, p, lock in rows])
+        if rows:
+            wakeup.notify(rows[0][0])
+
+    def notify_sql(self):
+        """The NOTIFY that wakes the pushers at commit (one parameter: wakeup.channel(key))."""
+        return "SELECT pg_notify(%s, '')"
 
     def delete_sql(self):
         """The DELETE of a row `take` returned (one parameter: its id)."""

@@ -1,0 +1,121 @@
+"""A worker claims several queued sagas at once and commits their transitions together.
+
+README "Performance", group commit: each saga's transition stays whole (its
+rows, events and queued work), the sagas are locked in one statement, and
+the statements of a transition are counted so that a regression shows.
+"""
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from sagas import engine
+from sagas.engine import start_saga
+from sagas.models import Saga, SagaEvent
+from sagas.q2.broker import queued_tasks
+from sagas.states import SagaState
+
+NOOP3 = {
+    "name": "noop3",
+    "steps": [{"name": f"s{i}", "type": "action", "action": "demo.noop"} for i in range(3)],
+}
+
+
+def _statements(captured, word):
+    return [q["sql"] for q in captured if word in q["sql"]]
+
+
+def _run(claims):
+    """What a worker does with claims in hand: run each step, record them together, go on."""
+    while claims:
+        done = [(claim, engine.execute(claim)) for claim in claims]
+        claims = engine.record_all(done)
+
+
+def test_a_worker_takes_several_queued_sagas_and_records_them_together(publish):
+    publish(NOOP3)
+    ids = [start_saga(workflow="noop3", input={"n": n})[0].pk for n in range(4)]
+    with CaptureQueriesContext(connection) as taking:
+        took, claims = engine.take_queued_many(8)
+    assert took and sorted(c.saga_id for c in claims) == sorted(ids)
+    # The four sagas locked in one statement, their claims written in one pipeline.
+    assert len(_statements(taking.captured_queries, "FOR UPDATE")) == 2  # the queue, the sagas
+    assert len(_statements(taking.captured_queries, 'INSERT INTO "sagas_sagaevent"')) == 4
+    assert not queued_tasks()  # each run left the queue with its claim
+
+    for last in (False, False, True):
+        done = [(claim, engine.execute(claim)) for claim in claims]
+        with CaptureQueriesContext(connection) as recording:
+            claims = engine.record_all(done)
+        assert len(claims) == (0 if last else 4)  # each saga's next step, claimed in the commit
+        assert len(_statements(recording.captured_queries, "FOR UPDATE")) == 1
+    # The four sagas completed: one statement per counter for all of them.
+    assert len(_statements(recording.captured_queries, "sagas_sagastatecount")) == 1
+    assert len(_statements(recording.captured_queries, "sagas_sagaminutecount")) == 1
+    assert set(Saga.objects.filter(pk__in=ids).values_list("state", flat=True)) == {
+        SagaState.COMPLETED
+    }
+    for saga_id in ids:  # each step ran once, each saga's history is its own and whole
+        started = SagaEvent.objects.filter(saga_id=saga_id, kind="step_started")
+        assert sorted(started.values_list("step", flat=True)) == ["s0", "s1", "s2"]
+        assert SagaEvent.objects.filter(saga_id=saga_id, kind="saga_completed").count() == 1
+
+
+def test_a_stale_run_in_a_group_is_dropped_and_the_rest_are_claimed(publish):
+    publish(NOOP3)
+    first = start_saga(workflow="noop3", input={})[0]
+    second = start_saga(workflow="noop3", input={})[0]
+    engine.claim_queued(*queued_tasks()[0][2])  # another worker claimed the first already
+    took, claims = engine.take_queued_many(8)
+    assert took and [c.saga_id for c in claims] == [second.pk]
+    assert not queued_tasks()
+    assert Saga.objects.get(pk=first.pk).steps.get(name="s0").attempt == 1
+
+
+def test_a_group_that_cannot_commit_is_recorded_saga_by_saga(publish, monkeypatch):
+    from sagas.engine import store
+
+    publish(NOOP3)
+    ids = [start_saga(workflow="noop3", input={})[0].pk for _ in range(3)]
+    took, claims = engine.take_queued_many(8)
+    done = [(claim, engine.execute(claim)) for claim in claims]
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("the group's write failed")
+
+    monkeypatch.setattr(store.PostgresStore, "write_many", fails)
+    claims = engine.record_all(done)
+    monkeypatch.undo()
+    assert len(claims) == 3  # each recorded alone, each claimed its next step
+    _run(claims)
+    for saga_id in ids:
+        assert Saga.objects.get(pk=saga_id).state == SagaState.COMPLETED
+        assert SagaEvent.objects.filter(saga_id=saga_id, kind="step_completed").count() == 3
+
+
+def test_a_step_is_one_pipeline_of_few_statements(publish):
+    """A regression in statements per step shows here (README "Performance": the step profile)."""
+    publish(NOOP3)
+    start_saga(workflow="noop3", input={})
+    claim = engine.claim_queued(*queued_tasks()[0][2])
+    outcome = engine.execute(claim)
+    with CaptureQueriesContext(connection) as recording:
+        engine.record_all([(claim, outcome)])
+    # The saga's conditional UPDATE, the two steps, the events, the execution locks:
+    # nothing read, nothing queued (in a worker, BEGIN and COMMIT go in the same
+    # pipeline; here the test's transaction makes them a savepoint).
+    sql = [q["sql"] for q in recording.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(sql) == 4, sql
+
+
+def test_a_start_is_three_round_trips(publish):
+    publish(NOOP3)
+    start_saga(workflow="noop3", input={})
+    with CaptureQueriesContext(connection) as starting:
+        start_saga(workflow="noop3", input={})
+    sql = [q["sql"] for q in starting.captured_queries]
+    # The workflow read; the saga and its steps inserted; the transition, its
+    # queued run and the wake-up written together.
+    assert len(_statements(starting.captured_queries, 'INSERT INTO "sagas_saga"')) == 1
+    assert len(_statements(starting.captured_queries, 'INSERT INTO "django_q_ormq"')) == 1
+    assert len(_statements(starting.captured_queries, "pg_notify")) == 1
+    assert len(sql) <= 12, sql
