@@ -20,8 +20,8 @@ class ApprovalsConfig(AppConfig):
 
         from . import kind  # noqa: F401  (registers the `approval` step kind)
         from .metrics import approval_metrics
+        from .reminders import send_due_reminders
         from .selectors import sagas_of_my_approvals
-        from .services import send_due_reminders
 
         register_sweep(send_due_reminders)
         # Approvers see the sagas they are asked about, in the API and the

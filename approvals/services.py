@@ -1,8 +1,9 @@
-"""The rules of approvals, in one place: deciding, reassigning, reminders, expiry, escalation.
+"""The rules of approvals, in one place: deciding, reassigning, expiry, escalation, e-mail.
 
 The dashboard and the API call these functions and nothing else, so they
 cannot disagree. Every change locks the saga row (engine.locked_saga), re-reads
 the request inside the lock and appends SagaEvents in the same transaction.
+Reminders, a sweep of their own, are approvals/reminders.py.
 """
 
 import logging
@@ -18,7 +19,6 @@ from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
 from sagas.models import SagaEvent
 from sagas.states import SagaState, StepStatus
 
-from .claims import active_claim
 from .formschema import clean_data
 from .models import ApprovalRequest, Decision
 from .policies import outcome_of, policy_outcome  # noqa: F401  (part of this interface)
@@ -343,7 +343,7 @@ def reassign(*, request, to_users=(), to_groups=(), by, reason):
             tx.clear_attention()
         # The event above bars `by` from deciding: barred_users sees it once saved,
         # so leave them out of the e-mail explicitly.
-        _notify(request, "reassigned", [pk for pk in undecided_approvers(request) if pk != by.pk])
+        notify(request, "reassigned", [pk for pk in undecided_approvers(request) if pk != by.pk])
     return request
 
 
@@ -466,7 +466,7 @@ def open_request(tx, step, spec):
             step=step,
         )
     else:
-        _notify(request, "requested", undecided_approvers(request))
+        notify(request, "requested", undecided_approvers(request))
     return request
 
 
@@ -502,7 +502,7 @@ def request_expired(tx, step, spec):
             },
             due_at=request.due_at.isoformat() if request.due_at else None,
         )
-        _notify(
+        notify(
             request, "escalated", [pk for pk in undecided_approvers(request) if pk not in before]
         )
         return
@@ -541,62 +541,10 @@ def request_abandoned(tx, step):
     tx.event("approval_cancelled", step, request=request.pk, reason=reason or "step skipped")
 
 
-# --- reminders (a sweep of the engine's sweeper) ----------------------------------
-
-
-def send_due_reminders(now):
-    """Remind those who have not decided, once per due date; returns how many requests."""
-    due = list(
-        ApprovalRequest.objects.filter(
-            status=Status.PENDING, reminded_at__isnull=True, remind_at__lte=now
-        )
-        .order_by("remind_at")
-        .values_list("pk", "saga_id")[:500]
-    )
-    sent = 0
-    for pk, saga_id in due:
-        try:
-            sent += _remind(pk, saga_id)
-        except Exception:  # one bad request must not stop the others' reminders
-            log.exception("reminder of approval request %s failed", pk)
-    return sent
-
-
-def _remind(pk, saga_id):
-    with engine.locked_saga(saga_id, actor_label="sweeper") as tx:
-        request = ApprovalRequest.objects.get(pk=pk)
-        if (
-            request.status != Status.PENDING
-            or request.reminded_at is not None
-            or request.remind_at is None
-            or request.remind_at > tx.now
-        ):
-            return 0
-        request.saga = tx.saga
-        request.reminded_at = tx.now
-        request.save(update_fields=["reminded_at"])
-        recipients = undecided_approvers(request)
-        held = active_claim(request, tx.now)
-        if held and held[0] in recipients:
-            recipients = [held[0]]  # the others leave it to whoever claimed it
-        User = get_user_model()
-        tx.event(
-            "approval_reminded",
-            tx.step(pk=request.step_id),
-            request=pk,
-            due_at=request.due_at.isoformat() if request.due_at else None,
-            recipients=sorted(
-                User.objects.filter(pk__in=recipients).values_list("username", flat=True)
-            ),
-        )
-        _notify(request, "reminder", recipients)
-    return 1
-
-
 # --- e-mail ----------------------------------------------------------------------
 
 
-def _notify(request, reason, user_ids):
+def notify(request, reason, user_ids):
     """Queue the e-mails in this transaction: they go out only if it commits."""
     if user_ids:
         q2.enqueue(NOTIFY_TASK, request.pk, reason, list(user_ids), 1)

@@ -1,8 +1,10 @@
 """A rewind names its step (not an index), and a for_each's rows of an earlier round are retired.
 
-Saga.rewind_to (an index) becomes Saga.rewind_step (the step's row): with
-parallel branches the index order is not document order. A saga caught
+Saga.rewind_step (the step's row) takes over from Saga.rewind_to (an index):
+with parallel branches the index order is not document order. A saga caught
 mid-rewind by the deploy keeps its target: the index is turned into the row.
+Only added and copied here: rewind_to is dropped in the release after this one,
+when no worker reads it any more (README "Deployment": add, copy, switch, drop later).
 """
 
 import django.db.models.deletion
@@ -12,8 +14,8 @@ from django.db import migrations, models
 def index_to_step(apps, schema_editor):
     Saga = apps.get_model("sagas", "Saga")
     SagaStep = apps.get_model("sagas", "SagaStep")
-    for saga in Saga.objects.filter(old_rewind_index__isnull=False).only("pk", "old_rewind_index"):
-        step = SagaStep.objects.filter(saga_id=saga.pk, index=saga.old_rewind_index).first()
+    for saga in Saga.objects.filter(rewind_to__isnull=False).only("pk", "rewind_to"):
+        step = SagaStep.objects.filter(saga_id=saga.pk, index=saga.rewind_to).first()
         Saga.objects.filter(pk=saga.pk).update(rewind_step=step)
 
 
@@ -23,7 +25,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RenameField(model_name="saga", old_name="rewind_to", new_name="old_rewind_index"),
         migrations.AddField(
             model_name="saga",
             name="rewind_step",
@@ -37,7 +38,6 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunPython(index_to_step, migrations.RunPython.noop),
-        migrations.RemoveField(model_name="saga", name="old_rewind_index"),
         migrations.AddField(
             model_name="sagastep",
             name="retired_at",

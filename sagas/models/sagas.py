@@ -54,6 +54,10 @@ class Saga(models.Model):
         related_name="+",
         db_index=False,
     )
+    # The index a rewind ran forward from, before rewind_step: read by no code of
+    # this release, kept so that workers of the previous one keep running while
+    # it deploys; dropped in the next (README "Deployment": add, copy, switch, drop later).
+    rewind_to = models.PositiveIntegerField(null=True, blank=True)
     # "Run again": the finished saga this one was started from, with its input.
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
