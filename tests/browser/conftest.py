@@ -51,7 +51,7 @@ def open_page(browser, live_server):
             "console",
             lambda msg: (
                 problems.append(f"{msg.text} at {msg.location} on {page.url}")
-                if msg.type == "error" and re.search("Content Security Policy|htmx", msg.text)
+                if msg.type == "error" and _is_a_problem(msg.text)
                 else None
             ),
         )
@@ -64,6 +64,19 @@ def open_page(browser, live_server):
     for context in contexts:
         context.close()
     assert not problems, f"errors in the browser console: {problems}"
+
+
+# htmx logs an aborted request as an error (htmx:afterRequest then htmx:sendAbort).
+# An abort is what hx-sync="…:replace" is for: a newer search replaces the one
+# still in flight (templates/dashboard/saga_list.html), so it is not a problem;
+# a failed request (htmx:sendError, htmx:responseError) and a CSP refusal are.
+ABORTED = re.compile(r"^htmx:(afterRequest|sendAbort)\b")
+
+
+def _is_a_problem(text):
+    if ABORTED.search(text):
+        return False
+    return bool(re.search("Content Security Policy|htmx", text))
 
 
 def sign_in(page, username):
