@@ -157,18 +157,19 @@ class ApprovalFilter(django_filters.FilterSet):
         return search_fields.filter_by_terms(queryset, self.form.search_terms, saga_ref="saga_id")
 
     def filter_decidable(self, queryset, name, value):
-        mine = services.approvals_for(self.request.user).values("pk")
         if value is None:
             return queryset
+        # One selector for "may decide", four-eyes across the saga family included:
+        # the rows' can_decide (`_decidable`) is read from it too.
+        mine = services.approvals_for(self.request.user).values("pk")
         return queryset.filter(pk__in=mine) if value else queryset.exclude(pk__in=mine)
 
 
 def _decidable(user, requests):
+    # The filter's own selector (four-eyes across the saga's family included),
+    # so a row's can_decide and ?decidable= always agree.
     ids = [r.pk for r in requests]
-    mine = set(services.approvals_for(user).filter(pk__in=ids).values_list("pk", flat=True))
-    # Four-eyes across the saga's family, judged for this page's rows (as the inbox does).
-    barred = services.family_refusals(user, [r for r in requests if r.pk in mine])
-    return mine - barred.keys()
+    return set(services.approvals_for(user).filter(pk__in=ids).values_list("pk", flat=True))
 
 
 def _with_details(queryset):

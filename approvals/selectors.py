@@ -85,11 +85,12 @@ def _family(request):
     return {request.saga_id}
 
 
-def _families(saga_ids):
-    """{saga id: {member id: parent id}}: each saga's whole family (top saga and all its children).
+def _walk_families(saga_ids):
+    """(parent_of, tops, children) for the families of `saga_ids`, read level by level.
 
-    Walks level by level over the page's sagas together, so the queries grow
-    with the depth of child sagas (SAGAS_MAX_SAGA_DEPTH), not with their number.
+    parent_of: {saga id: parent id} for every member; tops: {given id: its top
+    saga}; children: {saga id: [child ids]}. The queries grow with the depth of
+    child sagas (SAGAS_MAX_SAGA_DEPTH), not with their number.
     """
     parent_of, frontier = {}, set(saga_ids)
     while frontier:  # up to each top
@@ -111,16 +112,54 @@ def _families(saga_ids):
             children.setdefault(parent, []).append(pk)
         frontier = {pk for pk, _ in rows} - seen
         seen |= frontier
+    return parent_of, tops, children
 
-    def below(pk):
-        members, stack = {pk: parent_of.get(pk)}, [pk]
-        while stack:
-            for child in children.get(stack.pop(), []):
-                members[child] = parent_of[child]
-                stack.append(child)
-        return members
 
-    return {pk: below(tops[pk]) for pk in saga_ids}
+def _below(pk, parent_of, children):
+    """{member id: parent id} of `pk` and everything under it."""
+    members, stack = {pk: parent_of.get(pk)}, [pk]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            members[child] = parent_of[child]
+            stack.append(child)
+    return members
+
+
+def _families(saga_ids):
+    """{saga id: {member id: parent id}}: each saga's whole family (top saga and all its children).
+
+    Walks level by level over the page's sagas together, so the queries grow
+    with the depth of child sagas (SAGAS_MAX_SAGA_DEPTH), not with their number.
+    """
+    parent_of, tops, children = _walk_families(saga_ids)
+    return {pk: _below(tops[pk], parent_of, children) for pk in saga_ids}
+
+
+def acted_families(user):
+    """Ids of every saga of each family (a top saga and all its child sagas) in which
+    `user` acted as an operator anywhere: four-eyes bars them from all of it.
+
+    Read from the user's acts, never from the requests, so the queries do not
+    grow with the pending requests (there may be 100,000): one query finds the
+    acted sagas that have a parent or a child, which for most users is none;
+    from those, a walk whose queries grow with the depth of child sagas. An
+    act in a saga with neither is `operator_acts`' (a subquery, nothing read here).
+    """
+    if not _signed_in(user):
+        return set()
+    acts = operator_acts(user)
+    in_a_family = set(
+        Saga.objects.filter(pk__in=acts, parent__isnull=False)
+        .values_list("pk", flat=True)
+        .union(Saga.objects.filter(parent_id__in=acts).values_list("pk", flat=True))
+    )
+    if not in_a_family:
+        return set()
+    parent_of, tops, children = _walk_families(in_a_family)
+    members = set()
+    for top in set(tops.values()):
+        members.update(_below(top, parent_of, children))
+    return members
 
 
 def _where(acted, saga_id, family):
@@ -143,11 +182,10 @@ def _where(acted, saga_id, family):
 def family_refusals(user, requests):
     """{request id: why four-eyes bars `user`} for acts anywhere in each request's saga family.
 
-    For a page of requests that `approvals_for` found: that query excludes acts
-    in the request's own saga over every pending request (an index lookup),
-    but a family walk per pending request would not scale to 100,000 of them;
-    so the family is judged here, for the rows a page shows, in queries that do
-    not grow with the rows. `four_eyes_refusal` stays the rule at decision time.
+    The reason's words (where the act was: the parent, a child, a sibling) for
+    the rows a page shows, in queries that do not grow with the rows; whether
+    a request is decidable is `approvals_for`'s. `four_eyes_refusal` stays the
+    rule at decision time.
     """
     requests = list(requests)
     if not requests or not _signed_in(user):
@@ -298,7 +336,31 @@ DELEGATED = (
 
 
 def approvals_for(user):
-    """Open requests `user` may decide and has not decided yet, soonest due first."""
+    """Open requests `user` may decide and has not decided yet, soonest due first.
+
+    The one answer to "may decide" for every listing — the inbox's waiting tab,
+    the overview, the API's `?decidable=` and its rows' `can_decide` — with
+    four-eyes across each saga's family (`acted_families`).
+    """
+    mine = _named_and_open(user)
+    if mine.query.is_empty():  # named nowhere: nothing to walk
+        return mine
+    family = acted_families(user)
+    return mine.exclude(saga_id__in=family) if family else mine
+
+
+def barred_in_family(user):
+    """Open requests naming `user` that four-eyes bars them from only through an act
+    elsewhere in the saga's family (parent, child, sibling): the inbox shows them
+    apart, with the reason (`family_refusals`), after what they may decide."""
+    mine = _named_and_open(user)
+    family = set() if mine.query.is_empty() else acted_families(user)
+    return mine.filter(saga_id__in=family) if family else ApprovalRequest.objects.none()
+
+
+def _named_and_open(user):
+    """Open requests naming `user` (or a group of theirs, or someone they stand in for)
+    that they have not decided, less four-eyes in the request's own saga."""
     if not _signed_in(user):
         return ApprovalRequest.objects.none()
     # A pending request always belongs to a pending saga whose step waits (the

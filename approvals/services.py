@@ -23,7 +23,9 @@ from .formschema import clean_data
 from .models import ApprovalRequest, Decision
 from .policies import outcome_of, policy_outcome  # noqa: F401  (part of this interface)
 from .selectors import (  # noqa: F401  (the reads are part of this module's interface)
+    acted_families,
     approvals_for,
+    barred_in_family,
     barred_users,
     can_view,
     capacity,

@@ -52,35 +52,46 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
     if tab == "decided":
         context["decisions"] = list(approvals.decisions_by(request.user)[:100])
     else:
-        mine = search_fields.filter_by_terms(
-            approvals.approvals_for(request.user), terms, saga_ref="saga_id"
-        )
+
+        def searched(queryset):
+            return search_fields.filter_by_terms(queryset, terms, saga_ref="saga_id")
+
+        mine = searched(approvals.approvals_for(request.user))
         # A page an approver works through, not every request at once: rendering
         # a decision form per row is what costs time, not finding the rows.
         size = settings.DASHBOARD_INBOX_SIZE
         if tab == "waiting":
             items = selectors.approval_items(mine, limit=size + 1)
             decidable = {item.pk for item in items}
+            context["more"] = len(items) > size
+            items = items[:size]
+            context["shown"] = len(items)
+            # Requests naming them that four-eyes bars through an act elsewhere
+            # in the saga's family stay listed, after what they may decide (so
+            # they never take its place on the page), marked with the reason.
+            barred_rows = selectors.approval_items(
+                searched(approvals.barred_in_family(request.user)), limit=size
+            )
+            items += barred_rows
         else:
             items = selectors.approval_items(
-                search_fields.filter_by_terms(
-                    ApprovalRequest.objects.all(), terms, saga_ref="saga_id"
-                ),
-                limit=size + 1,
-                newest_first=True,
+                searched(ApprovalRequest.objects.all()), limit=size + 1, newest_first=True
             )
-            decidable = set(
-                mine.filter(pk__in=[item.pk for item in items]).values_list("pk", flat=True)
+            context["more"] = len(items) > size
+            items = items[:size]
+            context["shown"] = len(items)
+            ids = [item.pk for item in items]
+            decidable = set(mine.filter(pk__in=ids).values_list("pk", flat=True))
+            barred_ids = set(
+                approvals.barred_in_family(request.user)
+                .filter(pk__in=ids)
+                .values_list("pk", flat=True)
             )
-        context["more"] = len(items) > size
-        items = items[:size]
-        # Four-eyes across a saga's family (an act in the parent bars in the child),
-        # judged for this page's rows only: such a request stays listed, marked
-        # with the reason, so the approver sees why it is not theirs to decide.
-        barred = approvals.family_refusals(request.user, [i for i in items if i.pk in decidable])
+            barred_rows = [item for item in items if item.pk in barred_ids]
+        barred = approvals.family_refusals(request.user, barred_rows)
         for item in items:
             item.refusal = barred.get(item.pk, "")
-            item.decidable = item.pk in decidable and not item.refusal
+            item.decidable = item.pk in decidable
         context["decidable_count"] = sum(1 for item in items if item.decidable)
         context["barred_count"] = len(barred)
         context["items"] = selectors.annotate(items, request.user)

@@ -20,7 +20,7 @@ from sagas import counts as state_counts
 from sagas import engine
 from sagas import search as search_fields
 from sagas.access import is_operator
-from sagas.models import Saga, SagaEvent, WorkflowDefinition
+from sagas.models import Saga, SagaEvent, SagaStep, WorkflowDefinition
 from sagas.states import FINISHED_SAGA_STATES, SagaState
 
 # The timeline shows this many latest events; a saga that retried for days
@@ -261,25 +261,68 @@ class Undo:
     child: Saga | None = None  # the child saga a `saga` step's undo reaches into
 
 
-def _with_children(saga, rows, child_of, depth):
-    """The plan's rows, each `saga` step followed by its child's own plan one level deeper."""
-    names = {s.pk: s.name for s in saga.steps.only("id", "name")} if rows else {}
+def _with_children(rows, names, child_of, depth, reached):
+    """The plan's rows, each `saga` step followed by its child's own plan one level deeper.
+
+    `names`: {step id: name} of the rows' saga ("in sign_off › legal");
+    `reached`: what `_reach` read of the child sagas.
+    """
     plan = []
     for step in rows:
-        step.parallel_name = names.get(step.within_id, "")  # "in sign_off › legal"
+        step.parallel_name = names.get(step.within_id, "")
         child = child_of(step)
         plan.append(Undo(step, depth, child))
         if child is not None and child.state != SagaState.FAILED:  # a failed child is undone
-            plan += cancel_plan(child, depth=depth + 1)
+            inner, inner_names, newest = reached[child.pk]
+            plan += _with_children(
+                inner, inner_names, lambda s, newest=newest: newest.get(s.pk), depth + 1, reached
+            )
     return plan
 
 
-def _newest_children(saga):
-    """Each `saga` step's newest child: a rewound step runs a new one, the older stay linked."""
-    children = {}
-    for child in Saga.objects.filter(parent_id=saga.pk).order_by("created_at"):
-        children[child.parent_step_id] = child
-    return children
+def _reach(sagas):
+    """{saga id: (its cancel plan's rows, {step id: name}, {step id: newest child})} for
+    `sagas` and every child saga their plans reach, at any depth.
+
+    Read level by level — the steps of a whole level in one query, their child
+    sagas in another — so a preview takes the same queries for 2 child sagas as
+    for 10; only their depth (SAGAS_MAX_SAGA_DEPTH) adds to them. The plan of
+    each is the engine's own (engine.compensation_plan) on the rows read here.
+    """
+    reached, level = {}, list(sagas)
+    while level:
+        steps = {saga.pk: [] for saga in level}
+        rows = SagaStep.objects.filter(saga_id__in=list(steps)).order_by("saga_id", "index")
+        for step in rows:
+            steps[step.saga_id].append(step)
+        plans = {}
+        for saga in level:
+            for step in steps[saga.pk]:
+                step.saga = saga  # the preview names a child's steps with their workflow
+            plans[saga.pk] = engine.compensation_plan(
+                SimpleNamespace(saga=saga, steps=steps[saga.pk])
+            )
+        # Each `saga` step's newest child: a rewound step runs a new one, the older stay linked.
+        parents = [pk for pk, plan in plans.items() if any(s.kind == "saga" for s in plan)]
+        newest = {pk: {} for pk in steps}
+        children = (
+            Saga.objects.filter(parent_id__in=parents)
+            .select_related("definition")
+            .order_by("created_at", "id")
+            if parents
+            else ()
+        )
+        for child in children:
+            newest[child.parent_id][child.parent_step_id] = child
+        level = []
+        for pk, plan in plans.items():
+            names = {s.pk: s.name for s in steps[pk]}
+            reached[pk] = (plan, names, newest[pk])
+            for step in plan:
+                child = newest[pk].get(step.pk)
+                if child is not None and child.state != SagaState.FAILED:
+                    level.append(child)
+    return reached
 
 
 def cancel_plan(saga, *, depth=0):
@@ -288,19 +331,25 @@ def cancel_plan(saga, *, depth=0):
     The engine's own plan (engine.compensation_plan), where a `saga` step
     (a running child is cancelled first) is followed by its child's plan.
     """
-    rows = engine.compensation_plan(saga)
-    children = _newest_children(saga) if any(s.kind == "saga" for s in rows) else {}
-    return _with_children(saga, rows, lambda step: children.get(step.pk), depth)
+    reached = _reach([saga])
+    rows, names, newest = reached[saga.pk]
+    return _with_children(rows, names, lambda step: newest.get(step.pk), depth, reached)
 
 
 def rewind_undo(saga, rewind):
     """The rows of a rewind's dry run (engine.rewind_saga), reaching into child sagas like a cancel's."""
     keyed = {s.key: s for s in saga.step_list}
     child_ids = [u["child"] for u in rewind["undo"] if u["child"]]
-    children = {str(c.pk): c for c in Saga.objects.filter(pk__in=child_ids)}
+    children = (
+        {str(c.pk): c for c in Saga.objects.filter(pk__in=child_ids).select_related("definition")}
+        if child_ids
+        else {}
+    )
     by_step = {u["step"]: children.get(u["child"]) for u in rewind["undo"]}
     rows = [keyed[u["step"]] for u in rewind["undo"]]
-    return _with_children(saga, rows, lambda step: by_step.get(step.key), 0)
+    names = {s.pk: s.name for s in saga.step_list}
+    reached = _reach(c for c in children.values() if c.state != SagaState.FAILED)
+    return _with_children(rows, names, lambda step: by_step.get(step.key), 0, reached)
 
 
 def progress(saga, steps):

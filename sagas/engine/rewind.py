@@ -37,7 +37,7 @@ parallel step among these, every branch.
   compensates last-first and ends failed, its cause naming the parent); the
   step is compensated when the child has ended (flow.child_finished). Run
   again, it starts a new child; the old one stays linked in the history
-  (`Saga.children`), and children.child_of answers the newest.
+  (`Saga.children`), and children.child_of (newest_children: all at once) answers the newest.
 """
 
 from django.core.exceptions import ValidationError
@@ -47,7 +47,7 @@ from sagas.models import Saga
 from sagas.states import SagaState, StepStatus
 
 from .branches import Groups, is_parallel
-from .children import child_of
+from .children import newest_children
 from .compensation import compensation_plan, start_compensation
 from .errors import Conflict, InvalidInput, NotFound
 from .flow import fire_passed_deadlines
@@ -65,6 +65,8 @@ def rewind_plan(tx, step):
     groups = Groups(tx.saga, tx.steps)
     only = groups.at_and_after(step)
     undo = compensation_plan(tx, only=only)
+    # One read of the children for all the `saga` steps undone, not one per step.
+    children = newest_children(tx) if any(kind_of(s).starts_child for s in undo) else {}
     # A for_each's element rows do not run again as they are: the step makes new ones.
     anew = {
         s.pk
@@ -75,14 +77,14 @@ def rewind_plan(tx, step):
     return {
         "step": step.key,
         "compensations": [s.key for s in undo],
-        "undo": [_undo_of(tx, groups, s) for s in undo],
+        "undo": [_undo_of(tx, groups, s, children) for s in undo],
         "run_again": [s.key for s in groups.document_order() if s.pk in only - anew],
     }
 
 
-def _undo_of(tx, groups, step):
+def _undo_of(tx, groups, step, children):
     within = groups.by_pk[step.within_id] if step.within_id is not None else None
-    child = child_of(tx, step) if kind_of(step).starts_child else None
+    child = children.get(step.pk) if kind_of(step).starts_child else None
     return {
         "step": step.key,
         "name": step.name,

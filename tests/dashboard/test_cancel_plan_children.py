@@ -63,3 +63,40 @@ def test_a_completed_child_is_undone_last_first_inside_the_parents_order(
 
     answer = operator_client.post(f"/sagas/{saga.pk}/cancel/", {"reason": "no"}, **HTMX)
     assert "onboard, vendor.check_vendor, vendor.create_vendor, reserve" in answer.content.decode()
+
+
+def _fleet(publish, settle, n):
+    """A saga with `n` completed child sagas (2 steps each to undo), waiting at its last step."""
+    steps = [act("reserve")]
+    steps += [{**onboard(), "name": f"onboard_{i}"} for i in range(n)]
+    publish({"name": f"fleet_{n}", "steps": [*steps, wait("ship")]})
+    saga, _ = start_saga(workflow=f"fleet_{n}", input={})
+    settle()
+    assert Saga.objects.filter(parent=saga, state=SagaState.COMPLETED).count() == n
+    return saga
+
+
+def test_the_previews_take_the_same_queries_for_2_and_10_child_sagas(
+    publish, settle, operator_client
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    publish({"name": "vendor", "steps": [act("create_vendor"), act("check_vendor")]})
+    counts = {}
+    for n in (2, 10):
+        saga = _fleet(publish, settle, n)
+        for preview in ("cancel", "steps/reserve/rewind"):
+            url = f"/sagas/{saga.pk}/{preview}/"
+            operator_client.get(url, **HTMX)  # caches warm (the workflows' specs)
+            with CaptureQueriesContext(connection) as queries:
+                html = operator_client.get(url, **HTMX).content.decode()
+            expected = [
+                line
+                for i in reversed(range(n))
+                for line in [(f"onboard_{i}", 0), ("check_vendor", 1), ("create_vendor", 1)]
+            ]
+            assert planned(html) == [*expected, ("reserve", 0)]
+            counts[n, preview] = len(queries)
+    assert counts[2, "cancel"] == counts[10, "cancel"]
+    assert counts[2, "steps/reserve/rewind"] == counts[10, "steps/reserve/rewind"]

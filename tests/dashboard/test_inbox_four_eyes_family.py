@@ -88,3 +88,36 @@ def test_the_family_check_takes_the_same_queries_for_1_and_4_families(
         html = client.get("/approvals/").content.decode()
     assert html.count("not yours to decide") == 4
     assert len(one) == len(four)
+
+
+def test_requests_barred_in_the_family_never_take_the_place_of_decidable_ones(
+    client, publish, settle, alice, django_user_model, settings
+):
+    """The page is made of what alice may decide; what the family bars follows, marked."""
+    settings.DASHBOARD_INBOX_SIZE = 1
+    django_user_model.objects.create_user("carol", password="pw")
+    publish({"name": "vendor_check", "steps": [{**approval("vendor_ok"), "due": "1h"}]})
+    publish(
+        {
+            "name": "buy",
+            "steps": [
+                {"name": "go", "type": "wait", "event": "go", "timeout": "1h"},
+                {"name": "onboard", "type": "saga", "workflow": "vendor_check"},
+            ],
+        }
+    )
+    publish({"name": "later", "steps": [approval("later_ok")]})  # no due date: sorted last
+    barred = _parent_acted_on_by(alice, settle, 1)
+    saga, _ = start_saga(workflow="later", input={})
+    settle()
+    free = ApprovalRequest.objects.get(saga=saga)
+
+    client.force_login(alice)
+    html = client.get("/approvals/").content.decode()
+    row = html.split(f'id="approval-{free.pk}"')[1].split("</article>")[0]
+    assert "✓ Approve" in row
+    row = html.split(f'id="approval-{barred.pk}"')[1].split("</article>")[0]
+    assert "not yours to decide" in row and "✓ Approve" not in row
+    assert html.index(f'id="approval-{free.pk}"') < html.index(f'id="approval-{barred.pk}"')
+    assert 'data-waiting="1"' in html
+    assert f"/approvals/{free.pk}/" in client.get("/").content.decode()

@@ -1,0 +1,134 @@
+"""`?decidable=` applies four-eyes across a saga's family, as each row's `can_decide` does."""
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from approvals.models import ApprovalRequest
+from sagas.engine import retry_saga, start_saga
+from sagas.models import Saga
+
+
+def approval(name):
+    return {"name": name, "type": "approval", "approvers": {"users": ["alice", "carol"]}}
+
+
+def _publish_family(publish):
+    publish({"name": "vendor_check", "steps": [approval("vendor_ok")]})
+    publish(
+        {
+            "name": "flaky_check",
+            "steps": [
+                {
+                    "name": "lookup",
+                    "type": "action",
+                    "action": "test.flaky",
+                    "retry": {"max_attempts": 1},
+                    "on_failure": "pause",
+                },
+                approval("flaky_ok"),
+            ],
+        }
+    )
+    publish(
+        {
+            "name": "buy",
+            "steps": [
+                {
+                    "name": "all",
+                    "type": "parallel",
+                    "branches": {
+                        "legal": [approval("legal_ok")],
+                        "flaky": [
+                            {
+                                "name": "check",
+                                "type": "saga",
+                                "workflow": "flaky_check",
+                                "input": {"errors": {"lookup": 1}},
+                            }
+                        ],
+                        "vendor": [{"name": "onboard", "type": "saga", "workflow": "vendor_check"}],
+                    },
+                }
+            ],
+        }
+    )
+
+
+def _family_where_alice_retried_in_a_child(alice, settle):
+    """A `buy` saga whose child `flaky_check` alice retried; {step name: its approval request}."""
+    parent, _ = start_saga(workflow="buy", input={})
+    settle()
+    flaky = Saga.objects.get(parent=parent, workflow="flaky_check")
+    retry_saga(flaky.pk, user=alice)  # the child's lookup failed once; alice makes it go on
+    settle()
+    family = (
+        Saga.objects.filter(parent=parent)
+        .values("pk")
+        .union(Saga.objects.filter(pk=parent.pk).values("pk"))
+    )
+    requests = ApprovalRequest.objects.filter(saga__in=family, status="pending")
+    return {r.step.name: r for r in requests.select_related("step")}
+
+
+def _rows(client, query):
+    return {r["id"]: r for r in client.get(f"/api/v1/approvals/?{query}").json()["results"]}
+
+
+def test_an_act_in_a_child_saga_takes_the_whole_family_out_of_decidable(
+    api, publish, settle, alice, carol
+):
+    _publish_family(publish)
+    requests = _family_where_alice_retried_in_a_child(alice, settle)
+    assert set(requests) == {"legal_ok", "flaky_ok", "vendor_ok"}
+    elsewhere, _ = start_saga(workflow="vendor_check", input={})  # no family, no act of alice's
+    settle()
+    free = ApprovalRequest.objects.get(saga=elsewhere)
+
+    client = api(alice)
+    decidable = _rows(client, "decidable=true")
+    assert set(decidable) == {free.pk}  # the parent's, the sibling's and the child's are absent
+    assert decidable[free.pk]["can_decide"] is True
+    undecidable = _rows(client, "decidable=false&status=pending")
+    family = {r.pk for r in requests.values()}
+    assert family <= set(undecidable)  # …and listed as not decidable
+    assert free.pk not in undecidable
+    # Each row says the same as the filter that found it.
+    everything = _rows(client, "status=pending")
+    assert {pk for pk, row in everything.items() if row["can_decide"]} == {free.pk}
+    assert all(everything[pk]["can_decide"] is False for pk in family)
+
+
+def test_who_never_acted_may_decide_the_whole_family_as_before(api, publish, settle, alice, carol):
+    _publish_family(publish)
+    requests = _family_where_alice_retried_in_a_child(alice, settle)
+    client = api(carol)
+    family = {r.pk for r in requests.values()}
+    decidable = _rows(client, "decidable=true")
+    assert set(decidable) == family
+    assert all(row["can_decide"] for row in decidable.values())
+    assert family.isdisjoint(_rows(client, "decidable=false"))
+
+
+def test_the_decidable_filter_takes_the_same_queries_for_2_and_12_pending_requests(
+    api, publish, settle, alice, carol
+):
+    _publish_family(publish)
+    _family_where_alice_retried_in_a_child(alice, settle)
+    client = api(alice)
+
+    def pending(n):
+        while (
+            ApprovalRequest.objects.filter(saga__workflow="vendor_check", saga__parent=None).count()
+            < n
+        ):
+            start_saga(workflow="vendor_check", input={})
+        settle()
+
+    pending(2)
+    _rows(client, "decidable=true")
+    with CaptureQueriesContext(connection) as few:
+        assert len(_rows(client, "decidable=true")) == 2
+    pending(12)
+    with CaptureQueriesContext(connection) as many:
+        assert len(_rows(client, "decidable=true")) == 12
+    assert len(few) == len(many)
