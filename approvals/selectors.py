@@ -42,13 +42,14 @@ def _signed_in(user):
     return bool(getattr(user, "is_authenticated", False)) and user.is_active
 
 
+def _four_eyes_acts():
+    """Everyone's operator acts that count for four-eyes (SagaEvents)."""
+    return SagaEvent.objects.filter(kind__in=FOUR_EYES_EVENTS).exclude(**LEGACY_CONDITION_SKIP)
+
+
 def operator_acts(user):
     """The user's operator acts that count for four-eyes (SagaEvents)."""
-    return (
-        SagaEvent.objects.filter(actor=user, kind__in=FOUR_EYES_EVENTS)
-        .exclude(**LEGACY_CONDITION_SKIP)
-        .values("saga_id")
-    )
+    return _four_eyes_acts().filter(actor=user).values("saga_id")
 
 
 def is_named_approver(request, user):
@@ -147,7 +148,11 @@ def acted_families(user):
     """
     if not _signed_in(user):
         return set()
-    acts = operator_acts(user)
+    return _families_acted_in(operator_acts(user))
+
+
+def _families_acted_in(acts):
+    """Ids of every saga of each family that has a saga of `acts` (a subquery of saga ids)."""
     in_a_family = set(
         Saga.objects.filter(pk__in=acts, parent__isnull=False)
         .values_list("pk", flat=True)
@@ -320,11 +325,14 @@ GROUPS = ApprovalRequest.groups.through._meta.db_table
 DECISIONS = Decision._meta.db_table
 SAGAS = Saga._meta.db_table
 AWAY = away.Away._meta.db_table
-# Requests naming, directly, someone away now who named %s their delegate, and
-# who has not decided (nor had it decided for them) and did not start the saga.
-# Four-eyes of the delegate is the query's own exclusions; `capacity` judges again.
+USER_TABLE = get_user_model()._meta.db_table
+# Requests naming, directly, someone away now (an active account) who named %s
+# their delegate, and who has not decided (nor had it decided for them) and did
+# not start the saga; `_delegated` adds their operator acts. Four-eyes of the
+# delegate is the query's own exclusions; `capacity` judges again.
 DELEGATED = (
     f"SELECT 1 FROM {USERS} du JOIN {AWAY} a ON a.user_id = du.user_id"
+    f" JOIN {USER_TABLE} pu ON pu.id = du.user_id AND pu.is_active"
     f" WHERE du.approvalrequest_id = {REQUESTS}.id AND a.delegate_id = %s"
     # The clock is the application's (timezone.now), as for every other rule here.
     " AND a.starts_at <= %s AND (a.ends_at IS NULL OR a.ends_at > %s)"
@@ -335,12 +343,46 @@ DELEGATED = (
 )
 
 
+def _delegated(user, principals, now):
+    """DELEGATED, less the requests four-eyes bars the away person from: (sql, params).
+
+    As `capacity` judges a delegate's decision: the person stood in for must
+    not have acted as an operator in the saga, nor anywhere in its family
+    (`acted_families`). Read from the away people's acts, never from the
+    requests: one query when none of them acted in a saga with a parent or a
+    child, else a walk per such person whose queries grow with the depth of
+    child sagas.
+    """
+    acts = _four_eyes_acts().order_by().values("saga_id", "actor_id")
+    acts_sql, acts_params = acts.query.sql_with_params()
+    sql = (
+        f"{DELEGATED} AND NOT EXISTS (SELECT 1 FROM ({acts_sql}) e"
+        f" WHERE e.saga_id = {REQUESTS}.saga_id AND e.actor_id = du.user_id)"
+    )
+    params = [user.pk, now, now, *acts_params]
+    together = _families_acted_in(_acts_of(principals))
+    if together and len(principals) > 1:  # whose acts they were
+        families = {p: _families_acted_in(_acts_of([p])) for p in principals}
+    else:
+        families = {principals[0]: together}
+    for principal, family in families.items():
+        if family:
+            sql += f" AND NOT (du.user_id = %s AND {REQUESTS}.saga_id = ANY(%s))"
+            params += [principal, list(family)]
+    return sql, params
+
+
+def _acts_of(user_ids):
+    return _four_eyes_acts().filter(actor_id__in=user_ids).values("saga_id")
+
+
 def approvals_for(user):
     """Open requests `user` may decide and has not decided yet, soonest due first.
 
     The one answer to "may decide" for every listing — the inbox's waiting tab,
     the overview, the API's `?decidable=` and its rows' `can_decide` — with
-    four-eyes across each saga's family (`acted_families`).
+    four-eyes across each saga's family (`acted_families`), for the user and,
+    on what they get as a delegate, for the away person too (`_delegated`).
     """
     mine = _named_and_open(user)
     if mine.query.is_empty():  # named nowhere: nothing to walk
@@ -370,9 +412,10 @@ def _named_and_open(user):
     sql = f"SELECT 1 FROM {USERS} u WHERE u.approvalrequest_id = {REQUESTS}.id AND u.user_id = %s"
     params = [user.pk]
     group_ids = list(user.groups.values_list("pk", flat=True))
-    standing_in = away.principals_of(user).exists()
+    now = timezone.now()
+    principals = list(away.principals_of(user, now).values_list("user_id", flat=True))
     named_anywhere = (
-        standing_in
+        principals
         or ApprovalRequest.users.through.objects.filter(user=user).exists()
         or (
             group_ids
@@ -388,10 +431,10 @@ def _named_and_open(user):
             f" AND g.group_id IN ({marks})"
         )
         params += group_ids
-    if standing_in:
-        sql += f" UNION ALL {DELEGATED}"
-        now = timezone.now()
-        params += [user.pk, now, now]
+    if principals:
+        delegated, delegated_params = _delegated(user, principals, now)
+        sql += f" UNION ALL {delegated}"
+        params += delegated_params
     eligible = RawSQL(f"EXISTS ({sql})", params, output_field=BooleanField())
     return (
         ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING)

@@ -110,3 +110,8 @@ def growing(ctx):
     _record(ctx, "growing")
     runs = Attempt.objects.filter(key=ctx.idempotency_key, action="growing").count()
     return {"items": [f"line-{i}" for i in range(runs)]}
+
+
+def noted(key):
+    """Not an action: a plain django-q2 task, queued beside engine runs; records that it ran."""
+    Attempt.objects.create(key=key, action="noted", attempt=1, applied=True)

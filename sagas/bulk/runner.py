@@ -85,9 +85,15 @@ def _act(operation, action, outcome_id):
     """Act on one saga and record its outcome in one transaction; None when it is not ours."""
     try:
         with transaction.atomic():
+            # The outcome row alone: BulkOutcome's default ordering ("operation")
+            # joins the operation, and FOR UPDATE without `of` would lock its row
+            # too, so that each run skipped every outcome while another acted on
+            # any one, and gave up its part as "busy elsewhere" until the sweeper
+            # took over (SAGAS_BULK_STALE later).
             row = (
-                BulkOutcome.objects.select_for_update(skip_locked=True)
+                BulkOutcome.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(pk=outcome_id, status=Q)
+                .order_by("pk")
                 .first()
             )
             if row is None:

@@ -146,6 +146,36 @@ def test_four_eyes_an_operator_who_acted_is_barred_as_a_delegate(
         decide(request=request, user=alice, decision="approve")
 
 
+def test_four_eyes_the_delegate_is_not_offered_what_the_away_person_acted_in(
+    waiting, carol, erin, dan
+):
+    """Erin retried a step of the saga before going away: Dan may not decide it for her,
+    and is not offered it. A step passed over by a `when:` (recorded, before that kind of
+    event existed, as a skip of a pending step) is nobody's act and bars nobody."""
+    away(erin, dan)
+    saga, request = waiting(user=carol, **NAMED_ERIN)
+    SagaEvent.objects.create(
+        saga=saga, step="charge", kind="step_skipped", actor=erin, details={"before": "pending"}
+    )
+    assert list(approvals_for(dan)) == [request]
+    SagaEvent.objects.create(saga=saga, step="charge", kind="step_retried", actor=erin)
+    assert list(approvals_for(dan)) == []
+    assert not is_eligible(request, dan)
+    with pytest.raises(Forbidden, match="four-eyes: erin"):
+        decide(request=request, user=dan, decision="approve")
+
+
+def test_nothing_is_offered_for_an_away_person_whose_account_is_deactivated(
+    waiting, carol, erin, dan
+):
+    away(erin, dan)
+    _, request = waiting(user=carol, **NAMED_ERIN)
+    erin.is_active = False
+    erin.save(update_fields=["is_active"])
+    assert list(approvals_for(dan)) == []
+    assert not is_eligible(request, dan)
+
+
 def test_the_away_api(erin, dan):
     client = APIClient()
     client.force_authenticate(erin)

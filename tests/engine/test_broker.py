@@ -97,3 +97,43 @@ def test_a_delayed_broker_survives_pickling_as_django_q2_brokers_do():
     assert isinstance(delayed, SagaBroker)
     assert delayed.delay == 3.5 and delayed.list_key == broker().list_key
     assert broker().delay == 0.0  # the process's broker is not changed by delayed()
+
+
+@pytest.mark.slow
+def test_plain_tasks_queued_among_engine_runs_run_once_each_in_a_cluster(publish, qcluster):
+    """Workers take engine runs straight off the broker table in groups (take_queued_many);
+    other tasks queued beside them (bulk runners, reminders, webhooks) are left to the
+    pusher and run exactly once, soon."""
+    import time
+
+    from django.db import transaction
+
+    from sagas.demo.models import Attempt
+    from sagas.models import Saga
+    from tests.conftest import wait_for
+
+    ok = {"type": "action", "action": "test.ok"}
+    publish({"name": "three", "steps": [{"name": n, **ok} for n in ("a", "b", "c")]})
+    qcluster()
+    for i in range(20):
+        with transaction.atomic():
+            for _ in range(5):
+                engine.start_saga(workflow="three", input={})
+            q2.enqueue("tests.actions.noted", f"note-{i}")
+    started = time.monotonic()
+    wait_for(
+        lambda: Attempt.objects.filter(action="noted").count() >= 20,
+        timeout=30,
+        message="the plain tasks to run",
+    )
+    wait_for(
+        lambda: not Saga.objects.exclude(state="completed").exists(),
+        timeout=60,
+        message="the sagas to complete",
+    )
+    took = time.monotonic() - started
+    time.sleep(1)  # nothing is delivered a second time
+    notes = list(Attempt.objects.filter(action="noted").values_list("key", flat=True))
+    assert sorted(notes) == sorted(f"note-{i}" for i in range(20))
+    assert not [t for t in q2.queued_tasks() if t[1] == "tests.actions.noted"]
+    print(f"20 plain tasks among 100 sagas' runs: all ran once within {took:.1f}s")

@@ -181,6 +181,84 @@ def test_bulk_cancel_racing_the_sweeper_and_other_runs_acts_on_each_saga_once(pu
     assert SagaEvent.objects.filter(kind="deadline_passed").count() == half  # each fired once
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_runner_acts_on_its_part_while_the_other_runner_is_acting(publish, alice, monkeypatch):
+    """Two runners of one operation: one in the middle of a saga's act does not stall the other.
+
+    A runner that found its sagas "locked" left them to the sweeper's takeover,
+    SAGAS_BULK_STALE later: claiming an outcome locked the operation's row too.
+    """
+    from sagas.bulk.registry import BulkAction, _actions
+    from sagas.q2.runner import settle
+
+    parked(publish, settle, 2)
+    acting, other_done = threading.Event(), threading.Event()
+
+    def look_and_linger(saga_id, **kwargs):
+        # An act that locks nothing of its own: only the runners' claims could meet.
+        saga = Saga.objects.get(pk=saga_id)
+        if not acting.is_set():  # the first act lingers in its transaction
+            acting.set()
+            other_done.wait(10)
+        return saga
+
+    monkeypatch.setitem(_actions, "look", BulkAction("look", look_and_linger, "Look", reason=False))
+    op = bulk.create_bulk(user=alice, action="look", filter={}, reason="")
+    first = {}
+
+    def run_part_zero():
+        try:
+            first["result"] = bulk.run_bulk(op.pk, 0, 2)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run_part_zero)
+    thread.start()
+    try:
+        assert acting.wait(10), "part 0 never acted"
+        assert bulk.run_bulk(op.pk, 1, 2) == "done"
+    finally:
+        other_done.set()
+        thread.join(10)
+    assert first["result"] == "done"
+    op.refresh_from_db()
+    assert (op.status, op.done, op.refused) == ("done", 2, 0)
+
+
+@pytest.mark.slow
+def test_a_bulk_action_with_two_runners_finishes_without_the_sweeper(publish, qcluster, alice):
+    """In a real qcluster both runners act at once, several times over: done in seconds, not after
+    SAGAS_BULK_STALE (the sweeper's takeover, which finished a stalled runner's part)."""
+    import time
+
+    from sagas.q2.runner import settle
+    from tests.conftest import wait_for
+
+    parked(publish, settle, 12)
+    publish({"name": "ping", "steps": [{"name": "a", "type": "action", "action": "test.ok"}]})
+    qcluster(extra_env={"SAGAS_BULK_BATCH": "1", "SAGAS_BULK_STALE": "60"})
+    ping, _ = start_saga(workflow="ping", input={})
+    wait_for(
+        lambda: Saga.objects.get(pk=ping.pk).state == SagaState.COMPLETED,
+        timeout=60,
+        message="the qcluster to start",
+    )
+    for action, paused in [("pause", True), ("resume", False), ("pause", True)]:
+        started = time.monotonic()
+        op = bulk.create_bulk(
+            user=alice, action=action, filter={"workflow": "parked"}, reason=f"{action} all"
+        )
+
+        def finished(op=op):
+            op.refresh_from_db()
+            return op.status == "done"
+
+        wait_for(finished, timeout=15, message=f"the bulk {action} (a runner stalled?)")
+        assert (op.done, op.refused) == (12, 0)
+        assert Saga.objects.filter(workflow="parked", paused=paused).count() == 12
+        print(f"bulk {action} of 12 with 2 runners: {time.monotonic() - started:.1f}s")
+
+
 @pytest.mark.slow
 def test_a_worker_killed_in_the_middle_of_a_bulk_cancel_loses_no_saga(publish, qcluster, alice):
     """SIGKILL the qcluster mid-way; another takes over through the sweeper: each saga once."""
