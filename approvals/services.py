@@ -11,9 +11,9 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
-from sagas import engine, q2
+from sagas import engine, pgcursor, q2
 from sagas.definitions import parse_duration, render
 from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
 from sagas.models import SagaEvent
@@ -28,6 +28,7 @@ from .selectors import (  # noqa: F401  (the reads are part of this module's int
     can_view,
     capacity,
     decided_by_or_for,
+    decision_facts,
     decisions_by,
     eligible_users,
     family_refusals,
@@ -146,12 +147,14 @@ def decide(*, request, user, decision, comment="", data=None):
         request_id, saga_id = _request_and_saga(request)
 
     with engine.locked_saga(saga_id, actor=user) as tx:
-        request = ApprovalRequest.objects.filter(pk=request_id).first()
-        if request is None:
+        # The request, its decisions and what four-eyes asks, read in one round trip
+        # once the saga is locked (a decider before us has committed by then).
+        facts = decision_facts(request_id, tx.saga, user)
+        if facts is None:
             raise NotFound(f"no approval request {request_id}")
-        request.saga = tx.saga
+        request = facts.request
         step = tx.step(pk=request.step_id)
-        earlier = decided_by_or_for(request, user.pk)
+        earlier = facts.decided_by_or_for(user.pk)
         if earlier is not None:
             who = "you" if earlier.user_id == user.pk else f"{earlier.user} (for you)"
             raise _conflict(
@@ -162,11 +165,13 @@ def decide(*, request, user, decision, comment="", data=None):
         recorded_before = len(tx.events)
         late = engine.fire_passed_deadlines(tx, act="decision", step=step)
         if len(tx.events) != recorded_before:  # a deadline fired: the request as it left it
-            request = ApprovalRequest.objects.get(pk=request_id)
-            request.saga = tx.saga
+            facts = decision_facts(request_id, tx.saga, user)
+            request = facts.request
         # Eligibility after the deadline fired (an escalation makes new approvers);
         # a Forbidden still undoes everything, what was fired included.
-        on_behalf_of, reason = capacity(request, user)
+        on_behalf_of, reason = None, facts.refusal(user)
+        if reason:  # not on their own account: perhaps for an away approver (rarely)
+            on_behalf_of, reason = capacity(request, user)
         if reason:
             raise Forbidden(reason)
         if late is not None:
@@ -177,19 +182,22 @@ def decide(*, request, user, decision, comment="", data=None):
             data = clean_data(form, data)
         else:
             data = None  # a rejection says why in its comment; a form is for approving
-        try:
-            with transaction.atomic():
-                recorded = Decision.objects.create(
-                    request=request,
-                    user=user,
-                    on_behalf_of=on_behalf_of,
-                    decision=decision,
-                    comment=comment,
-                    data=data,
-                    at=tx.now,
-                )
-        except IntegrityError:
-            raise _conflict("you already decided this request", "already_decided") from None
+        recorded = Decision(
+            request=request,
+            user=user,
+            on_behalf_of=on_behalf_of,
+            decision=decision,
+            comment=comment,
+            data=data,
+            at=tx.now,
+        )
+        decisions = [*facts.decisions, recorded]
+        outcome = outcome_of(
+            request, [(d.user_id, d.on_behalf_of_id, d.decision) for d in decisions]
+        )
+        if outcome is not None:
+            request.status, request.decided_at = outcome, tx.now
+        _record(recorded, closed=outcome is not None)
         extra = {"on_behalf_of": on_behalf_of.get_username()} if on_behalf_of else {}
         tx.event(
             "approval_decided",
@@ -201,10 +209,8 @@ def decide(*, request, user, decision, comment="", data=None):
             **({"data": data} if data is not None else {}),
             **extra,
         )
-        outcome = outcome_of(request)
         if outcome == Status.APPROVED:
-            _close(request, Status.APPROVED, tx.now)
-            result = step_result(request, recorded)
+            result = step_result(request, recorded, decisions)
             engine.complete_waiting_step(
                 tx,
                 step,
@@ -214,7 +220,6 @@ def decide(*, request, user, decision, comment="", data=None):
                 approved_by=result["approved_by"],
             )
         elif outcome == Status.REJECTED:
-            _close(request, Status.REJECTED, tx.now)
             who = user.get_username()
             if on_behalf_of:
                 who += f" on behalf of {on_behalf_of.get_username()}"
@@ -234,12 +239,69 @@ def decide(*, request, user, decision, comment="", data=None):
     return recorded
 
 
-def step_result(request, approving):
+RECORD_SQL = (
+    f"INSERT INTO {Decision._meta.db_table}"
+    ' (request_id, user_id, on_behalf_of_id, decision, comment, data, "at")'
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id"
+)
+CLOSE_SQL = (
+    f"UPDATE {ApprovalRequest._meta.db_table} SET status = %s, decided_at = %s WHERE id = %s"
+)
+
+
+def _record(decision, *, closed):
+    """Insert the decision and, when it closed its request, the request's new status.
+
+    On PostgreSQL both go in one round trip. The unique (request, user) is
+    the last guard behind the saga lock: a second decision is a conflict, and
+    the transaction (the lock's) is rolled back with it.
+    """
+    request = decision.request
+    try:
+        if connection.vendor != "postgresql":
+            with transaction.atomic():
+                decision.save(force_insert=True)
+            if closed:
+                request.save(update_fields=["status", "decided_at"])
+            return
+        data = Decision._meta.get_field("data").get_db_prep_save(decision.data, connection)
+        with connection.wrap_database_errors:
+            inserted = pgcursor.cursor()
+            with connection.connection.pipeline():
+                inserted.execute(
+                    RECORD_SQL,
+                    [
+                        request.pk,
+                        decision.user_id,
+                        decision.on_behalf_of_id,
+                        decision.decision,
+                        decision.comment,
+                        data,
+                        decision.at,
+                    ],
+                    prepare=True,
+                )
+                if closed:
+                    pgcursor.cursor().execute(
+                        CLOSE_SQL, [request.status, request.decided_at, request.pk], prepare=True
+                    )
+            decision.pk = inserted.fetchone()[0]
+            inserted.close()
+    except IntegrityError:
+        raise _conflict("you already decided this request", "already_decided") from None
+    decision._state.adding, decision._state.db = False, connection.alias
+
+
+def step_result(request, approving, decisions=None):
     """The approved step's result: later steps read `steps.<name>.result.data.<field>`.
 
-    `data` is that of the decision that met the policy; `decisions` are all of them.
+    `data` is that of the decision that met the policy; `decisions` are all of
+    them, oldest first (read now when not given).
     """
-    decisions = list(request.decisions.select_related("user", "on_behalf_of").order_by("at", "id"))
+    if decisions is None:
+        decisions = list(
+            request.decisions.select_related("user", "on_behalf_of").order_by("at", "id")
+        )
     listed = []
     for d in decisions:
         entry = {
