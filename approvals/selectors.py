@@ -341,16 +341,17 @@ def _decision_facts_by_orm(request_id, saga, user):
     )
 
 
-def capacity(request, user):
+def capacity(request, user, *, own=...):
     """(on_behalf_of, refusal): how `user` may decide `request`.
 
     On their own account when they may (on_behalf_of is None); else as the
     delegate of an away approver the request names directly who has not
     decided — one hop. Four-eyes bars the delegate as anyone, and also bars
     acting for someone four-eyes bars (standing in for the initiator is the
-    initiator's hand).
+    initiator's hand). `own`: refusal(request, user), when the caller has it.
     """
-    own = refusal(request, user)
+    if own is ...:
+        own = refusal(request, user)
     if own is None or not _signed_in(user):
         return None, own
     principals = list(

@@ -171,7 +171,7 @@ def decide(*, request, user, decision, comment="", data=None):
         # a Forbidden still undoes everything, what was fired included.
         on_behalf_of, reason = None, facts.refusal(user)
         if reason:  # not on their own account: perhaps for an away approver (rarely)
-            on_behalf_of, reason = capacity(request, user)
+            on_behalf_of, reason = capacity(request, user, own=reason)
         if reason:
             raise Forbidden(reason)
         if late is not None:
