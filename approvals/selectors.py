@@ -1,16 +1,13 @@
 """Reads about approvals: who may decide what, an approver's inbox, their past decisions."""
 
-import functools
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import connection
 from django.db.models import BooleanField, F, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from sagas import pgcursor
 from sagas.access import is_operator  # one definition of the role, for every app
 from sagas.engine import NotFound
 from sagas.models import Saga, SagaEvent
@@ -34,7 +31,6 @@ FOUR_EYES_EVENTS = (
     "saga_resumed",
     "saga_rewound",  # sagas/engine/rewind.py: the actor chose to run approvals again
 )
-FOUR_EYES_KINDS = list(FOUR_EYES_EVENTS)  # as one array parameter
 # A `when:` condition that passes a step over is the engine's act, recorded as
 # its own kind of event (step_skipped_by_condition) with whoever happened to
 # move the saga; it bars nobody. Histories written before that kind existed
@@ -241,106 +237,6 @@ class DecisionFacts:
         return ACTED_IN_IT if self.acted_here else None
 
 
-@functools.cache
-def _decision_sql():
-    """The three statements decision_facts sends together (PostgreSQL's SQL), built once."""
-    User = get_user_model()
-    request_columns = ", ".join(f'"{f.column}"' for f in ApprovalRequest._meta.concrete_fields)
-    decision_columns = ", ".join(f'd."{f.column}"' for f in Decision._meta.concrete_fields)
-    name = User._meta.get_field(User.USERNAME_FIELD).column
-    user_groups = User.groups.through._meta.db_table
-    return (
-        f"SELECT {request_columns} FROM {REQUESTS} WHERE id = %s",
-        f'SELECT {decision_columns}, u."{name}", b."{name}" FROM {DECISIONS} d'
-        f" JOIN {User._meta.db_table} u ON u.id = d.user_id"
-        f" LEFT JOIN {User._meta.db_table} b ON b.id = d.on_behalf_of_id"
-        ' WHERE d.request_id = %s ORDER BY d."at", d.id',
-        # is_named_approver; _has_children; operator_acts in this saga (excluding
-        # LEGACY_CONDITION_SKIP as Django writes that exclusion).
-        f"SELECT EXISTS (SELECT 1 FROM {USERS} WHERE approvalrequest_id = %s AND user_id = %s)"
-        f" OR EXISTS (SELECT 1 FROM {GROUPS} g JOIN {user_groups} ug"
-        " ON ug.group_id = g.group_id WHERE g.approvalrequest_id = %s AND ug.user_id = %s),"
-        f" EXISTS (SELECT 1 FROM {SAGAS} WHERE parent_id = %s),"
-        f" EXISTS (SELECT 1 FROM {EVENTS} e WHERE e.saga_id = %s AND e.actor_id = %s"
-        " AND e.kind = ANY(%s)"
-        " AND NOT ((e.details -> 'before') = '\"pending\"'::jsonb AND e.kind = 'step_skipped'))",
-    )
-
-
-def decision_facts(request_id, saga, user):
-    """DecisionFacts of `request_id` in the locked `saga` for `user`, or None: no such request.
-
-    On PostgreSQL one round trip (a pipeline of server-bound statements);
-    elsewhere the ORM's reads that refusal() and decided_by_or_for() make.
-    """
-    if connection.vendor != "postgresql":
-        return _decision_facts_by_orm(request_id, saga, user)
-    User = get_user_model()
-    statement_params = (
-        [request_id],
-        [request_id],
-        [request_id, user.pk, request_id, user.pk, saga.pk, saga.pk, user.pk, FOUR_EYES_KINDS],
-    )
-    with connection.wrap_database_errors:
-        cursors = []
-        with connection.connection.pipeline():
-            for sql, params in zip(_decision_sql(), statement_params, strict=True):
-                cursor = pgcursor.cursor()
-                cursor.execute(sql, params, prepare=True)
-                cursors.append(cursor)
-        request_row, decision_rows, (named, has_children, acted) = (
-            cursors[0].fetchone(),
-            cursors[1].fetchall(),
-            cursors[2].fetchone(),
-        )
-        for cursor in cursors:
-            cursor.close()
-    if request_row is None:
-        return None
-    request = _from_row(ApprovalRequest, request_row)
-    request.saga = saga
-    decisions = []
-    for row in decision_rows:
-        decision = _from_row(Decision, row[:-2])
-        decision.request = request
-        decision.user = _username_only(User, decision.user_id, row[-2])
-        if decision.on_behalf_of_id is not None:
-            decision.on_behalf_of = _username_only(User, decision.on_behalf_of_id, row[-1])
-        decisions.append(decision)
-    return DecisionFacts(request, decisions, bool(named), bool(has_children), bool(acted))
-
-
-def _from_row(model, row):
-    """An instance from a row of all its concrete columns in order (as the engine's store loads)."""
-    fields = model._meta.concrete_fields
-    values = [
-        f.from_db_value(v, None, connection) if hasattr(f, "from_db_value") else v
-        for f, v in zip(fields, row, strict=True)
-    ]
-    return model.from_db(connection.alias, [f.attname for f in fields], values)
-
-
-def _username_only(User, pk, username):
-    """A user with only its id and username loaded (the rest deferred)."""
-    names = {"id", User.USERNAME_FIELD}
-    fields = [f.attname for f in User._meta.concrete_fields if f.attname in names]
-    return User.from_db(connection.alias, fields, [username if f != "id" else pk for f in fields])
-
-
-def _decision_facts_by_orm(request_id, saga, user):
-    request = ApprovalRequest.objects.filter(pk=request_id).first()
-    if request is None:
-        return None
-    request.saga = saga
-    return DecisionFacts(
-        request,
-        list(request.decisions.select_related("user", "on_behalf_of").order_by("at", "id")),
-        named=is_named_approver(request, user),
-        has_children=_has_children(request),
-        acted_here=operator_acts(user).filter(saga_id=saga.pk).exists(),
-    )
-
-
 def capacity(request, user, *, own=...):
     """(on_behalf_of, refusal): how `user` may decide `request`.
 
@@ -433,7 +329,6 @@ USERS = ApprovalRequest.users.through._meta.db_table
 GROUPS = ApprovalRequest.groups.through._meta.db_table
 DECISIONS = Decision._meta.db_table
 SAGAS = Saga._meta.db_table
-EVENTS = SagaEvent._meta.db_table
 AWAY = away.Away._meta.db_table
 # Requests naming, directly, someone away now who named %s their delegate, and
 # who has not decided (nor had it decided for them) and did not start the saga.

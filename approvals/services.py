@@ -3,7 +3,8 @@
 The dashboard and the API call these functions and nothing else, so they
 cannot disagree. Every change locks the saga row (engine.locked_saga), re-reads
 the request inside the lock and appends SagaEvents in the same transaction.
-Reminders, a sweep of their own, are approvals/reminders.py.
+Reminders, a sweep of their own, are approvals/reminders.py; what a decision
+reads and writes inside its lock, in a round trip each, approvals/deciding.py.
 """
 
 import logging
@@ -11,14 +12,15 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError
 
-from sagas import engine, pgcursor, q2
+from sagas import engine, q2
 from sagas.definitions import parse_duration, render
 from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
 from sagas.models import SagaEvent
 from sagas.states import SagaState, StepStatus
 
+from . import deciding
 from .formschema import clean_data
 from .models import ApprovalRequest, Decision
 from .policies import outcome_of, policy_outcome  # noqa: F401  (part of this interface)
@@ -28,7 +30,6 @@ from .selectors import (  # noqa: F401  (the reads are part of this module's int
     can_view,
     capacity,
     decided_by_or_for,
-    decision_facts,
     decisions_by,
     eligible_users,
     family_refusals,
@@ -149,7 +150,7 @@ def decide(*, request, user, decision, comment="", data=None):
     with engine.locked_saga(saga_id, actor=user) as tx:
         # The request, its decisions and what four-eyes asks, read in one round trip
         # once the saga is locked (a decider before us has committed by then).
-        facts = decision_facts(request_id, tx.saga, user)
+        facts = deciding.read_facts(request_id, tx.saga, user)
         if facts is None:
             raise NotFound(f"no approval request {request_id}")
         request = facts.request
@@ -165,7 +166,7 @@ def decide(*, request, user, decision, comment="", data=None):
         recorded_before = len(tx.events)
         late = engine.fire_passed_deadlines(tx, act="decision", step=step)
         if len(tx.events) != recorded_before:  # a deadline fired: the request as it left it
-            facts = decision_facts(request_id, tx.saga, user)
+            facts = deciding.read_facts(request_id, tx.saga, user)
             request = facts.request
         # Eligibility after the deadline fired (an escalation makes new approvers);
         # a Forbidden still undoes everything, what was fired included.
@@ -197,7 +198,10 @@ def decide(*, request, user, decision, comment="", data=None):
         )
         if outcome is not None:
             request.status, request.decided_at = outcome, tx.now
-        _record(recorded, closed=outcome is not None)
+        try:
+            deciding.write(recorded, closed=outcome is not None)
+        except IntegrityError:  # the unique (request, user), the last guard behind the lock
+            raise _conflict("you already decided this request", "already_decided") from None
         extra = {"on_behalf_of": on_behalf_of.get_username()} if on_behalf_of else {}
         tx.event(
             "approval_decided",
@@ -237,59 +241,6 @@ def decide(*, request, user, decision, comment="", data=None):
                 kind="approval_rejected",
             )
     return recorded
-
-
-RECORD_SQL = (
-    f"INSERT INTO {Decision._meta.db_table}"
-    ' (request_id, user_id, on_behalf_of_id, decision, comment, data, "at")'
-    " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id"
-)
-CLOSE_SQL = (
-    f"UPDATE {ApprovalRequest._meta.db_table} SET status = %s, decided_at = %s WHERE id = %s"
-)
-
-
-def _record(decision, *, closed):
-    """Insert the decision and, when it closed its request, the request's new status.
-
-    On PostgreSQL both go in one round trip. The unique (request, user) is
-    the last guard behind the saga lock: a second decision is a conflict, and
-    the transaction (the lock's) is rolled back with it.
-    """
-    request = decision.request
-    try:
-        if connection.vendor != "postgresql":
-            with transaction.atomic():
-                decision.save(force_insert=True)
-            if closed:
-                request.save(update_fields=["status", "decided_at"])
-            return
-        data = Decision._meta.get_field("data").get_db_prep_save(decision.data, connection)
-        with connection.wrap_database_errors:
-            inserted = pgcursor.cursor()
-            with connection.connection.pipeline():
-                inserted.execute(
-                    RECORD_SQL,
-                    [
-                        request.pk,
-                        decision.user_id,
-                        decision.on_behalf_of_id,
-                        decision.decision,
-                        decision.comment,
-                        data,
-                        decision.at,
-                    ],
-                    prepare=True,
-                )
-                if closed:
-                    pgcursor.cursor().execute(
-                        CLOSE_SQL, [request.status, request.decided_at, request.pk], prepare=True
-                    )
-            decision.pk = inserted.fetchone()[0]
-            inserted.close()
-    except IntegrityError:
-        raise _conflict("you already decided this request", "already_decided") from None
-    decision._state.adding, decision._state.db = False, connection.alias
 
 
 def step_result(request, approving, decisions=None):
