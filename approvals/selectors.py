@@ -196,7 +196,7 @@ def decided_by_or_for(request, user_id):
     return request.decisions.filter(Q(user_id=user_id) | Q(on_behalf_of_id=user_id)).first()
 
 
-# --- what a decision reads, in one round trip ----------------------------------------
+# --- the rule at decision time, from the facts read in one round trip (deciding.py) ---
 
 
 @dataclass
