@@ -235,13 +235,14 @@ class ApprovalDecideView(APIView):
     )
     def post(self, request, approval_id):
         # Invisible is 404, as for the detail: a refusal must not tell an outsider it exists.
-        services.get_visible_request(
-            request.user, approval_id, queryset=ApprovalRequest.objects.only("pk")
+        # Its saga, read here, is the one decide locks (no second read before the lock).
+        visible = services.get_visible_request(
+            request.user, approval_id, queryset=ApprovalRequest.objects.only("pk", "saga_id")
         )
         data = DecideSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.decide(
-            request=approval_id,
+            request=visible,
             user=request.user,
             decision=data.validated_data["decision"],
             comment=data.validated_data["comment"],

@@ -31,25 +31,25 @@ def policy_outcome(policy, *, approved_by, rejected_by, named_users=(), group_me
     raise ValueError(f"unknown policy {policy!r}")
 
 
-def outcome_of(request):
+def outcome_of(request, decisions=None):
+    """The request's outcome from its decisions: `decisions` (user_id, on_behalf_of_id,
+    decision) when the caller has them, else read now."""
+    if decisions is None:
+        decisions = request.decisions.values_list("user_id", "on_behalf_of_id", "decision")
     # A delegate's decision counts as the decision of the approver they stood in for.
-    decisions = [
-        (for_id or user_id, choice)
-        for user_id, for_id, choice in request.decisions.values_list(
-            "user_id", "on_behalf_of_id", "decision"
-        )
-    ]
-    group_members = None
-    if request.policy == "all":
+    decisions = [(for_id or user_id, choice) for user_id, for_id, choice in decisions]
+    group_members, named_users = None, ()
+    if request.policy == "all":  # the only policy that reads who is named
         User = get_user_model()
         group_members = {
             group.pk: set(User.objects.filter(groups=group).values_list("pk", flat=True))
             for group in request.groups.all()
         }
+        named_users = set(request.users.values_list("pk", flat=True))
     return policy_outcome(
         request.policy,
         approved_by={u for u, d in decisions if d == Decision.Choice.APPROVE},
         rejected_by={u for u, d in decisions if d == Decision.Choice.REJECT},
-        named_users=set(request.users.values_list("pk", flat=True)),
+        named_users=named_users,
         group_members=group_members,
     )

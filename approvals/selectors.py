@@ -1,5 +1,7 @@
 """Reads about approvals: who may decide what, an approver's inbox, their past decisions."""
 
+from dataclasses import dataclass
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import BooleanField, F, Q
@@ -62,16 +64,20 @@ def is_named_approver(request, user):
     )
 
 
+STARTED_IT = "four-eyes: you started this saga, so someone else must decide its approvals"
+ACTED_IN_IT = (
+    "four-eyes: you retried, skipped or reassigned in this saga, paused or resumed "
+    "it, or delivered an event to it, so someone else must decide its approvals"
+)
+
+
 def four_eyes_refusal(request, user):
     """Why four-eyes bars `user` from deciding in this saga (a sentence), or None."""
     if request.saga.started_by_id == user.pk:
-        return "four-eyes: you started this saga, so someone else must decide its approvals"
+        return STARTED_IT
     # A parent saga and its children are one transaction: an act in any bars in all.
     if operator_acts(user).filter(saga_id__in=_family(request)).exists():
-        return (
-            "four-eyes: you retried, skipped or reassigned in this saga, paused or resumed "
-            "it, or delivered an event to it, so someone else must decide its approvals"
-        )
+        return ACTED_IN_IT
     return None
 
 
@@ -233,16 +239,58 @@ def decided_by_or_for(request, user_id):
     return request.decisions.filter(Q(user_id=user_id) | Q(on_behalf_of_id=user_id)).first()
 
 
-def capacity(request, user):
+# --- the rule at decision time, from the facts read in one round trip (deciding.py) ---
+
+
+@dataclass
+class DecisionFacts:
+    """What deciding `request` reads about it and the decider, inside the saga's lock.
+
+    `decisions`: the request's decisions so far, oldest first, each with its
+    `user` and `on_behalf_of` loaded (their usernames). `named`: the decider
+    is named on the request or in one of its groups now. `has_children`: the
+    saga has child sagas. `acted_here`: the decider's four-eyes acts in this
+    saga itself (its family, when it has one, is walked by four_eyes_refusal).
+    """
+
+    request: ApprovalRequest
+    decisions: list
+    named: bool
+    has_children: bool
+    acted_here: bool
+
+    def decided_by_or_for(self, user_id):
+        """As decided_by_or_for, from the decisions read."""
+        for d in self.decisions:
+            if user_id in (d.user_id, d.on_behalf_of_id):
+                return d
+        return None
+
+    def refusal(self, user):
+        """As refusal(request, user), from the facts read (a family walk only when the saga has one)."""
+        if not _signed_in(user):
+            return "sign in to decide approvals"
+        if not self.named:
+            return "you are not an approver of this request"
+        saga = self.request.saga
+        if saga.parent_id or self.has_children:
+            return four_eyes_refusal(self.request, user)
+        if saga.started_by_id == user.pk:
+            return STARTED_IT
+        return ACTED_IN_IT if self.acted_here else None
+
+
+def capacity(request, user, *, own=...):
     """(on_behalf_of, refusal): how `user` may decide `request`.
 
     On their own account when they may (on_behalf_of is None); else as the
     delegate of an away approver the request names directly who has not
     decided — one hop. Four-eyes bars the delegate as anyone, and also bars
     acting for someone four-eyes bars (standing in for the initiator is the
-    initiator's hand).
+    initiator's hand). `own`: refusal(request, user), when the caller has it.
     """
-    own = refusal(request, user)
+    if own is ...:
+        own = refusal(request, user)
     if own is None or not _signed_in(user):
         return None, own
     principals = list(

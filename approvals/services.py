@@ -3,7 +3,8 @@
 The dashboard and the API call these functions and nothing else, so they
 cannot disagree. Every change locks the saga row (engine.locked_saga), re-reads
 the request inside the lock and appends SagaEvents in the same transaction.
-Reminders, a sweep of their own, are approvals/reminders.py.
+Reminders, a sweep of their own, are approvals/reminders.py; what a decision
+reads and writes inside its lock, in a round trip each, approvals/deciding.py.
 """
 
 import logging
@@ -11,7 +12,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
 from sagas import engine, q2
 from sagas.definitions import parse_duration, render
@@ -19,6 +20,7 @@ from sagas.engine import Conflict, Forbidden, InvalidInput, NotFound
 from sagas.models import SagaEvent
 from sagas.states import SagaState, StepStatus
 
+from . import deciding
 from .formschema import clean_data
 from .models import ApprovalRequest, Decision
 from .policies import outcome_of, policy_outcome  # noqa: F401  (part of this interface)
@@ -148,12 +150,14 @@ def decide(*, request, user, decision, comment="", data=None):
         request_id, saga_id = _request_and_saga(request)
 
     with engine.locked_saga(saga_id, actor=user) as tx:
-        request = ApprovalRequest.objects.filter(pk=request_id).first()
-        if request is None:
+        # The request, its decisions and what four-eyes asks, read in one round trip
+        # once the saga is locked (a decider before us has committed by then).
+        facts = deciding.read_facts(request_id, tx.saga, user)
+        if facts is None:
             raise NotFound(f"no approval request {request_id}")
-        request.saga = tx.saga
+        request = facts.request
         step = tx.step(pk=request.step_id)
-        earlier = decided_by_or_for(request, user.pk)
+        earlier = facts.decided_by_or_for(user.pk)
         if earlier is not None:
             who = "you" if earlier.user_id == user.pk else f"{earlier.user} (for you)"
             raise _conflict(
@@ -164,11 +168,13 @@ def decide(*, request, user, decision, comment="", data=None):
         recorded_before = len(tx.events)
         late = engine.fire_passed_deadlines(tx, act="decision", step=step)
         if len(tx.events) != recorded_before:  # a deadline fired: the request as it left it
-            request = ApprovalRequest.objects.get(pk=request_id)
-            request.saga = tx.saga
+            facts = deciding.read_facts(request_id, tx.saga, user)
+            request = facts.request
         # Eligibility after the deadline fired (an escalation makes new approvers);
         # a Forbidden still undoes everything, what was fired included.
-        on_behalf_of, reason = capacity(request, user)
+        on_behalf_of, reason = None, facts.refusal(user)
+        if reason:  # not on their own account: perhaps for an away approver (rarely)
+            on_behalf_of, reason = capacity(request, user, own=reason)
         if reason:
             raise Forbidden(reason)
         if late is not None:
@@ -179,18 +185,24 @@ def decide(*, request, user, decision, comment="", data=None):
             data = clean_data(form, data)
         else:
             data = None  # a rejection says why in its comment; a form is for approving
+        recorded = Decision(
+            request=request,
+            user=user,
+            on_behalf_of=on_behalf_of,
+            decision=decision,
+            comment=comment,
+            data=data,
+            at=tx.now,
+        )
+        decisions = [*facts.decisions, recorded]
+        outcome = outcome_of(
+            request, [(d.user_id, d.on_behalf_of_id, d.decision) for d in decisions]
+        )
+        if outcome is not None:
+            request.status, request.decided_at = outcome, tx.now
         try:
-            with transaction.atomic():
-                recorded = Decision.objects.create(
-                    request=request,
-                    user=user,
-                    on_behalf_of=on_behalf_of,
-                    decision=decision,
-                    comment=comment,
-                    data=data,
-                    at=tx.now,
-                )
-        except IntegrityError:
+            deciding.write(recorded, closed=outcome is not None)
+        except IntegrityError:  # the unique (request, user), the last guard behind the lock
             raise _conflict("you already decided this request", "already_decided") from None
         extra = {"on_behalf_of": on_behalf_of.get_username()} if on_behalf_of else {}
         tx.event(
@@ -203,10 +215,8 @@ def decide(*, request, user, decision, comment="", data=None):
             **({"data": data} if data is not None else {}),
             **extra,
         )
-        outcome = outcome_of(request)
         if outcome == Status.APPROVED:
-            _close(request, Status.APPROVED, tx.now)
-            result = step_result(request, recorded)
+            result = step_result(request, recorded, decisions)
             engine.complete_waiting_step(
                 tx,
                 step,
@@ -216,7 +226,6 @@ def decide(*, request, user, decision, comment="", data=None):
                 approved_by=result["approved_by"],
             )
         elif outcome == Status.REJECTED:
-            _close(request, Status.REJECTED, tx.now)
             who = user.get_username()
             if on_behalf_of:
                 who += f" on behalf of {on_behalf_of.get_username()}"
@@ -236,12 +245,16 @@ def decide(*, request, user, decision, comment="", data=None):
     return recorded
 
 
-def step_result(request, approving):
+def step_result(request, approving, decisions=None):
     """The approved step's result: later steps read `steps.<name>.result.data.<field>`.
 
-    `data` is that of the decision that met the policy; `decisions` are all of them.
+    `data` is that of the decision that met the policy; `decisions` are all of
+    them, oldest first (read now when not given).
     """
-    decisions = list(request.decisions.select_related("user", "on_behalf_of").order_by("at", "id"))
+    if decisions is None:
+        decisions = list(
+            request.decisions.select_related("user", "on_behalf_of").order_by("at", "id")
+        )
     listed = []
     for d in decisions:
         entry = {

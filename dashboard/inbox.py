@@ -133,7 +133,7 @@ def approval(request: HtmxHttpRequest, approval_id: int) -> HttpResponse:
         else:
             try:
                 approvals.decide(
-                    request=item.pk,
+                    request=item,  # its saga is known: decide locks it without a read first
                     user=request.user,
                     decision=form.cleaned_data["decision"],
                     comment=form.cleaned_data["comment"],

@@ -246,6 +246,8 @@ def locked_saga(saga_id, *, actor=None, actor_label="engine"):
             yield tx
         except Expired as exc:
             late = exc
-        tx.save()
+        # The COMMIT goes with the writes when this block is the outermost (a person's
+        # act: a decision, an event, an operator's): one round trip fewer.
+        tx.save(commit=True)
     if late is not None:
         raise late
