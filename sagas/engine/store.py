@@ -101,8 +101,11 @@ class Store:
         saga.save(force_insert=True)
         SagaStep.objects.bulk_create(steps)
 
-    def load_many(self, saga_ids, *, known):
-        """Several sagas locked in id order, and their steps: [(saga, steps)] (group commit only)."""
+    def load_many(self, saga_ids, *, known, skip_locked=False):
+        """Several sagas locked in id order, and their steps: [(saga, steps)] (group commit only).
+
+        `skip_locked`: without those another transaction holds (no wait).
+        """
         raise NotImplementedError
 
     def write_many(self, txs, *, drop_rows=(), commit=False):
@@ -267,6 +270,9 @@ class PostgresStore(Store):
             # Rows are locked in the order they are returned: every group commit
             # locks its sagas in id order, so two of them never wait on each other in a cycle.
             self._loaders["sagas"] = _Loader(Saga, "WHERE id = ANY(%s) ORDER BY id FOR UPDATE")
+            self._loaders["free sagas"] = _Loader(
+                Saga, "WHERE id = ANY(%s) ORDER BY id FOR UPDATE SKIP LOCKED"
+            )
             self._loaders["steps of sagas"] = _Loader(
                 SagaStep,
                 'WHERE saga_id = ANY(%s) AND retired_at IS NULL ORDER BY saga_id, "index"',
@@ -331,11 +337,12 @@ class PostgresStore(Store):
             saga._state.adding, saga._state.db = False, connection.alias
             cursor.close()
 
-    def load_many(self, saga_ids, *, known):
+    def load_many(self, saga_ids, *, known, skip_locked=False):
+        loader = self._loader("free sagas" if skip_locked else "sagas")
         with connection.wrap_database_errors:
             cursor = pgcursor.cursor()
-            cursor.execute(self._loader("sagas").sql, [list(saga_ids)], prepare=True)
-            sagas = [self._loader("sagas").load(row) for row in cursor.fetchall()]
+            cursor.execute(loader.sql, [list(saga_ids)], prepare=True)
+            sagas = [loader.load(row) for row in cursor.fetchall()]
             current = {
                 saga.pk: known[saga.pk].steps
                 for saga in sagas

@@ -213,17 +213,19 @@ def load(saga_id, *, actor=None, actor_label="engine", known=None):
     return Transition(saga, steps, timezone.now(), actor, actor_label)
 
 
-def load_many(saga_ids, *, known=None):
+def load_many(saga_ids, *, known=None, skip_locked=False):
     """Lock several sagas (in one statement, in id order) and begin a transition of each.
 
     {saga id: Transition}; a saga that does not exist is missing. `known`:
     {saga id: this worker's previous transition of it}. For a worker's group
     commit (worker.take_queued_many, worker.record_all): each saga's
     transition stays its own — its rows, events and queued work — and they
-    commit together.
+    commit together. `skip_locked`: a saga another transaction holds is missing too.
     """
     now = timezone.now()
-    loaded = store.current().load_many([uuid.UUID(str(i)) for i in saga_ids], known=known or {})
+    loaded = store.current().load_many(
+        [uuid.UUID(str(i)) for i in saga_ids], known=known or {}, skip_locked=skip_locked
+    )
     return {saga.pk: Transition(saga, steps, now) for saga, steps in loaded}
 
 
