@@ -87,12 +87,14 @@ class Store:
         """
         raise NotImplementedError
 
-    def write(self, tx, *, commit=False):
+    def write(self, tx, *, commit=False, synchronous=True):
         """The transition's writes: the saga, changed steps, its events, the counters.
 
         `commit`: commit too, in the same round trip. A saga UPDATE with
         `tx.expect` raises Changed, and writes nothing, when the saga is no
-        longer at that revision.
+        longer at that revision. `synchronous=False`: this transaction's
+        commit does not wait for the WAL flush (PostgreSQL's
+        `synchronous_commit = off`, for this transaction only).
         """
         raise NotImplementedError
 
@@ -108,7 +110,7 @@ class Store:
         """
         raise NotImplementedError
 
-    def write_many(self, txs, *, drop_rows=(), commit=False):
+    def write_many(self, txs, *, drop_rows=(), commit=False, synchronous=True):
         """Several sagas' transitions in one round trip, each whole (group commit only)."""
         raise NotImplementedError
 
@@ -357,10 +359,10 @@ class PostgresStore(Store):
             cursor.close()
         return [(saga, current.get(saga.pk) or steps[saga.pk]) for saga in sagas]
 
-    def write(self, tx, *, commit=False):
-        self._write_pipeline([tx], counters=None, commit=commit)
+    def write(self, tx, *, commit=False, synchronous=True):
+        self._write_pipeline([tx], counters=None, commit=commit, synchronous=synchronous)
 
-    def write_many(self, txs, *, drop_rows=(), commit=False):
+    def write_many(self, txs, *, drop_rows=(), commit=False, synchronous=True):
         # As Transition.save: only the outermost atomic block may commit here.
         commit = commit and len(connection.atomic_blocks) == 1
         # The counters of all of them in one statement each (fewer rows to update).
@@ -372,10 +374,14 @@ class PostgresStore(Store):
             for kind, n in tx.per_minute.items():
                 per_minute[(minute, str(kind))] = per_minute.get((minute, str(kind)), 0) + n
         self._write_pipeline(
-            txs, counters=(counted, per_minute), drop_rows=drop_rows, commit=commit
+            txs,
+            counters=(counted, per_minute),
+            drop_rows=drop_rows,
+            commit=commit,
+            synchronous=synchronous,
         )
 
-    def _write_pipeline(self, txs, *, counters, drop_rows=(), commit):
+    def _write_pipeline(self, txs, *, counters, drop_rows=(), commit, synchronous=True):
         # None of these statements needs an answer before the next: one round trip.
         unlock = [step_id for tx in txs for step_id in tx.unlock_steps]
         lock = [step_id for tx in txs for step_id in tx.lock_steps]
@@ -383,6 +389,10 @@ class PostgresStore(Store):
             cursor = pgcursor.cursor()
             try:
                 with connection.connection.pipeline():
+                    if not synchronous:
+                        # Until this transaction ends; a later synchronous commit
+                        # (a start, a decision) flushes this one with it.
+                        cursor.execute("SET LOCAL synchronous_commit = off", prepare=True)
                     for tx in txs:
                         self._write_rows(tx, cursor, counters=counters is None, prepare=True)
                     if counters is not None:
@@ -433,8 +443,8 @@ class DjangoStore(Store):
             steps = list(SagaStep.objects.filter(saga_id=saga.pk).order_by("index"))
         return saga, steps
 
-    def write(self, tx, *, commit=False):
-        with connection.cursor() as cursor:
+    def write(self, tx, *, commit=False, synchronous=True):
+        with connection.cursor() as cursor:  # SQLite: no such setting
             self._write_rows(tx, cursor)
 
     def _queue(self, calls, cursor, **prepared):

@@ -181,15 +181,19 @@ class Transition:
             self.event("step_held", step, status=step.status, reason="the saga is paused")
         self.touch(step)
 
-    def save(self, *, commit=False):
+    def save(self, *, commit=False, synchronous=True):
         """Write the transition; `commit`: also commit, in the same round trip.
 
         Only a caller whose atomic block is the outermost and ends right after
         save() may ask for `commit` (record and the claims do); elsewhere it is
-        ignored and Django commits as usual.
+        ignored and Django commits as usual. `synchronous=False`: the commit
+        does not wait for the WAL flush (a worker's own transitions, by
+        SAGAS_WORKER_SYNCHRONOUS_COMMIT).
         """
         self.ready_to_write()
-        store.current().write(self, commit=commit and len(connection.atomic_blocks) == 1)
+        store.current().write(
+            self, commit=commit and len(connection.atomic_blocks) == 1, synchronous=synchronous
+        )
 
     def ready_to_write(self):
         """What every write of a transition does first: the revision, then the hooks."""

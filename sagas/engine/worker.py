@@ -315,7 +315,9 @@ def _claim_taken(taken):
     _claim_runs(taken, txs, claims, drop)
     for tx in txs.values():
         tx.ready_to_write()
-    store.current().write_many(list(txs.values()), drop_rows=drop, commit=True)
+    store.current().write_many(
+        list(txs.values()), drop_rows=drop, commit=True, synchronous=_synchronous()
+    )
     return list(txs.values()), claims
 
 
@@ -378,7 +380,7 @@ def _claim_queued(step_id, fence, saga_id=None, *, taken_row=None):
     if taken_row is not None:
         tx.taken_rows.append(taken_row)
     claim = _claim_on(tx, step, fence)
-    tx.save(commit=True)  # deletes the taken row with the claim's writes
+    tx.save(commit=True, synchronous=_synchronous())  # deletes the taken row with the claim
     _remember(tx)
     return claim, tx
 
@@ -400,6 +402,17 @@ def _claim_on(tx, step, fence):
         step.next_attempt_at = None  # nothing to run any more: stop re-queueing it
         tx.touch(step)
     return None
+
+
+def _synchronous():
+    """Whether this worker's own commits wait for the WAL flush (SAGAS_WORKER_SYNCHRONOUS_COMMIT).
+
+    Not waiting is safe for the engine's invariants: a transition lost in a
+    database crash is a claim or an outcome never recorded, so the step runs
+    again (at least once, same idempotency key); and every later synchronous
+    commit — a start, a decision, an operator's act — flushes it first.
+    """
+    return settings.SAGAS_WORKER_SYNCHRONOUS_COMMIT
 
 
 def _drop_taken(row_id):
@@ -450,7 +463,7 @@ def _record(claim, outcome, *, resume_copy):
     with transaction.atomic():
         tx = resume(claim.tx) if resume_copy else load(claim.saga_id, known=claim.tx)
         next_claim = _record_on(tx, claim, outcome)
-        tx.save(commit=True)
+        tx.save(commit=True, synchronous=_synchronous())
     _remember(tx)
     claim.exclusive = None
     if next_claim is not None:
@@ -542,7 +555,9 @@ def _record_together(done, *, take=0):
             _claim_runs(taken, txs, next_claims, drop, skip_locked=True)
         for tx in txs.values():
             tx.ready_to_write()
-        store.current().write_many(list(txs.values()), drop_rows=drop, commit=True)
+        store.current().write_many(
+            list(txs.values()), drop_rows=drop, commit=True, synchronous=_synchronous()
+        )
     _remember(*txs.values())
     for claim in recorded:
         claim.exclusive = None  # given back in the commit

@@ -168,3 +168,22 @@ def test_a_group_that_leads_on_takes_nothing(publish):
     done = [(claim, engine.execute(claim)) for claim in claims]
     claims = engine.record_all(done, take=8)
     assert len(claims) == 2 and len(queued_tasks()) == 1
+
+
+def test_a_workers_commits_wait_for_the_flush_unless_configured_otherwise(publish, settings):
+    """SAGAS_WORKER_SYNCHRONOUS_COMMIT (README "Configuration"): only the worker's own transitions."""
+    publish(NOOP3)
+
+    def relaxed(captured):
+        return _statements(captured, "synchronous_commit = off")
+
+    for synchronous in (True, False):
+        settings.SAGAS_WORKER_SYNCHRONOUS_COMMIT = synchronous
+        with CaptureQueriesContext(connection) as starting:
+            start_saga(workflow="noop3", input={})
+        with CaptureQueriesContext(connection) as working:
+            took, claims = engine.take_queued_many(8)
+            _run(claims)
+        assert not relaxed(starting.captured_queries)  # a start stays durable at its commit
+        # The claim and the three records: each its own transaction, each relaxed or not.
+        assert len(relaxed(working.captured_queries)) == (0 if synchronous else 4)
