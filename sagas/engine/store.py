@@ -321,20 +321,21 @@ class PostgresStore(Store):
                     prepare=True,
                 )
                 if steps:
+                    # One prepared row INSERT per step, not one INSERT of all the
+                    # rows: psycopg parses a statement of over 50 parameters
+                    # afresh on every call (its cache stops there), which cost a
+                    # start more than the database's time for the rows.
                     ids = pgcursor.cursor()
-                    ids.execute(
-                        self._insert_sql(SagaStep, step_names, len(steps)) + ' RETURNING "id"',
-                        [
-                            v
-                            for row in self._rows(SagaStep, step_names, steps, with_pk=False)
-                            for v in row
-                        ],
-                        prepare=True,
+                    ids.executemany(
+                        self._insert_sql(SagaStep, step_names) + ' RETURNING "id"',
+                        self._rows(SagaStep, step_names, steps, with_pk=False),
+                        returning=True,
                     )
             if steps:
-                for step, (pk,) in zip(steps, ids.fetchall(), strict=True):
-                    step.pk = pk
+                for step in steps:
+                    step.pk = ids.fetchone()[0]
                     step._state.adding, step._state.db = False, connection.alias
+                    ids.nextset()
                 ids.close()
             saga._state.adding, saga._state.db = False, connection.alias
             cursor.close()
