@@ -55,9 +55,6 @@ SAGA_FIELDS = written_fields(Saga, SAGA_IMMUTABLE)
 STEP_FIELDS = written_fields(SagaStep, STEP_IMMUTABLE)
 EVENT_FIELDS = written_fields(SagaEvent)  # inserted whole
 
-# psycopg parses a statement with more parameters than this afresh on every call
-# (its cache of parsed statements stops there); above it, rows go one INSERT each.
-PARSED_ONCE_PARAMS = 50
 CHANGED_SQLSTATE = "SF409"  # raised by sagaflow_expect_one (sagas/migrations/0011)
 # Counter rows per key: concurrent writers pick one at random and rarely meet.
 SHARDS = 16
@@ -208,14 +205,11 @@ class Store:
             )
         if tx.events:
             rows = self._rows(SagaEvent, EVENT_FIELDS, tx.events, with_pk=False)
-            if len(rows) * len(EVENT_FIELDS) <= PARSED_ONCE_PARAMS:
-                cursor.execute(
-                    self._insert_sql(SagaEvent, EVENT_FIELDS, len(rows)),
-                    [value for row in rows for value in row],
-                    **prepared,
-                )
-            else:  # a saga's many branches at once: the row INSERT, once per event
-                cursor.executemany(self._insert_sql(SagaEvent, EVENT_FIELDS), rows)
+            cursor.execute(
+                self._insert_sql(SagaEvent, EVENT_FIELDS, len(rows)),
+                [value for row in rows for value in row],
+                **prepared,
+            )
         if counters:
             add_state_counts(tx.counted, cursor=cursor)
             add_minute_counts(tx.per_minute, tx.now, cursor=cursor)

@@ -310,16 +310,9 @@ def take_queued_many(limit):
 
 
 def _claim_taken(taken):
-    """Claim several taken runs, one transition per saga, written in one round trip with the commit.
-
-    Runs of a saga another worker holds now (its branches' outcomes, say) are
-    left queued when there are others to claim, rather than waited for; only
-    when all are held does the worker wait for them.
-    """
+    """Claim several taken runs, one transition per saga, written in one round trip with the commit."""
     txs, claims, drop = {}, [], []
-    held = _claim_runs(taken, txs, claims, drop, skip_locked=True)
-    if held and not txs:
-        _claim_runs(held, txs, claims, drop)
+    _claim_runs(taken, txs, claims, drop)
     for tx in txs.values():
         tx.ready_to_write()
     store.current().write_many(
@@ -337,10 +330,9 @@ def _claim_runs(taken, txs, claims, drop, *, skip_locked=False):
     `drop`. `skip_locked`: a saga another transaction holds is passed over,
     and its runs stay queued (their rows are given back at the commit) —
     for a caller that already holds sagas' locks, which must not wait for
-    another's (worker._record_together). Returns the runs passed over
-    (a saga since deleted among them: it cannot be told from a held one).
+    another's (worker._record_together).
     """
-    runs, kept = [], []
+    runs = []
     for row_id, args in taken:
         step_id, fence, saga_id = (*args, None)[:3]
         saga_id = saga_id if saga_id is not None else store.saga_of_step(step_id)
@@ -348,26 +340,21 @@ def _claim_runs(taken, txs, claims, drop, *, skip_locked=False):
             drop.append(row_id)
             continue
         runs.append((uuid.UUID(str(saga_id)), step_id, fence, row_id))
-        kept.append((row_id, args))
     saga_ids = {saga_id for saga_id, *_ in runs} - txs.keys()
     known = {saga_id: tx for saga_id in saga_ids if (tx := _recall(saga_id)) is not None}
     _forget(*saga_ids)  # remembered again once committed
     loaded = load_many(saga_ids, known=known, skip_locked=skip_locked) if saga_ids else {}
     txs.update(loaded)
-    held = []
-    for (saga_id, step_id, fence, row_id), run in zip(runs, kept, strict=True):
+    for saga_id, step_id, fence, row_id in runs:
         tx = txs.get(saga_id)
         if tx is None:
-            if skip_locked:
-                held.append(run)
-            else:
+            if not skip_locked:
                 drop.append(row_id)  # a run of a saga since deleted
             continue
         tx.taken_rows.append(row_id)
         claim = _claim_on(tx, tx.step(pk=step_id), fence)
         if claim is not None:
             claims.append(claim)
-    return held
 
 
 def _claim_queued(step_id, fence, saga_id=None, *, taken_row=None):
