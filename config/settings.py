@@ -343,6 +343,11 @@ SAGAS_TAKE_QUEUED_SECONDS = envfloat("SAGAS_TAKE_QUEUED_SECONDS", 5.0)
 # A worker taking queued runs takes up to this many at a time, runs their steps
 # one after the other and commits their transitions together (1: one saga per commit).
 SAGAS_GROUP_COMMIT = envint("SAGAS_GROUP_COMMIT", 8)
+# Whether a worker's own transitions (its claims and recorded outcomes) wait for
+# PostgreSQL's WAL flush at commit. Off: a database crash may lose their last
+# few hundred milliseconds, whose steps then run again under the same
+# idempotency key (README "Configuration", "Performance").
+SAGAS_WORKER_SYNCHRONOUS_COMMIT = envbool("SAGAS_WORKER_SYNCHRONOUS_COMMIT", True)
 # An event that matched no waiting step is kept this long (seconds) for a `wait`
 # step that starts later (DESIGN invariant 11); pruned after by prunesagas.
 SAGAS_EVENT_RETENTION = envfloat("SAGAS_EVENT_RETENTION", 24 * 3600.0)

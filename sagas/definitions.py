@@ -319,6 +319,22 @@ def check_bounds(document):
         raise DefinitionError({exc.where: [exc.message]}) from None
 
 
+# id(schema) -> (schema, its validator): a published document is one shared object
+# per process (sagas/engine/specs.py), so its validator is built once, not per start.
+_validators = {}
+
+
+def _validator(schema):
+    cached = _validators.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    if len(_validators) >= 256:
+        _validators.clear()  # documents read afresh (not shared) each make a new entry
+    validator = jsonschema.Draft202012Validator(schema)
+    _validators[id(schema)] = (schema, validator)
+    return validator
+
+
 def validate_input(document, data):
     """Check a saga's input against the workflow's input_schema; DefinitionError by field path."""
     if not isinstance(data, dict):
@@ -326,7 +342,7 @@ def validate_input(document, data):
     schema = document.get("input_schema")
     if not schema:
         return
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator(schema)
     errors = Errors()
     for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
         path = "input" + "".join(

@@ -97,12 +97,18 @@ def open_for_each(tx, step, spec, scope):
 
 
 class Groups:
-    """A saga's rows by group, each in index order; built once per use from the live rows."""
+    """A saga's rows by group, each in index order; built once per use from the live rows.
+
+    Only which rows there are is fixed here; their statuses are read live,
+    so one Groups serves a whole transition while no row is added or
+    removed (`groups_of`).
+    """
 
     def __init__(self, saga, steps):
         self.saga = saga
         self.rows = {}
         self.by_pk = {}
+        self._branches = {}
         for step in steps:
             self.rows.setdefault(group_of(step), []).append(step)
             self.by_pk[step.pk] = step
@@ -112,8 +118,13 @@ class Groups:
 
     def branches(self, parallel):
         """The branch keys of a parallel step, in order (names in the document's, elements by index)."""
-        keys = [b for (within, b) in self.rows if within == parallel.pk]
-        return sorted(keys, key=int) if keys and keys[0].isdigit() else keys
+        keys = self._branches.get(parallel.pk)
+        if keys is None:
+            keys = [b for (within, b) in self.rows if within == parallel.pk]
+            if keys and keys[0].isdigit():
+                keys.sort(key=int)
+            self._branches[parallel.pk] = keys
+        return keys
 
     def started(self, parallel, branch):
         return any(_started(s) for s in self.of((parallel.pk, branch)))
@@ -186,6 +197,20 @@ class Groups:
         return tuple(reversed(path))
 
 
+def groups_of(tx):
+    """The transition's rows by group, built again only when rows were added or removed.
+
+    A saga with a thousand branch rows is otherwise grouped anew for every
+    claim and every outcome in it (README "Performance", fan-out).
+    """
+    steps = tx.steps
+    key = (id(steps), len(steps), id(steps[-1]) if steps else None)
+    cached = getattr(tx, "_groups", None)
+    if cached is None or cached[0] != key:
+        cached = tx._groups = (key, Groups(tx.saga, steps))
+    return cached[1]
+
+
 def _started(step):
     return step.status != StepStatus.PENDING or step.next_attempt_at is not None or step.attempt
 
@@ -199,15 +224,16 @@ def branches_to_start(tx, parallel, spec, groups):
     next step of a sequential saga (README "Performance", fan-out).
     """
     limit = spec.get("max_concurrency") or settings.SAGAS_BRANCH_WINDOW or None
-    keys = groups.branches(parallel)
-    running = sum(
-        1 for b in keys if groups.started(parallel, b) and not groups.finished(parallel, b)
-    )
+    seen = [
+        (b, groups.started(parallel, b), groups.finished(parallel, b))
+        for b in groups.branches(parallel)
+    ]
+    running = sum(1 for _, started, finished in seen if started and not finished)
     chosen = []
-    for b in keys:
+    for b, started, finished in seen:
         if limit is not None and running + len(chosen) >= limit:
             break
-        if not groups.started(parallel, b) and not groups.finished(parallel, b):
+        if not started and not finished:
             chosen.append(b)
     return chosen
 
@@ -218,7 +244,7 @@ def visible_results(tx, step, groups=None):
     Rows inside a for_each element are visible only to that element's own
     steps (every element has its own `reserve_line`); the rest to everyone.
     """
-    groups = groups or Groups(tx.saga, tx.steps)
+    groups = groups or groups_of(tx)
     mine = groups.element_path(step)
     results = {}
     for s in tx.steps:
@@ -241,7 +267,7 @@ def idempotency_suffix(tx, step, groups=None):
     """Where a step is among for_each elements ("[2]", "[2][0]"): idempotency keys differ per element."""
     if step.item is None:
         return ""
-    groups = groups or Groups(tx.saga, tx.steps)
+    groups = groups or groups_of(tx)
     return "".join(f"[{branch}]" for _, branch in groups.element_path(step))
 
 

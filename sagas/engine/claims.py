@@ -56,7 +56,7 @@ def claim_step(tx, step, *, compensating):
     tx.saga.current_step = step.name
     if store.current().execution_locks:
         tx.lock_steps.append(step.pk)
-    groups = branches.Groups(tx.saga, tx.steps)
+    groups = branches.groups_of(tx)
     results = branches.visible_results(tx, step, groups)
     item, item_index = branches.item_of(step)
     context = ActionContext(

@@ -35,8 +35,9 @@ def advance(tx, group=TOP, after=None, *, inline):
     branches, or the group has finished: the saga completes, or the branch's
     parallel step goes on (sagas/engine/branches.py).
     """
-    for step in tx.steps:
-        if group_of(step) != group or (after is not None and step.index <= after.index):
+    # The group's own rows (a copy: a for_each opened below adds rows to the saga).
+    for step in list(branches.groups_of(tx).of(group)):
+        if after is not None and step.index <= after.index:
             continue
         if step.status != StepStatus.PENDING:
             continue
@@ -114,7 +115,7 @@ def start_branches(tx, parallel, *, inline):
     tx.opening.add(parallel.pk)
     try:
         while True:
-            groups = branches.Groups(tx.saga, tx.steps)
+            groups = branches.groups_of(tx)
             chosen = branches.branches_to_start(tx, parallel, spec, groups)
             if not chosen:
                 break

@@ -21,7 +21,7 @@ from sagas.models import Saga, SagaStep, WorkflowDefinition
 from sagas.search import store_values
 from sagas.states import SagaState, StepStatus
 
-from . import store
+from . import specs, store
 from .branches import group_of, rows_for
 from .compensation import next_compensation, start_compensation, stuck_compensation
 from .errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
@@ -127,20 +127,32 @@ def _same_json(a, b):
     )
 
 
-def published_definition(workflow, version=None):
+def published_definition(workflow, version=None, *, shared_spec=False):
+    """The workflow's newest published version (or `version`, which must be published).
+
+    `shared_spec`: its document is not read again but taken from the engine's
+    cache of published versions, which never change (specs.document): one
+    object shared by every caller, which must only read it (start_saga).
+    """
     qs = WorkflowDefinition.objects.filter(name=workflow)
+    if shared_spec:
+        qs = qs.defer("spec")
     if version is not None:
         definition = qs.filter(version=version).first()
         if definition is None:
             raise NotFound(f"workflow {workflow!r} has no version {version}")
         if definition.status != WorkflowDefinition.Status.PUBLISHED:
             raise Conflict(f"workflow {workflow!r} version {version} is {definition.status}")
-        return definition
-    definition = qs.filter(status=WorkflowDefinition.Status.PUBLISHED).order_by("-version").first()
+    else:
+        definition = (
+            qs.filter(status=WorkflowDefinition.Status.PUBLISHED).order_by("-version").first()
+        )
     if definition is None:
         if qs.filter(status=WorkflowDefinition.Status.ARCHIVED).exists():
             raise Conflict(f"workflow {workflow!r} is archived: it starts no new sagas")
         raise NotFound(f"no published workflow {workflow!r}")
+    if shared_spec:
+        definition.spec = specs.document(definition.pk)
     return definition
 
 
@@ -160,7 +172,7 @@ def start_saga(
     The same idempotency key with the same input returns the existing saga;
     with another input it is a Conflict.
     """
-    definition = published_definition(workflow, version)
+    definition = published_definition(workflow, version, shared_spec=True)
     check_depth(input, "input")
     try:
         validate_input(definition.spec, input)

@@ -23,10 +23,15 @@ def forget_definitions(**kwargs):
 
 def spec_of(saga):
     """The saga's pinned document; published versions never change, so they are cached."""
-    spec = _specs.get(saga.definition_id)
+    return document(saga.definition_id)
+
+
+def document(definition_id):
+    """A workflow version's document, read once per process (shared: never to be changed)."""
+    spec = _specs.get(definition_id)
     if spec is None:
-        spec = WorkflowDefinition.objects.values_list("spec", flat=True).get(pk=saga.definition_id)
-        _specs[saga.definition_id] = spec
+        spec = WorkflowDefinition.objects.values_list("spec", flat=True).get(pk=definition_id)
+        _specs[definition_id] = spec
     return spec
 
 

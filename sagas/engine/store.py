@@ -87,12 +87,14 @@ class Store:
         """
         raise NotImplementedError
 
-    def write(self, tx, *, commit=False):
+    def write(self, tx, *, commit=False, synchronous=True):
         """The transition's writes: the saga, changed steps, its events, the counters.
 
         `commit`: commit too, in the same round trip. A saga UPDATE with
         `tx.expect` raises Changed, and writes nothing, when the saga is no
-        longer at that revision.
+        longer at that revision. `synchronous=False`: this transaction's
+        commit does not wait for the WAL flush (PostgreSQL's
+        `synchronous_commit = off`, for this transaction only).
         """
         raise NotImplementedError
 
@@ -101,11 +103,14 @@ class Store:
         saga.save(force_insert=True)
         SagaStep.objects.bulk_create(steps)
 
-    def load_many(self, saga_ids, *, known):
-        """Several sagas locked in id order, and their steps: [(saga, steps)] (group commit only)."""
+    def load_many(self, saga_ids, *, known, skip_locked=False):
+        """Several sagas locked in id order, and their steps: [(saga, steps)] (group commit only).
+
+        `skip_locked`: without those another transaction holds (no wait).
+        """
         raise NotImplementedError
 
-    def write_many(self, txs, *, drop_rows=(), commit=False):
+    def write_many(self, txs, *, drop_rows=(), commit=False, synchronous=True):
         """Several sagas' transitions in one round trip, each whole (group commit only)."""
         raise NotImplementedError
 
@@ -267,6 +272,9 @@ class PostgresStore(Store):
             # Rows are locked in the order they are returned: every group commit
             # locks its sagas in id order, so two of them never wait on each other in a cycle.
             self._loaders["sagas"] = _Loader(Saga, "WHERE id = ANY(%s) ORDER BY id FOR UPDATE")
+            self._loaders["free sagas"] = _Loader(
+                Saga, "WHERE id = ANY(%s) ORDER BY id FOR UPDATE SKIP LOCKED"
+            )
             self._loaders["steps of sagas"] = _Loader(
                 SagaStep,
                 'WHERE saga_id = ANY(%s) AND retired_at IS NULL ORDER BY saga_id, "index"',
@@ -313,29 +321,31 @@ class PostgresStore(Store):
                     prepare=True,
                 )
                 if steps:
+                    # One prepared row INSERT per step, not one INSERT of all the
+                    # rows: psycopg parses a statement of over 50 parameters
+                    # afresh on every call (its cache stops there), which cost a
+                    # start more than the database's time for the rows.
                     ids = pgcursor.cursor()
-                    ids.execute(
-                        self._insert_sql(SagaStep, step_names, len(steps)) + ' RETURNING "id"',
-                        [
-                            v
-                            for row in self._rows(SagaStep, step_names, steps, with_pk=False)
-                            for v in row
-                        ],
-                        prepare=True,
+                    ids.executemany(
+                        self._insert_sql(SagaStep, step_names) + ' RETURNING "id"',
+                        self._rows(SagaStep, step_names, steps, with_pk=False),
+                        returning=True,
                     )
             if steps:
-                for step, (pk,) in zip(steps, ids.fetchall(), strict=True):
-                    step.pk = pk
+                for step in steps:
+                    step.pk = ids.fetchone()[0]
                     step._state.adding, step._state.db = False, connection.alias
+                    ids.nextset()
                 ids.close()
             saga._state.adding, saga._state.db = False, connection.alias
             cursor.close()
 
-    def load_many(self, saga_ids, *, known):
+    def load_many(self, saga_ids, *, known, skip_locked=False):
+        loader = self._loader("free sagas" if skip_locked else "sagas")
         with connection.wrap_database_errors:
             cursor = pgcursor.cursor()
-            cursor.execute(self._loader("sagas").sql, [list(saga_ids)], prepare=True)
-            sagas = [self._loader("sagas").load(row) for row in cursor.fetchall()]
+            cursor.execute(loader.sql, [list(saga_ids)], prepare=True)
+            sagas = [loader.load(row) for row in cursor.fetchall()]
             current = {
                 saga.pk: known[saga.pk].steps
                 for saga in sagas
@@ -350,10 +360,10 @@ class PostgresStore(Store):
             cursor.close()
         return [(saga, current.get(saga.pk) or steps[saga.pk]) for saga in sagas]
 
-    def write(self, tx, *, commit=False):
-        self._write_pipeline([tx], counters=None, commit=commit)
+    def write(self, tx, *, commit=False, synchronous=True):
+        self._write_pipeline([tx], counters=None, commit=commit, synchronous=synchronous)
 
-    def write_many(self, txs, *, drop_rows=(), commit=False):
+    def write_many(self, txs, *, drop_rows=(), commit=False, synchronous=True):
         # As Transition.save: only the outermost atomic block may commit here.
         commit = commit and len(connection.atomic_blocks) == 1
         # The counters of all of them in one statement each (fewer rows to update).
@@ -365,10 +375,14 @@ class PostgresStore(Store):
             for kind, n in tx.per_minute.items():
                 per_minute[(minute, str(kind))] = per_minute.get((minute, str(kind)), 0) + n
         self._write_pipeline(
-            txs, counters=(counted, per_minute), drop_rows=drop_rows, commit=commit
+            txs,
+            counters=(counted, per_minute),
+            drop_rows=drop_rows,
+            commit=commit,
+            synchronous=synchronous,
         )
 
-    def _write_pipeline(self, txs, *, counters, drop_rows=(), commit):
+    def _write_pipeline(self, txs, *, counters, drop_rows=(), commit, synchronous=True):
         # None of these statements needs an answer before the next: one round trip.
         unlock = [step_id for tx in txs for step_id in tx.unlock_steps]
         lock = [step_id for tx in txs for step_id in tx.lock_steps]
@@ -376,6 +390,10 @@ class PostgresStore(Store):
             cursor = pgcursor.cursor()
             try:
                 with connection.connection.pipeline():
+                    if not synchronous:
+                        # Until this transaction ends; a later synchronous commit
+                        # (a start, a decision) flushes this one with it.
+                        cursor.execute("SET LOCAL synchronous_commit = off", prepare=True)
                     for tx in txs:
                         self._write_rows(tx, cursor, counters=counters is None, prepare=True)
                     if counters is not None:
@@ -426,8 +444,8 @@ class DjangoStore(Store):
             steps = list(SagaStep.objects.filter(saga_id=saga.pk).order_by("index"))
         return saga, steps
 
-    def write(self, tx, *, commit=False):
-        with connection.cursor() as cursor:
+    def write(self, tx, *, commit=False, synchronous=True):
+        with connection.cursor() as cursor:  # SQLite: no such setting
             self._write_rows(tx, cursor)
 
     def _queue(self, calls, cursor, **prepared):

@@ -181,15 +181,19 @@ class Transition:
             self.event("step_held", step, status=step.status, reason="the saga is paused")
         self.touch(step)
 
-    def save(self, *, commit=False):
+    def save(self, *, commit=False, synchronous=True):
         """Write the transition; `commit`: also commit, in the same round trip.
 
         Only a caller whose atomic block is the outermost and ends right after
         save() may ask for `commit` (record and the claims do); elsewhere it is
-        ignored and Django commits as usual.
+        ignored and Django commits as usual. `synchronous=False`: the commit
+        does not wait for the WAL flush (a worker's own transitions, by
+        SAGAS_WORKER_SYNCHRONOUS_COMMIT).
         """
         self.ready_to_write()
-        store.current().write(self, commit=commit and len(connection.atomic_blocks) == 1)
+        store.current().write(
+            self, commit=commit and len(connection.atomic_blocks) == 1, synchronous=synchronous
+        )
 
     def ready_to_write(self):
         """What every write of a transition does first: the revision, then the hooks."""
@@ -213,17 +217,19 @@ def load(saga_id, *, actor=None, actor_label="engine", known=None):
     return Transition(saga, steps, timezone.now(), actor, actor_label)
 
 
-def load_many(saga_ids, *, known=None):
+def load_many(saga_ids, *, known=None, skip_locked=False):
     """Lock several sagas (in one statement, in id order) and begin a transition of each.
 
     {saga id: Transition}; a saga that does not exist is missing. `known`:
     {saga id: this worker's previous transition of it}. For a worker's group
     commit (worker.take_queued_many, worker.record_all): each saga's
     transition stays its own — its rows, events and queued work — and they
-    commit together.
+    commit together. `skip_locked`: a saga another transaction holds is missing too.
     """
     now = timezone.now()
-    loaded = store.current().load_many([uuid.UUID(str(i)) for i in saga_ids], known=known or {})
+    loaded = store.current().load_many(
+        [uuid.UUID(str(i)) for i in saga_ids], known=known or {}, skip_locked=skip_locked
+    )
     return {saga.pk: Transition(saga, steps, now) for saga, steps in loaded}
 
 

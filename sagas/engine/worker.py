@@ -173,7 +173,7 @@ def run_step(step_id, fence, saga_id=None):
     claim = claim_queued(step_id, fence, saga_id)
     claims = [claim] if claim is not None else []
     while True:
-        if not _run_claims(claims):
+        if not _run_claims(claims, until=until):
             return
         if stop_requested() or time.monotonic() >= until:
             return
@@ -182,13 +182,15 @@ def run_step(step_id, fence, saga_id=None):
             return
 
 
-def _run_claims(claims):
+def _run_claims(claims, *, until=None):
     """Run the claims and the automatic steps after them; False if the worker is stopping.
 
     The claims' steps run one after the other, outside any transaction; then
     their outcomes are recorded together (one commit for all: `record_all`),
-    which hands back the next claims. A worker asked to stop runs no further
-    step: it records what it ran and hands back the claims it did not run.
+    which hands back the next claims. Until `until` (time.monotonic), a group
+    that leads to no next step also takes the next queued runs in that commit
+    (`record_all`'s `take`). A worker asked to stop runs no further step: it
+    records what it ran and hands back the claims it did not run.
     """
     while claims:
         done = []
@@ -205,7 +207,8 @@ def _run_claims(claims):
                         "ok" if outcome.ok else f"failed: {outcome.error[:200]}",
                     )
                 done.append((claim, outcome))
-            next_claims = record_all(done)
+            taking = until is not None and not stop_requested() and time.monotonic() < until
+            next_claims = record_all(done, take=settings.SAGAS_GROUP_COMMIT if taking else 0)
         finally:
             for claim, _ in done:
                 release_execution_lock(claim)
@@ -308,7 +311,28 @@ def take_queued_many(limit):
 
 def _claim_taken(taken):
     """Claim several taken runs, one transition per saga, written in one round trip with the commit."""
-    runs, drop = [], []
+    txs, claims, drop = {}, [], []
+    _claim_runs(taken, txs, claims, drop)
+    for tx in txs.values():
+        tx.ready_to_write()
+    store.current().write_many(
+        list(txs.values()), drop_rows=drop, commit=True, synchronous=_synchronous()
+    )
+    return list(txs.values()), claims
+
+
+def _claim_runs(taken, txs, claims, drop, *, skip_locked=False):
+    """Claim taken runs [(row id, args)] in their sagas' transitions, in the current transaction.
+
+    `txs` ({saga id: Transition}) holds the transitions already begun (their
+    sagas locked); those of the other sagas are begun here and added. The
+    claims go to `claims`, and broker rows to delete with nothing to run to
+    `drop`. `skip_locked`: a saga another transaction holds is passed over,
+    and its runs stay queued (their rows are given back at the commit) —
+    for a caller that already holds sagas' locks, which must not wait for
+    another's (worker._record_together).
+    """
+    runs = []
     for row_id, args in taken:
         step_id, fence, saga_id = (*args, None)[:3]
         saga_id = saga_id if saga_id is not None else store.saga_of_step(step_id)
@@ -316,24 +340,21 @@ def _claim_taken(taken):
             drop.append(row_id)
             continue
         runs.append((uuid.UUID(str(saga_id)), step_id, fence, row_id))
-    saga_ids = {saga_id for saga_id, *_ in runs}
+    saga_ids = {saga_id for saga_id, *_ in runs} - txs.keys()
     known = {saga_id: tx for saga_id in saga_ids if (tx := _recall(saga_id)) is not None}
-    _forget(*saga_ids)  # remembered again once committed (take_queued_many)
-    txs = load_many(saga_ids, known=known)
-    claims = []
+    _forget(*saga_ids)  # remembered again once committed
+    loaded = load_many(saga_ids, known=known, skip_locked=skip_locked) if saga_ids else {}
+    txs.update(loaded)
     for saga_id, step_id, fence, row_id in runs:
         tx = txs.get(saga_id)
         if tx is None:
-            drop.append(row_id)  # a run of a saga since deleted
+            if not skip_locked:
+                drop.append(row_id)  # a run of a saga since deleted
             continue
         tx.taken_rows.append(row_id)
         claim = _claim_on(tx, tx.step(pk=step_id), fence)
         if claim is not None:
             claims.append(claim)
-    for tx in txs.values():
-        tx.ready_to_write()
-    store.current().write_many(list(txs.values()), drop_rows=drop, commit=True)
-    return list(txs.values()), claims
 
 
 def _claim_queued(step_id, fence, saga_id=None, *, taken_row=None):
@@ -359,7 +380,7 @@ def _claim_queued(step_id, fence, saga_id=None, *, taken_row=None):
     if taken_row is not None:
         tx.taken_rows.append(taken_row)
     claim = _claim_on(tx, step, fence)
-    tx.save(commit=True)  # deletes the taken row with the claim's writes
+    tx.save(commit=True, synchronous=_synchronous())  # deletes the taken row with the claim
     _remember(tx)
     return claim, tx
 
@@ -381,6 +402,17 @@ def _claim_on(tx, step, fence):
         step.next_attempt_at = None  # nothing to run any more: stop re-queueing it
         tx.touch(step)
     return None
+
+
+def _synchronous():
+    """Whether this worker's own commits wait for the WAL flush (SAGAS_WORKER_SYNCHRONOUS_COMMIT).
+
+    Not waiting is safe for the engine's invariants: a transition lost in a
+    database crash is a claim or an outcome never recorded, so the step runs
+    again (at least once, same idempotency key); and every later synchronous
+    commit — a start, a decision, an operator's act — flushes it first.
+    """
+    return settings.SAGAS_WORKER_SYNCHRONOUS_COMMIT
 
 
 def _drop_taken(row_id):
@@ -431,7 +463,7 @@ def _record(claim, outcome, *, resume_copy):
     with transaction.atomic():
         tx = resume(claim.tx) if resume_copy else load(claim.saga_id, known=claim.tx)
         next_claim = _record_on(tx, claim, outcome)
-        tx.save(commit=True)
+        tx.save(commit=True, synchronous=_synchronous())
     _remember(tx)
     claim.exclusive = None
     if next_claim is not None:
@@ -469,7 +501,7 @@ def _record_on(tx, claim, outcome):
 # --- group commit ------------------------------------------------------------------
 
 
-def record_all(done):
+def record_all(done, *, take=0):
     """Record the outcomes of several claims, [(claim, outcome)]; returns the next claims.
 
     Several sagas' transitions commit together (README "Performance", group
@@ -479,11 +511,18 @@ def record_all(done):
     COMMIT. Two claims of one saga (branches) are two outcomes in that saga's
     transition. Should that fail before its commit (a deadlock, a bug), nothing
     of it was written: each outcome is then recorded on its own, as `record` does.
+
+    `take`: when the outcomes lead to no next step (a group of for_each
+    branches, sagas that completed), up to that many queued engine runs are
+    taken and claimed in the same commit, rather than in a transaction of
+    their own after it (`take_queued_many`): a branch's step then costs one
+    commit shared by the group, as a sequential step does (README
+    "Performance", fan-out).
     """
     if len(done) <= 1 or not store.current().group_commit:
         return [n for n in (record(claim, outcome) for claim, outcome in done) if n is not None]
     try:
-        return _record_together(done)
+        return _record_together(done, take=take)
     except Exception:
         log.warning(
             "group commit of %d outcomes failed; recording each alone", len(done), exc_info=True
@@ -493,7 +532,7 @@ def record_all(done):
     return [n for n in (record(claim, outcome) for claim, outcome in done) if n is not None]
 
 
-def _record_together(done):
+def _record_together(done, *, take=0):
     known = {uuid.UUID(str(claim.saga_id)): claim.tx for claim, _ in done if claim.tx is not None}
     _forget(*(claim.saga_id for claim, _ in done))
     with transaction.atomic():
@@ -507,9 +546,18 @@ def _record_together(done):
             recorded.append(claim)
             if next_claim is not None:
                 next_claims.append(next_claim)
+        drop = []
+        if take and not next_claims:
+            # Only sagas free now: this transaction holds its sagas' locks and
+            # must wait for no other (a worker locking sagas in id order may
+            # wait for these). Their rows are locked too, SKIP LOCKED.
+            taken = broker().take_many(RUN_STEP_TASK, limit=take)
+            _claim_runs(taken, txs, next_claims, drop, skip_locked=True)
         for tx in txs.values():
             tx.ready_to_write()
-        store.current().write_many(list(txs.values()), commit=True)
+        store.current().write_many(
+            list(txs.values()), drop_rows=drop, commit=True, synchronous=_synchronous()
+        )
     _remember(*txs.values())
     for claim in recorded:
         claim.exclusive = None  # given back in the commit

@@ -119,3 +119,71 @@ def test_a_start_is_three_round_trips(publish):
     assert len(_statements(starting.captured_queries, 'INSERT INTO "django_q_ormq"')) == 1
     assert len(_statements(starting.captured_queries, "pg_notify")) == 1
     assert len(sql) <= 12, sql
+
+
+FAN_OUT = {
+    "name": "fan_out20",
+    "steps": [
+        {
+            "name": "each",
+            "type": "parallel",
+            "for_each": "input.items",
+            "steps": [{"name": "item", "type": "action", "action": "demo.noop"}],
+        }
+    ],
+}
+
+
+def test_a_group_of_branch_steps_claims_the_next_queued_branches_in_its_commit(publish):
+    """README "Performance", fan-out: a branch step costs no claim transaction of its own."""
+    publish(FAN_OUT)
+    saga = start_saga(workflow="fan_out20", input={"items": list(range(20))})[0]
+    assert len(queued_tasks()) == 20  # every element's first step queued by the opening
+    took, claims = engine.take_queued_many(8)
+    assert took and len(claims) == 8
+    left = 12
+    while claims:
+        done = [(claim, engine.execute(claim)) for claim in claims]
+        with CaptureQueriesContext(connection) as recording:
+            claims = engine.record_all(done, take=8)
+        # The outcomes recorded and the next branches claimed in one transition of
+        # the saga: one lock, one INSERT of its events, the claimed runs' rows deleted.
+        assert len(claims) == min(8, left)
+        left -= len(claims)
+        assert len(queued_tasks()) == left
+        assert len(_statements(recording.captured_queries, 'INSERT INTO "sagas_sagaevent"')) == 1
+        assert len(_statements(recording.captured_queries, 'FROM "sagas_saga" WHERE')) == 1
+    assert Saga.objects.get(pk=saga.pk).state == SagaState.COMPLETED
+    started = SagaEvent.objects.filter(saga_id=saga.pk, kind="step_started")
+    assert sorted(started.values_list("details__branch", flat=True), key=int) == [
+        str(i) for i in range(20)
+    ]  # each element's step claimed once
+
+
+def test_a_group_that_leads_on_takes_nothing(publish):
+    """Sagas with a next step go on with it; the queue waits for the next free group."""
+    publish(NOOP3)
+    [start_saga(workflow="noop3", input={}) for _ in range(3)]
+    took, claims = engine.take_queued_many(2)
+    done = [(claim, engine.execute(claim)) for claim in claims]
+    claims = engine.record_all(done, take=8)
+    assert len(claims) == 2 and len(queued_tasks()) == 1
+
+
+def test_a_workers_commits_wait_for_the_flush_unless_configured_otherwise(publish, settings):
+    """SAGAS_WORKER_SYNCHRONOUS_COMMIT (README "Configuration"): only the worker's own transitions."""
+    publish(NOOP3)
+
+    def relaxed(captured):
+        return _statements(captured, "synchronous_commit = off")
+
+    for synchronous in (True, False):
+        settings.SAGAS_WORKER_SYNCHRONOUS_COMMIT = synchronous
+        with CaptureQueriesContext(connection) as starting:
+            start_saga(workflow="noop3", input={})
+        with CaptureQueriesContext(connection) as working:
+            took, claims = engine.take_queued_many(8)
+            _run(claims)
+        assert not relaxed(starting.captured_queries)  # a start stays durable at its commit
+        # The claim and the three records: each its own transaction, each relaxed or not.
+        assert len(relaxed(working.captured_queries)) == (0 if synchronous else 4)
