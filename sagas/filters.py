@@ -84,7 +84,12 @@ class SearchFieldsForm(forms.Form):
             self.search_terms = search_fields.parse_terms(wanted)
         except search_fields.SearchError as exc:
             for name, messages in exc.errors.items():
-                self.add_error(name, messages)
+                # The text may quote what was typed, `%` included: as a parameter, so
+                # that neither Django nor django-filter (`message % params`) formats it.
+                for message in [messages] if isinstance(messages, str) else messages:
+                    self.add_error(
+                        name, forms.ValidationError("%(m)s", code="invalid", params={"m": message})
+                    )
         return cleaned
 
 

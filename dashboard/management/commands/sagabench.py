@@ -1,8 +1,6 @@
 """manage.py sagabench: how fast the engine runs on this machine, in one run.
 
-The run happens in a database of its own (created, migrated, dropped), with a
-real qcluster subprocess, so the figures are those of a deployment and the
-configured database is not touched.
+In a database of its own, with a real qcluster: a deployment's figures.
 """
 
 import json
@@ -182,8 +180,7 @@ class Command(BaseCommand):
         cluster = self.start_cluster()
         try:
             figures["cold_start"] = self.phase_cold_start(cluster)
-            # This process starts the sagas and decides, as a web worker would: with
-            # DEBUG off, as deployed (DEBUG keeps every query it runs, ~1 ms a decision).
+            # Starts and decides here as a deployed web worker would: DEBUG off.
             with override_settings(DEBUG=False):
                 figures["latency"] = self.phase_latency(10 if quick else 200)
                 figures["approval_handoff"] = self.phase_handoff(5 if quick else 100)
