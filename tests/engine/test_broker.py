@@ -139,7 +139,9 @@ def test_plain_tasks_queued_among_engine_runs_run_once_each_in_a_cluster(publish
     print(f"20 plain tasks among 100 sagas' runs: all ran once within {took:.1f}s")
 
 
-@pytest.mark.django_db(transaction=True)  # the pusher's read checks its connection as django-q2's does
+@pytest.mark.django_db(
+    transaction=True
+)  # the pusher's read checks its connection as django-q2's does
 def test_the_pusher_hands_rows_out_oldest_first():
     """By id, not by where PostgreSQL happens to keep the row: an updated row moves on disk."""
     from sagas.q2.broker import enqueue
