@@ -31,6 +31,7 @@ from .selectors import (  # noqa: F401  (the reads are part of this module's int
     barred_users,
     can_view,
     capacity,
+    decidable_and_barred,
     decided_by_or_for,
     decisions_by,
     eligible_users,
