@@ -432,20 +432,26 @@ def approvals_for(user):
     four-eyes across each saga's family (`acted_families`), for the user and,
     on what they get as a delegate, for the away person too (`_delegated`).
     """
-    mine = _named_and_open(user)
-    if mine.query.is_empty():  # named nowhere: nothing to walk
-        return mine
-    family = acted_families(user)
-    return mine.exclude(saga_id__in=family) if family else mine
+    return decidable_and_barred(user)[0]
 
 
 def barred_in_family(user):
     """Open requests naming `user` that four-eyes bars them from only through an act
     elsewhere in the saga's family (parent, child, sibling): the inbox shows them
     apart, with the reason (`family_refusals`), after what they may decide."""
+    return decidable_and_barred(user)[1]
+
+
+def decidable_and_barred(user):
+    """(`approvals_for`, `barred_in_family`) of `user`, reading who names them and
+    where they acted once: the inbox lists both on one page."""
     mine = _named_and_open(user)
-    family = set() if mine.query.is_empty() else acted_families(user)
-    return mine.filter(saga_id__in=family) if family else ApprovalRequest.objects.none()
+    if mine.query.is_empty():  # named nowhere: nothing to walk
+        return mine, ApprovalRequest.objects.none()
+    family = acted_families(user)
+    if not family:
+        return mine, ApprovalRequest.objects.none()
+    return mine.exclude(saga_id__in=family), mine.filter(saga_id__in=family)
 
 
 def _named_and_open(user):

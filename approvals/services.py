@@ -31,6 +31,7 @@ from .selectors import (  # noqa: F401  (the reads are part of this module's int
     barred_users,
     can_view,
     capacity,
+    decidable_and_barred,
     decided_by_or_for,
     decisions_by,
     eligible_users,
@@ -149,6 +150,8 @@ def decide(*, request, user, decision, comment="", data=None):
     else:
         request_id, saga_id = _request_and_saga(request)
 
+    eager_for = engine.eager_budget()  # 0.0 unless SAGAS_EAGER_SECONDS (README "Configuration")
+    claim = None  # the next step, claimed here when this call runs it itself (eager)
     with engine.locked_saga(saga_id, actor=user) as tx:
         # The request, its decisions and what four-eyes asks, read in one round trip
         # once the saga is locked (a decider before us has committed by then).
@@ -217,10 +220,11 @@ def decide(*, request, user, decision, comment="", data=None):
         )
         if outcome == Status.APPROVED:
             result = step_result(request, recorded, decisions)
-            engine.complete_waiting_step(
+            claim = engine.complete_waiting_step(
                 tx,
                 step,
                 result,
+                inline=eager_for > 0,
                 kind="approval_approved",
                 request=request.pk,
                 approved_by=result["approved_by"],
@@ -229,9 +233,10 @@ def decide(*, request, user, decision, comment="", data=None):
             who = user.get_username()
             if on_behalf_of:
                 who += f" on behalf of {on_behalf_of.get_username()}"
-            engine.fail_waiting_step(
+            claim = engine.fail_waiting_step(
                 tx,
                 step,
+                inline=eager_for > 0,
                 error=f"rejected by {who}: {comment}",
                 cause={
                     "reason": "rejected",
@@ -242,6 +247,7 @@ def decide(*, request, user, decision, comment="", data=None):
                 },
                 kind="approval_rejected",
             )
+    engine.run_eagerly(tx, claim, eager_for)
     return recorded
 
 

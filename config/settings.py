@@ -340,6 +340,11 @@ SAGAS_REQUEUE_AFTER = envfloat("SAGAS_REQUEUE_AFTER", 30.0)
 # After its own run, a worker keeps taking queued engine runs straight from the
 # broker table for up to this long before it returns to django-q2 (0: never).
 SAGAS_TAKE_QUEUED_SECONDS = envfloat("SAGAS_TAKE_QUEUED_SECONDS", 5.0)
+# Eager runs (sagas/engine/eager.py): start_saga and an approval decision run the
+# next automatic steps in the calling thread for up to this long after their
+# commit, instead of handing them to a worker; the step after that is queued.
+# 0 (the default): off, every step runs on a worker.
+SAGAS_EAGER_SECONDS = envfloat("SAGAS_EAGER_SECONDS", 0.0)
 # A worker taking queued runs takes up to this many at a time, runs their steps
 # one after the other and commits their transitions together (1: one saga per commit).
 SAGAS_GROUP_COMMIT = envint("SAGAS_GROUP_COMMIT", 8)

@@ -56,7 +56,8 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
         def searched(queryset):
             return search_fields.filter_by_terms(queryset, terms, saga_ref="saga_id")
 
-        mine = searched(approvals.approvals_for(request.user))
+        decidable_rows, barred_in_family = approvals.decidable_and_barred(request.user)
+        mine = searched(decidable_rows)
         # A page an approver works through, not every request at once: rendering
         # a decision form per row is what costs time, not finding the rows.
         size = settings.DASHBOARD_INBOX_SIZE
@@ -69,9 +70,7 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
             # Requests naming them that four-eyes bars through an act elsewhere
             # in the saga's family stay listed, after what they may decide (so
             # they never take its place on the page), marked with the reason.
-            barred_rows = selectors.approval_items(
-                searched(approvals.barred_in_family(request.user)), limit=size
-            )
+            barred_rows = selectors.approval_items(searched(barred_in_family), limit=size)
             items += barred_rows
         else:
             items = selectors.approval_items(
@@ -82,11 +81,7 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
             context["shown"] = len(items)
             ids = [item.pk for item in items]
             decidable = set(mine.filter(pk__in=ids).values_list("pk", flat=True))
-            barred_ids = set(
-                approvals.barred_in_family(request.user)
-                .filter(pk__in=ids)
-                .values_list("pk", flat=True)
-            )
+            barred_ids = set(barred_in_family.filter(pk__in=ids).values_list("pk", flat=True))
             barred_rows = [item for item in items if item.pk in barred_ids]
         barred = approvals.family_refusals(request.user, barred_rows)
         for item in items:

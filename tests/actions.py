@@ -115,3 +115,12 @@ def growing(ctx):
 def noted(key):
     """Not an action: a plain django-q2 task, queued beside engine runs; records that it ran."""
     Attempt.objects.create(key=key, action="noted", attempt=1, applied=True)
+
+
+@action("test.interrupted", compensation="test.undo")
+def interrupted(ctx):
+    """Stops the process running it on attempt 1 (a KeyboardInterrupt: no step error), then succeeds."""
+    _record(ctx, "interrupted", applied=ctx.attempt > 1)
+    if ctx.attempt == 1:
+        raise KeyboardInterrupt("the caller stopped in the middle of the step")
+    return {"attempt": ctx.attempt}

@@ -9,6 +9,7 @@
 - flow.py         moving forward: the next step, results, retries, waits, events, deadlines
 - leases.py       expired leases, and never two executions of one step at a time
 - worker.py       the task: claim, execute, record, take the next queued run, hand back
+- eager.py        a caller that starts or decides runs the next steps itself (opt-in)
 - inbound.py      events from other services: delivered, kept for a later wait, discarded
 - operators.py    start, cancel, retry, skip, pause, resume, and which are allowed now
 - rewind.py       rewind a running saga to a completed step; run a finished one again
@@ -20,6 +21,8 @@ code uses is re-exported here.
 
 from .claims import Claim
 from .compensation import compensation_plan, rewound, start_compensation
+from .eager import budget as eager_budget
+from .eager import run as run_eagerly
 from .errors import (
     Conflict,
     Expired,
@@ -124,6 +127,7 @@ __all__ = [
     "complete_waiting_step",
     "deliver_event",
     "discard_event",
+    "eager_budget",
     "exclusive_execution",
     "execute",
     "expire_lease",
@@ -149,6 +153,7 @@ __all__ = [
     "rewound",
     "rewind_saga",
     "rewinding",
+    "run_eagerly",
     "run_step",
     "saga_finished",
     "saga_needs_attention",

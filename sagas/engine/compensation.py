@@ -172,7 +172,7 @@ def next_compensation(tx, *, inline):
     return claim
 
 
-def record_compensation(tx, step, outcome):
+def record_compensation(tx, step, outcome, *, inline=True):
     """What a claimed compensation produced; returns the next claim to run inline, if any."""
     if outcome.ok:
         step.compensated_at = tx.now
@@ -180,7 +180,7 @@ def record_compensation(tx, step, outcome):
         tx.step_to(
             step, StepStatus.COMPENSATED, "step_compensated", attempt=step.compensation_attempt
         )
-        return next_compensation(tx, inline=True)
+        return next_compensation(tx, inline=inline)
     compensation_failed(tx, step, outcome.error, outcome.traceback)
     return None
 

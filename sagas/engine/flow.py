@@ -160,25 +160,29 @@ def step_scope(tx, step):
     return scope
 
 
-def record_forward(tx, step, outcome):
-    """What a claimed step produced; returns the next claim to run inline, if any."""
+def record_forward(tx, step, outcome, *, inline=True):
+    """What a claimed step produced; returns the next claim to run inline, if any.
+
+    `inline=False`: the next automatic step is queued for a worker instead (an
+    eager caller's time is up: sagas/engine/eager.py).
+    """
     if outcome.ok:
         step.result = outcome.result
         step.executed_at = tx.now
         step.error = step.traceback = ""
         tx.step_to(step, StepStatus.COMPLETED, "step_completed", attempt=step.attempt)
         if tx.saga.state == SagaState.COMPENSATING:  # cancelled while it ran
-            return next_compensation(tx, inline=True)
-        return advance(tx, group_of(step), step, inline=True)
+            return next_compensation(tx, inline=inline)
+        return advance(tx, group_of(step), step, inline=inline)
     step.error, step.traceback = outcome.error, outcome.traceback
     if tx.saga.state == SagaState.COMPENSATING:
         tx.step_to(
             step, StepStatus.FAILED, "step_failed", attempt=step.attempt, error=outcome.error
         )
-        return next_compensation(tx, inline=True)
+        return next_compensation(tx, inline=inline)
     if outcome.business:
-        return fail_for_good(tx, step, outcome.error, reason="step_failed", inline=True)
-    return retry_or_fail(tx, step, outcome.error, inline=True)
+        return fail_for_good(tx, step, outcome.error, reason="step_failed", inline=inline)
+    return retry_or_fail(tx, step, outcome.error, inline=inline)
 
 
 def retry_or_fail(tx, step, error, *, inline, reason="step_failed"):
@@ -219,23 +223,30 @@ def fail_for_good(tx, step, error, *, reason, inline):
 # --- waiting steps (used by waiting kinds and event delivery) ------------------
 
 
-def complete_waiting_step(tx, step, result, *, kind="step_completed", **details):
-    """A waiting step got what it waited for: record it and move on (queued, not inline)."""
+def complete_waiting_step(tx, step, result, *, kind="step_completed", inline=False, **details):
+    """A waiting step got what it waited for: record it and move on.
+
+    The next automatic step is queued; with `inline` (an eager caller,
+    sagas/engine/eager.py) it is claimed here and the claim returned.
+    """
     step.result = result
     step.executed_at = tx.now
     step.deadline = None
     step.awaiting = None
     tx.step_to(step, StepStatus.COMPLETED, kind, **details)
-    advance(tx, group_of(step), step, inline=False)
+    return advance(tx, group_of(step), step, inline=inline)
 
 
-def fail_waiting_step(tx, step, *, error, cause, kind="step_failed"):
-    """A waiting step ended badly (timeout, rejection): the saga compensates."""
+def fail_waiting_step(tx, step, *, error, cause, kind="step_failed", inline=False):
+    """A waiting step ended badly (timeout, rejection): the saga compensates.
+
+    With `inline` the first compensation is claimed here and the claim returned.
+    """
     step.error = error
     step.deadline = None
     step.awaiting = None
     tx.step_to(step, StepStatus.FAILED, kind, error=error)
-    start_compensation(tx, cause, inline=False)
+    return start_compensation(tx, cause, inline=inline)
 
 
 # How long a finished child's own message to its parent (CHILD_FINISHED_TASK) may

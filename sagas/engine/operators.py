@@ -21,7 +21,7 @@ from sagas.models import Saga, SagaStep, WorkflowDefinition
 from sagas.search import store_values
 from sagas.states import SagaState, StepStatus
 
-from . import specs, store
+from . import eager, specs, store
 from .branches import group_of, rows_for
 from .compensation import next_compensation, start_compensation, stuck_compensation
 from .errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
@@ -191,6 +191,7 @@ def start_saga(
     if len(idempotency_key or "") > 200 or len(correlation_id or "") > 200:
         raise InvalidInput("idempotency_key and correlation_id are at most 200 characters")
     started_by = user if getattr(user, "is_authenticated", False) else None
+    eager_for = eager.budget()  # 0.0 unless SAGAS_EAGER_SECONDS and no transaction of the caller's
 
     with transaction.atomic():
         saga = Saga(
@@ -242,8 +243,9 @@ def start_saga(
             **({"rerun_of": str(rerun_of.pk)} if rerun_of is not None else {}),
         )
         tx.saga_to(SagaState.PENDING, "saga_pending")
-        advance(tx, inline=False)
+        claim = advance(tx, inline=eager_for > 0)
         tx.save(commit=True)  # commits too when this is the outermost transaction
+    eager.run(tx, claim, eager_for)
     return saga, True
 
 

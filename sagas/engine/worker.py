@@ -423,8 +423,10 @@ def _drop_taken(row_id):
 # --- recording an outcome ---------------------------------------------------------
 
 
-def record(claim, outcome):
+def record(claim, outcome, *, inline=True):
     """Record what a claimed run produced; returns the next claim to run inline, if any.
+
+    `inline=False`: the next automatic step is queued instead (sagas/engine/eager.py).
 
     Usually nobody has touched the saga since this worker's own last commit, so
     the transition is computed on the worker's copy without reading the saga,
@@ -445,10 +447,10 @@ def record(claim, outcome):
         and not _reaches_other_rows(claim.tx.steps)
     ):
         try:
-            return _record(claim, outcome, resume_copy=True)
+            return _record(claim, outcome, resume_copy=True, inline=inline)
         except store.Changed:
             claim.tx = None  # its rows were changed in memory: read them again
-    return _record(claim, outcome, resume_copy=False)
+    return _record(claim, outcome, resume_copy=False, inline=inline)
 
 
 def _reaches_other_rows(steps):
@@ -458,11 +460,11 @@ def _reaches_other_rows(steps):
     )
 
 
-def _record(claim, outcome, *, resume_copy):
+def _record(claim, outcome, *, resume_copy, inline=True):
     _forget(claim.saga_id)  # remembered again once this transition has committed
     with transaction.atomic():
         tx = resume(claim.tx) if resume_copy else load(claim.saga_id, known=claim.tx)
-        next_claim = _record_on(tx, claim, outcome)
+        next_claim = _record_on(tx, claim, outcome, inline=inline)
         tx.save(commit=True, synchronous=_synchronous())
     _remember(tx)
     claim.exclusive = None
@@ -471,7 +473,7 @@ def _record(claim, outcome, *, resume_copy):
     return next_claim
 
 
-def _record_on(tx, claim, outcome):
+def _record_on(tx, claim, outcome, *, inline=True):
     """In a transition of the claim's saga: record the outcome; returns the next claim, if any."""
     if claim.exclusive:
         tx.unlock_steps.append(claim.step_id)  # the execution is over
@@ -494,8 +496,8 @@ def _record_on(tx, claim, outcome):
     step.lease_expires_at = None
     tx.touch(step)
     if claim.compensating:
-        return record_compensation(tx, step, outcome)
-    return record_forward(tx, step, outcome)
+        return record_compensation(tx, step, outcome, inline=inline)
+    return record_forward(tx, step, outcome, inline=inline)
 
 
 # --- group commit ------------------------------------------------------------------

@@ -139,7 +139,8 @@ class SagaBroker(ORM):
         """As ORM.dequeue (django_q/brokers/orm.py) does with a SELECT and an UPDATE per row, in one.
 
         Lock the due rows for the redelivery lease and return them, (id,
-        payload) each, and when there were none, the earliest lock still in
+        payload) each, oldest first (by id: a row that was updated — a lock
+        moved on — is not passed over by rows queued after it), and when there were none, the earliest lock still in
         the future: when the next delayed row comes due. SKIP LOCKED passes
         over rows another cluster is handing out, or a worker has taken
         (`take`), where the ORM broker's conditional UPDATE waited for them.
@@ -154,7 +155,7 @@ class SagaBroker(ORM):
         with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:
             cursor.execute(
                 f"UPDATE {table} SET lock = %s WHERE id IN (SELECT id FROM {table} "
-                "WHERE key = %s AND lock < %s LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "WHERE key = %s AND lock < %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
                 "RETURNING id, payload",
                 [now + timedelta(seconds=Conf.RETRY), self.list_key, now, Conf.BULK],
                 prepare=True,

@@ -29,6 +29,9 @@ def test_sagabench_quick_runs_and_every_saga_completes(tmp_path):
     assert figures["throughput"]["sagas"] == 100
     assert figures["deadlines"]["fired_once_each"] is True
     assert figures["latency"]["n"] == 10
+    assert figures["eager"]["latency"]["n"] == 10  # the same sagas, run by the bench itself
+    assert figures["eager"]["approval_handoff"]["n"] == 5
+    assert "| start → completed, eager runs" in result.stdout
     assert "| throughput" in result.stdout
     # the bulk phase: one bulk cancel of 200 waiting sagas, each acted on once, none lost
     bulk = figures["bulk"]

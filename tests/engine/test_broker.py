@@ -137,3 +137,23 @@ def test_plain_tasks_queued_among_engine_runs_run_once_each_in_a_cluster(publish
     assert sorted(notes) == sorted(f"note-{i}" for i in range(20))
     assert not [t for t in q2.queued_tasks() if t[1] == "tests.actions.noted"]
     print(f"20 plain tasks among 100 sagas' runs: all ran once within {took:.1f}s")
+
+
+@pytest.mark.django_db(
+    transaction=True
+)  # the pusher's read checks its connection as django-q2's does
+def test_the_pusher_hands_rows_out_oldest_first():
+    """By id, not by where PostgreSQL happens to keep the row: an updated row moves on disk."""
+    from sagas.q2.broker import enqueue
+
+    for n in range(3):
+        enqueue("tests.actions.noted", f"fifo-{n}")
+    rows = list(OrmQ.objects.filter(key="sagas").order_by("id"))
+    # The oldest row's lock is rewritten (as a redelivery or the sweeper would): its new
+    # version lies after the others in the table, where a scan without ORDER BY finds it last.
+    OrmQ.objects.filter(pk=rows[0].pk).update(lock=timezone.now() - timedelta(seconds=1))
+    handed = []
+    for _ in range(3):
+        tasks, _ = broker()._hand_out()
+        handed += [row_id for row_id, _ in tasks]
+    assert handed == [r.pk for r in rows]

@@ -21,7 +21,7 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from dashboard.bench import cluster as bench_cluster
-from dashboard.bench import fan_out
+from dashboard.bench import eager_runs, fan_out
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -184,6 +184,7 @@ class Command(BaseCommand):
             with override_settings(DEBUG=False):
                 figures["latency"] = self.phase_latency(10 if quick else 200)
                 figures["approval_handoff"] = self.phase_handoff(5 if quick else 100)
+            figures["eager"] = eager_runs.phase(self, quick)
             figures["deadlines"] = self.phase_deadlines(10 if quick else 100)
             figures["idle"] = self.phase_idle(cluster, 3 if quick else 20)
             memory_n = options["memory_sagas"] or (200 if quick else 100_000)
@@ -323,19 +324,19 @@ class Command(BaseCommand):
         }
 
     # 3b. one saga at a time on an idle cluster
-    def phase_latency(self, n):
+    def phase_latency(self, n, key="latency"):
         from sagas.engine import start_saga
         from sagas.models import Saga
 
         seconds = []
         for i in range(n):
-            saga = start_saga(workflow="bench_noop4", input={"latency": i})[0]
+            saga = start_saga(workflow="bench_noop4", input={key: i})[0]
             finished = self.wait_finished(saga.pk)
             seconds.append((finished - saga.created_at).total_seconds())
             time.sleep(0.02)
         assert (
             Saga.objects.filter(
-                workflow="bench_noop4", input__has_key="latency", state="completed"
+                workflow="bench_noop4", input__has_key=key, state="completed"
             ).count()
             == n
         )
@@ -385,11 +386,9 @@ class Command(BaseCommand):
             ids.append(start_saga(workflow="bench_wait", input={}, correlation_id=f"d{i}")[0].pk)
             time.sleep(0.011)  # spread the deadlines over the sweeper's ticks
         if self.has_approvals:
-            initiator = (
-                __import__("django.contrib.auth", fromlist=["x"])
-                .get_user_model()
-                .objects.get(username="bench_initiator")
-            )
+            from django.contrib.auth import get_user_model
+
+            initiator = get_user_model().objects.get(username="bench_initiator")
             for i in range(max(1, n // 4)):
                 ids.append(
                     start_saga(workflow="bench_approval_due", input={"i": i}, user=initiator)[0].pk
@@ -559,6 +558,7 @@ class Command(BaseCommand):
             lines.append(
                 f"| {label} (n={v['n']}) | p50 {v['p50_ms']} ms, p95 {v['p95_ms']} ms, max {v['max_ms']} ms | {target} |"
             )
+        lines += eager_runs.lines(f)
         idle = f["idle"]
         lines.append(
             f"| idle cluster, CPU-seconds per minute: its processes / its backends | "
