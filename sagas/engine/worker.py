@@ -25,7 +25,7 @@ from sagas.logcontext import step_context
 from sagas.q2.broker import broker, enqueue
 from sagas.states import SagaState, StepStatus
 
-from . import specs, store
+from . import branches, specs, store
 from .claims import claim_step
 from .compensation import next_compensation, record_compensation
 from .errors import NotFound
@@ -352,7 +352,7 @@ def _claim_runs(taken, txs, claims, drop, *, skip_locked=False):
                 drop.append(row_id)  # a run of a saga since deleted
             continue
         tx.taken_rows.append(row_id)
-        claim = _claim_on(tx, tx.step(pk=step_id), fence)
+        claim = _claim_on(tx, branches.row(tx, step_id), fence)
         if claim is not None:
             claims.append(claim)
 
@@ -475,7 +475,7 @@ def _record_on(tx, claim, outcome):
     """In a transition of the claim's saga: record the outcome; returns the next claim, if any."""
     if claim.exclusive:
         tx.unlock_steps.append(claim.step_id)  # the execution is over
-    step = tx.step(pk=claim.step_id)
+    step = branches.row(tx, claim.step_id)
     if step.fence != claim.fence or step.lease_expires_at is None:
         tx.event(
             "stale_result_discarded",
