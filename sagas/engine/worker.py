@@ -293,7 +293,7 @@ def take_queued_many(limit):
         took, claim = take_queued()
         return took, [claim] if claim is not None else []
     with transaction.atomic():
-        taken = broker().take_many(RUN_STEP_TASK, limit=limit)
+        taken = broker().take_many(RUN_STEP_TASK, limit=limit, along=_saga_of_run)
         if not taken:
             return False, []
         if len(taken) == 1:
@@ -307,6 +307,11 @@ def take_queued_many(limit):
     for claim in claims:
         claim.exclusive = claim.tx.locked.get(claim.step_id)
     return True, claims
+
+
+def _saga_of_run(args):
+    """The saga a queued run (step id, fence, saga id) belongs to; None for a run that does not say."""
+    return args[2] if len(args) > 2 else None
 
 
 def _claim_taken(taken):
@@ -551,7 +556,7 @@ def _record_together(done, *, take=0):
             # Only sagas free now: this transaction holds its sagas' locks and
             # must wait for no other (a worker locking sagas in id order may
             # wait for these). Their rows are locked too, SKIP LOCKED.
-            taken = broker().take_many(RUN_STEP_TASK, limit=take)
+            taken = broker().take_many(RUN_STEP_TASK, limit=take, along=_saga_of_run)
             _claim_runs(taken, txs, next_claims, drop, skip_locked=True)
         for tx in txs.values():
             tx.ready_to_write()
