@@ -145,11 +145,7 @@ class Groups:
         "Performance", fan-out).
         """
         pairs = self.inner(parallel)
-        started = {
-            b
-            for b, s in pairs
-            if s.status != StepStatus.PENDING or s.next_attempt_at is not None or s.attempt
-        }
+        started = {b for b, s in pairs if _started(s)}
         unfinished = {b for b, s in pairs if s.status not in FINISHED}
         return started, unfinished
 
