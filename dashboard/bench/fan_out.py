@@ -89,9 +89,24 @@ def line(f):
     )
 
 
-def phase(bench, quick, sequential):
+def add_arguments(parser):
+    """sagabench's options for this phase."""
+    parser.add_argument(
+        "--only-fan-out",
+        action="store_true",
+        help="run only the sequential throughput phase and the fan-out phase",
+    )
+    parser.add_argument(
+        "--fan-out-sagas",
+        type=int,
+        help="sagas of 20 elements in the fan-out phase (default 100; more: a longer, steadier phase)",
+    )
+
+
+def phase(bench, quick, throughput, options):
     """The phase as sagabench runs it: after its sequential phase, on clusters of its own."""
-    sagas, big = (10, 100) if quick else (100, 1000)
+    sagas = options.get("fan_out_sagas") or (10 if quick else 100)
+    big, sequential = 100 if quick else 1000, throughput["steps_per_s"]
     return run(sagas, 20, big, bench.progress, bench.start_cluster, bench.stop_cluster, sequential)
 
 

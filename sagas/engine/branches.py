@@ -109,6 +109,7 @@ class Groups:
         self.rows = {}
         self.by_pk = {}
         self._branches = {}
+        self._inner = {}
         for step in steps:
             self.rows.setdefault(group_of(step), []).append(step)
             self.by_pk[step.pk] = step
@@ -126,11 +127,31 @@ class Groups:
             self._branches[parallel.pk] = keys
         return keys
 
-    def started(self, parallel, branch):
-        return any(_started(s) for s in self.of((parallel.pk, branch)))
+    def inner(self, parallel):
+        """The rows of every branch of a parallel step, (branch, row) each, in branch order."""
+        pairs = self._inner.get(parallel.pk)
+        if pairs is None:
+            pairs = self._inner[parallel.pk] = [
+                (b, s) for b in self.branches(parallel) for s in self.of((parallel.pk, b))
+            ]
+        return pairs
 
-    def finished(self, parallel, branch):
-        return all(s.status in FINISHED for s in self.of((parallel.pk, branch)))
+    def progress(self, parallel):
+        """(started, unfinished): the sets of the parallel step's branches in each case.
+
+        One pass over its rows, read live: a transition asks after every
+        branch outcome it records, and a for_each may have a thousand branches
+        (asking branch by branch made a saga's run quadratic: README
+        "Performance", fan-out).
+        """
+        pairs = self.inner(parallel)
+        started = {b for b, s in pairs if _started(s)}
+        unfinished = {b for b, s in pairs if s.status not in FINISHED}
+        return started, unfinished
+
+    def all_finished(self, parallel):
+        # From the last row: the branches started last are the likeliest to be unfinished.
+        return all(s.status in FINISHED for _, s in reversed(self.inner(parallel)))
 
     def result(self, parallel):
         """{branch: {step: result}} for named branches; a list in element order for a for_each."""
@@ -211,6 +232,15 @@ def groups_of(tx):
     return cached[1]
 
 
+def row(tx, pk):
+    """tx.step(pk=pk), without a pass over every row of a saga with many branch rows."""
+    if len(tx.steps) > 64:
+        found = groups_of(tx).by_pk.get(pk)
+        if found is not None:
+            return found
+    return tx.step(pk=pk)
+
+
 def _started(step):
     return step.status != StepStatus.PENDING or step.next_attempt_at is not None or step.attempt
 
@@ -224,16 +254,13 @@ def branches_to_start(tx, parallel, spec, groups):
     next step of a sequential saga (README "Performance", fan-out).
     """
     limit = spec.get("max_concurrency") or settings.SAGAS_BRANCH_WINDOW or None
-    seen = [
-        (b, groups.started(parallel, b), groups.finished(parallel, b))
-        for b in groups.branches(parallel)
-    ]
-    running = sum(1 for _, started, finished in seen if started and not finished)
+    started, unfinished = groups.progress(parallel)
+    running = len(started & unfinished)
     chosen = []
-    for b, started, finished in seen:
+    for b in groups.branches(parallel):
         if limit is not None and running + len(chosen) >= limit:
             break
-        if not started and not finished:
+        if b not in started and b in unfinished:
             chosen.append(b)
     return chosen
 

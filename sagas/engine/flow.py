@@ -127,7 +127,7 @@ def start_branches(tx, parallel, *, inline):
                     return claim
     finally:
         tx.opening.discard(parallel.pk)
-    if all(groups.finished(parallel, b) for b in groups.branches(parallel)):
+    if groups.all_finished(parallel):
         parallel.result = groups.result(parallel)
         parallel.executed_at = tx.now
         parallel.deadline = None

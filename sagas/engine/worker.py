@@ -25,7 +25,7 @@ from sagas.logcontext import step_context
 from sagas.q2.broker import broker, enqueue
 from sagas.states import SagaState, StepStatus
 
-from . import specs, store
+from . import branches, specs, store
 from .claims import claim_step
 from .compensation import next_compensation, record_compensation
 from .errors import NotFound
@@ -293,7 +293,7 @@ def take_queued_many(limit):
         took, claim = take_queued()
         return took, [claim] if claim is not None else []
     with transaction.atomic():
-        taken = broker().take_many(RUN_STEP_TASK, limit=limit)
+        taken = broker().take_many(RUN_STEP_TASK, limit=limit, along=_saga_of_run)
         if not taken:
             return False, []
         if len(taken) == 1:
@@ -307,6 +307,11 @@ def take_queued_many(limit):
     for claim in claims:
         claim.exclusive = claim.tx.locked.get(claim.step_id)
     return True, claims
+
+
+def _saga_of_run(args):
+    """The saga a queued run (step id, fence, saga id) belongs to; None for a run that does not say."""
+    return args[2] if len(args) > 2 else None
 
 
 def _claim_taken(taken):
@@ -352,7 +357,7 @@ def _claim_runs(taken, txs, claims, drop, *, skip_locked=False):
                 drop.append(row_id)  # a run of a saga since deleted
             continue
         tx.taken_rows.append(row_id)
-        claim = _claim_on(tx, tx.step(pk=step_id), fence)
+        claim = _claim_on(tx, branches.row(tx, step_id), fence)
         if claim is not None:
             claims.append(claim)
 
@@ -477,7 +482,7 @@ def _record_on(tx, claim, outcome, *, inline=True):
     """In a transition of the claim's saga: record the outcome; returns the next claim, if any."""
     if claim.exclusive:
         tx.unlock_steps.append(claim.step_id)  # the execution is over
-    step = tx.step(pk=claim.step_id)
+    step = branches.row(tx, claim.step_id)
     if step.fence != claim.fence or step.lease_expires_at is None:
         tx.event(
             "stale_result_discarded",
@@ -553,7 +558,7 @@ def _record_together(done, *, take=0):
             # Only sagas free now: this transaction holds its sagas' locks and
             # must wait for no other (a worker locking sagas in id order may
             # wait for these). Their rows are locked too, SKIP LOCKED.
-            taken = broker().take_many(RUN_STEP_TASK, limit=take)
+            taken = broker().take_many(RUN_STEP_TASK, limit=take, along=_saga_of_run)
             _claim_runs(taken, txs, next_claims, drop, skip_locked=True)
         for tx in txs.values():
             tx.ready_to_write()

@@ -180,7 +180,7 @@ class SagaBroker(ORM):
         taken = self.take_many(func, limit=1, scan=scan)
         return taken[0] if taken else None
 
-    def take_many(self, func, *, limit, scan=32):
+    def take_many(self, func, *, limit, scan=32, along=None):
         """The oldest due queued calls of `func`, at most `limit`, locked in the current transaction.
 
         [(row id, args)], oldest first. A worker that has finished a run takes
@@ -197,13 +197,20 @@ class SagaBroker(ORM):
         (3.7 ms at 2,000 queued rows); by id alone it reads the first rows of
         the primary key (0.15 ms). The rows are filtered here; those passed
         over stay locked only until the caller's transaction ends.
+
+        `along(args)`: what a run belongs to (its saga). Once `limit` runs are
+        taken, the runs right after them that belong to the same as one taken
+        are taken too, up to the `scan` rows read: the runs a for_each queued
+        together go to one worker, which locks their saga once for all of
+        them, while another worker takes another saga's (README
+        "Performance", fan-out).
         """
         db = connections[Conf.ORM]
         if db.vendor != "postgresql":
             return []
         table = db.ops.quote_name(OrmQ._meta.db_table)
         key, now = self.list_key, timezone.now()
-        taken = []
+        taken, owners = [], set()
         # A server-bound, prepared statement, as in the engine's hot path (sagas/pgcursor.py).
         with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:
             with db.connection.pipeline():  # the transaction's BEGIN goes with it: one round trip
@@ -220,10 +227,17 @@ class SagaBroker(ORM):
                     task = SignedPackage.loads(payload)
                 except (BadSignature, pickle.UnpicklingError, ValueError, TypeError):
                     continue  # not ours to judge: django-q2's pusher fails and logs it
-                if task.get("func") == func:
-                    taken.append((row_id, tuple(task["args"])))
-                    if len(taken) >= limit:
-                        break
+                if task.get("func") != func:
+                    continue
+                args = tuple(task["args"])
+                owner = along(args) if along is not None else None
+                if len(taken) >= limit and (owner is None or owner not in owners):
+                    break
+                taken.append((row_id, args))
+                if owner is not None:
+                    owners.add(owner)
+                elif len(taken) >= limit:
+                    break
         return taken
 
     def signed(self, calls):

@@ -89,11 +89,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--only-bulk", action="store_true", help="run only the bulk phase (and its setup)"
         )
-        parser.add_argument(
-            "--only-fan-out",
-            action="store_true",
-            help="run only the sequential throughput phase and the fan-out phase",
-        )
+        fan_out.add_arguments(parser)
         parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
         parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
         parser.add_argument("--inner", action="store_true", help=argparse_hidden())
@@ -133,7 +129,8 @@ class Command(BaseCommand):
                 "--workers",
                 str(options["workers"]),
             ]
-            for flag in ("sagas", "memory_sagas", "scale_sagas", "bulk_sagas", "json"):
+            sizes = ("sagas", "memory_sagas", "scale_sagas", "bulk_sagas", "fan_out_sagas")
+            for flag in (*sizes, "json"):
                 if options[flag] is not None:
                     argv += [f"--{flag.replace('_', '-')}", str(options[flag])]
             for flag in ("quick", "only_bulk", "only_fan_out"):
@@ -174,7 +171,7 @@ class Command(BaseCommand):
         figures["ceiling"] = self.phase_ceiling(seconds=1 if quick else 5)
         n = options["sagas"] or (100 if quick else 3000)
         figures["throughput"] = self.phase_throughput(n, figures["ceiling"])
-        figures["fan_out"] = fan_out.phase(self, quick, figures["throughput"]["steps_per_s"])
+        figures["fan_out"] = fan_out.phase(self, quick, figures["throughput"], options)
         if options["only_fan_out"]:
             return fan_out.report_only(self.stdout, figures, options["json"])
         cluster = self.start_cluster()
