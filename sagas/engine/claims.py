@@ -27,6 +27,8 @@ class Claim:
     # Whether the claim's transaction also took the step's execution lock
     # (None where there are no such locks: SQLite).
     exclusive: bool | None = None
+    # When the lease ends: a claim taken with others is not run after it (worker._run_claims).
+    lease_expires_at: object = field(default=None, compare=False)
 
 
 def claim_step(tx, step, *, compensating):
@@ -73,4 +75,14 @@ def claim_step(tx, step, *, compensating):
         item=item,
         item_index=item_index,
     )
-    return Claim(tx.saga.pk, step.pk, step.fence, compensating, kind_of(step), spec, context, tx)
+    return Claim(
+        tx.saga.pk,
+        step.pk,
+        step.fence,
+        compensating,
+        kind_of(step),
+        spec,
+        context,
+        tx,
+        lease_expires_at=step.lease_expires_at,
+    )

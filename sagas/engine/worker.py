@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from django.utils import timezone
 
 from sagas.actions import StepFailed
 from sagas.logcontext import step_context
@@ -37,6 +38,7 @@ from .transition import RUN_STEP_TASK, load, load_many, resume
 log = logging.getLogger("sagas.engine")
 
 SUPERSEDED = "not run: the claim went stale while an earlier execution of this step still ran"
+LEASE_RAN_OUT = "not run: its lease ran out while the steps claimed with it ran"
 
 _stopping = False
 _in_hand = None  # the Claim this worker is running now
@@ -198,6 +200,13 @@ def _run_claims(claims, *, until=None):
             for claim in claims:
                 if done and stop_requested():
                     break
+                if done and _lease_ran_out(claim):
+                    # Claimed with a group, its lease ended while the steps before it
+                    # ran: its result would be discarded as late (and the sweeper may
+                    # have queued it again), so it is not run; recording it counts the
+                    # attempt as lost, as for a worker that died (late_result_discarded).
+                    done.append((claim, Outcome(ok=False, error=LEASE_RAN_OUT)))
+                    continue
                 with step_context(claim), _in_hand_while(claim), exclusive_execution(claim) as ours:
                     outcome = execute(claim) if ours else Outcome(ok=False, error=SUPERSEDED)
                     log.info(
@@ -218,6 +227,10 @@ def _run_claims(claims, *, until=None):
                 hand_back(claim)
             return False
     return True
+
+
+def _lease_ran_out(claim):
+    return claim.lease_expires_at is not None and timezone.now() >= claim.lease_expires_at
 
 
 def hand_back(claim, *, reason="worker stopping"):
