@@ -1,4 +1,4 @@
-"""The engine's only SQL: a saga locked and loaded, a transition written, counters, execution locks.
+"""The engine's only SQL (long: every statement of the engine in one place, DESIGN §3): locks, loads, writes, counters.
 
 Hand-written statements because this is the engine's hottest path: Django's
 save() and bulk_update() spend more time building SQL than PostgreSQL spends
@@ -334,7 +334,10 @@ class PostgresStore(Store):
                 steps = [self._loader("steps").load(r) for r in steps_cursor.fetchall()]
                 steps_cursor.close()
             elif self._loader("saga").is_current(row, known):
-                saga, steps = known.saga, known.steps  # nobody has written the saga since our commit
+                saga, steps = (
+                    known.saga,
+                    known.steps,
+                )  # nobody has written the saga since our commit
             else:
                 saga = self._loader("saga").load(row)
                 cursor.execute(self._loader("steps").sql, [saga_id], prepare=True)
@@ -471,7 +474,9 @@ class PostgresStore(Store):
         three or four per saga. The sagas are locked already (load_many).
         """
         self._update_all(Saga, SAGA_FIELDS, [tx.saga for tx in txs], cursor)
-        self._update_all(SagaStep, STEP_FIELDS, [s for tx in txs for s in tx.changed.values()], cursor)
+        self._update_all(
+            SagaStep, STEP_FIELDS, [s for tx in txs for s in tx.changed.values()], cursor
+        )
         events = [event for tx in txs for event in tx.events]
         if events:
             cursor.execute(
@@ -485,7 +490,9 @@ class PostgresStore(Store):
         queued = [call for tx in txs for call in tx.queued]
         if queued:
             rows = broker().signed(queued)
-            cursor.execute(broker().rows_all_sql(), [list(c) for c in zip(*rows)], prepare=True)
+            cursor.execute(
+                broker().rows_all_sql(), [list(c) for c in zip(*rows, strict=True)], prepare=True
+            )
             cursor.execute(broker().notify_sql(), [wakeup.channel(rows[0][0])], prepare=True)
 
     def _update_all(self, model, names, objects, cursor):
@@ -497,7 +504,10 @@ class PostgresStore(Store):
             )
 
     def _columns(self, model, names, objects, *, with_pk):
-        return [list(column) for column in zip(*self._rows(model, names, objects, with_pk=with_pk))]
+        return [
+            list(column)
+            for column in zip(*self._rows(model, names, objects, with_pk=with_pk), strict=True)
+        ]
 
     def _unnest_sql(self, model, names, *, insert):
         """An UPDATE (by primary key, the last array) or INSERT of all the rows of one array per column."""
