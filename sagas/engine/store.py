@@ -1,4 +1,4 @@
-"""The engine's only SQL: a saga locked and loaded, a transition written, counters, execution locks.
+"""The engine's only SQL (long: every statement of the engine in one place, DESIGN §3): locks, loads, writes, counters.
 
 Hand-written statements because this is the engine's hottest path: Django's
 save() and bulk_update() spend more time building SQL than PostgreSQL spends
@@ -17,8 +17,10 @@ is therefore written by every transition unless it is listed there.
 import random
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.postgresql.operations import get_json_dumps
 from django.db.models import JSONField
+from psycopg.types.json import Jsonb
 
 from sagas import pgcursor
 from sagas.models import Saga, SagaEvent, SagaMinuteCount, SagaStateCount, SagaStep
@@ -135,25 +137,32 @@ class Store:
         if key not in self._statements:
             fields = [model._meta.get_field(name) for name in names]
             self._statements[key] = [
-                (f.attname, f.get_db_prep_save if self._prepares(f) else None) for f in fields
+                (f.attname, self._preparer(f) if self._prepares(f) else None) for f in fields
             ]
         return self._statements[key]
 
     def _prepares(self, field):
         return True
 
+    def _preparer(self, field):
+        return field.get_db_prep_save
+
+    def _pk_value(self, model, pk, db):
+        return model._meta.pk.get_db_prep_value(pk, db)
+
     def _rows(self, model, names, objects, *, with_pk):
         preparers = self._preparers(model, names)
+        # The connection itself, not django.db.connection: each attribute of that
+        # proxy is a lookup in a context-local, and a row asks for several.
+        db = connections[DEFAULT_DB_ALIAS]
         rows = []
         for obj in objects:
             row = [
-                getattr(obj, attname)
-                if prepare is None
-                else prepare(getattr(obj, attname), connection)
+                getattr(obj, attname) if prepare is None else prepare(getattr(obj, attname), db)
                 for attname, prepare in preparers
             ]
             if with_pk:
-                row.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
+                row.append(self._pk_value(model, obj.pk, db))
             rows.append(row)
         return rows
 
@@ -236,6 +245,7 @@ class _Loader:
         fields = model._meta.concrete_fields
         self.model = model
         self.names = [f.attname for f in fields]
+        self.updated_at = self.names.index("updated_at") if "updated_at" in self.names else None
         self.converters = [
             (i, f.from_db_value) for i, f in enumerate(fields) if hasattr(f, "from_db_value")
         ]
@@ -243,6 +253,14 @@ class _Loader:
             f"SELECT {', '.join(quote(f.column) for f in fields)} "
             f"FROM {quote(model._meta.db_table)} {where}"
         )
+
+    def is_current(self, row, known):
+        """Whether `known` (a worker's last transition of the saga) is still what the row holds.
+
+        Then its objects are reused as they are: updated_at is the saga's
+        revision (Transition.ready_to_write), so nothing needs decoding.
+        """
+        return known is not None and known.saga.updated_at == row[self.updated_at]
 
     def load(self, row):
         row = list(row)
@@ -261,6 +279,22 @@ class PostgresStore(Store):
     def _prepares(self, field):
         # psycopg adapts everything but JSON itself.
         return isinstance(field, JSONField)
+
+    def _preparer(self, field):
+        # What JSONField.get_db_prep_save makes of a plain value (a Jsonb with the
+        # field's encoder), without its checks for expressions and lazy strings.
+        dumps, slow = get_json_dumps(field.encoder), field.get_db_prep_save
+        plain = (dict, list, str, int, float, bool)
+
+        def prepare(value, db):
+            if value is None:
+                return None
+            return Jsonb(value, dumps=dumps) if type(value) in plain else slow(value, db)
+
+        return prepare
+
+    def _pk_value(self, model, pk, db):
+        return pk  # a UUID or an int: psycopg takes either as it is
 
     def _loader(self, name):
         if name not in self._loaders:
@@ -295,13 +329,17 @@ class PostgresStore(Store):
             row = cursor.fetchone()
             if row is None:
                 return None
-            saga = self._loader("saga").load(row)
             if steps_cursor is not None:
+                saga = self._loader("saga").load(row)
                 steps = [self._loader("steps").load(r) for r in steps_cursor.fetchall()]
                 steps_cursor.close()
-            elif known.saga.updated_at == saga.updated_at:
-                steps = known.steps  # nobody has changed the saga since our last commit
+            elif self._loader("saga").is_current(row, known):
+                saga, steps = (
+                    known.saga,
+                    known.steps,
+                )  # nobody has written the saga since our commit
             else:
+                saga = self._loader("saga").load(row)
                 cursor.execute(self._loader("steps").sql, [saga_id], prepare=True)
                 steps = [self._loader("steps").load(r) for r in cursor.fetchall()]
             cursor.close()
@@ -345,12 +383,14 @@ class PostgresStore(Store):
         with connection.wrap_database_errors:
             cursor = pgcursor.cursor()
             cursor.execute(loader.sql, [list(saga_ids)], prepare=True)
-            sagas = [loader.load(row) for row in cursor.fetchall()]
-            current = {
-                saga.pk: known[saga.pk].steps
-                for saga in sagas
-                if saga.pk in known and known[saga.pk].saga.updated_at == saga.updated_at
-            }
+            sagas, current = [], {}
+            for row in cursor.fetchall():
+                mine = known.get(row[0])
+                if loader.is_current(row, mine):  # nobody has written it since our commit
+                    sagas.append(mine.saga)
+                    current[mine.saga.pk] = mine.steps
+                else:
+                    sagas.append(loader.load(row))
             steps = {saga.pk: [] for saga in sagas if saga.pk not in current}
             if steps:
                 cursor.execute(self._loader("steps of sagas").sql, [list(steps)], prepare=True)
@@ -394,13 +434,16 @@ class PostgresStore(Store):
                         # Until this transaction ends; a later synchronous commit
                         # (a start, a decision) flushes this one with it.
                         cursor.execute("SET LOCAL synchronous_commit = off", prepare=True)
-                    for tx in txs:
-                        self._write_rows(tx, cursor, counters=counters is None, prepare=True)
+                    if counters is not None and all(tx.expect is None for tx in txs):
+                        self._write_group(txs, cursor, drop_rows)
+                    else:
+                        for tx in txs:
+                            self._write_rows(tx, cursor, counters=counters is None, prepare=True)
+                        for row_id in drop_rows:
+                            cursor.execute(broker().delete_sql(), [row_id], prepare=True)
                     if counters is not None:
                         _add_counts(SagaStateCount, ["state"], counters[0], cursor=cursor)
                         _add_counts(SagaMinuteCount, ["minute", "kind"], counters[1], cursor=cursor)
-                    for row_id in drop_rows:
-                        cursor.execute(broker().delete_sql(), [row_id], prepare=True)
                     # The execution locks given back and taken, in one statement,
                     # last: locks are not transactional, so none is taken when
                     # a write before it failed.
@@ -421,6 +464,78 @@ class PostgresStore(Store):
                     tx.locked.update((step_id, answers[step_id]) for step_id in tx.lock_steps)
                 locks.close()
             cursor.close()
+
+    def _write_group(self, txs, cursor, drop_rows):
+        """A group's rows as _write_rows writes one transition's, but one statement per table.
+
+        Each statement takes one array per column (unnested), so its text and
+        its parameters are the same for any number of rows: prepared once,
+        and PostgreSQL and psycopg handle one statement where they handled
+        three or four per saga. The sagas are locked already (load_many).
+        """
+        self._update_all(Saga, SAGA_FIELDS, [tx.saga for tx in txs], cursor)
+        self._update_all(
+            SagaStep, STEP_FIELDS, [s for tx in txs for s in tx.changed.values()], cursor
+        )
+        events = [event for tx in txs for event in tx.events]
+        if events:
+            cursor.execute(
+                self._unnest_sql(SagaEvent, EVENT_FIELDS, insert=True),
+                self._columns(SagaEvent, EVENT_FIELDS, events, with_pk=False),
+                prepare=True,
+            )
+        gone = [*(row_id for tx in txs for row_id in tx.taken_rows), *drop_rows]
+        if gone:
+            cursor.execute(broker().delete_all_sql(), [gone], prepare=True)
+        queued = [call for tx in txs for call in tx.queued]
+        if queued:
+            rows = broker().signed(queued)
+            cursor.execute(
+                broker().rows_all_sql(), [list(c) for c in zip(*rows, strict=True)], prepare=True
+            )
+            cursor.execute(broker().notify_sql(), [wakeup.channel(rows[0][0])], prepare=True)
+
+    def _update_all(self, model, names, objects, cursor):
+        if objects:
+            cursor.execute(
+                self._unnest_sql(model, names, insert=False),
+                self._columns(model, names, objects, with_pk=True),
+                prepare=True,
+            )
+
+    def _columns(self, model, names, objects, *, with_pk):
+        return [
+            list(column)
+            for column in zip(*self._rows(model, names, objects, with_pk=with_pk), strict=True)
+        ]
+
+    def _unnest_sql(self, model, names, *, insert):
+        """An UPDATE (by primary key, the last array) or INSERT of all the rows of one array per column."""
+        key = ("unnest", model, insert)
+        if key not in self._statements:
+            quote = connection.ops.quote_name
+            fields = [model._meta.get_field(name) for name in names]
+            if not insert:
+                fields.append(model._meta.pk)
+            columns = [quote(f.column) for f in fields]
+            # Text arrays, not varchar(n): a cast to varchar(n) would cut an
+            # over-long value silently, where the column refuses it.
+            types = [f.cast_db_type(connection) for f in fields]
+            types = ["text" if t.startswith("varchar") else t for t in types]
+            # %b: in binary (psycopg dumps a text array with a regex per element).
+            arrays = ", ".join(f"%b::{t}[]" for t in types)
+            table = quote(model._meta.db_table)
+            if insert:
+                sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+            else:
+                pk = columns[-1]
+                sql = (
+                    f"UPDATE {table} AS t SET "
+                    + ", ".join(f"{c} = v.{c}" for c in columns[:-1])
+                    + f" FROM unnest({arrays}) AS v({', '.join(columns)}) WHERE t.{pk} = v.{pk}"
+                )
+            self._statements[key] = sql
+        return self._statements[key]
 
     def wait_for_execution(self, step_id):
         with connection.cursor() as cursor:

@@ -95,7 +95,7 @@ def execute(claim):
             value = claim.kind.compensate(claim.context, claim.spec)
         else:
             value = claim.kind.execute(claim.context, claim.spec)
-        json.dumps(value, cls=DjangoJSONEncoder)
+        # What the result column will hold (a value JSON cannot take fails the step here).
         value = json.loads(json.dumps(value, cls=DjangoJSONEncoder))
         return Outcome(ok=True, result=value)
     except StepFailed as exc:

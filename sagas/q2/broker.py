@@ -258,6 +258,14 @@ class SagaBroker(ORM):
         table = connections[Conf.ORM].ops.quote_name(OrmQ._meta.db_table)
         return f"INSERT INTO {table} (key, payload, lock) VALUES " + ", ".join(["(%s, %s, %s)"] * n)
 
+    def rows_all_sql(self):
+        """The INSERT of any number of rows `signed` made: three arrays (keys, payloads, locks)."""
+        table = connections[Conf.ORM].ops.quote_name(OrmQ._meta.db_table)
+        return (
+            f"INSERT INTO {table} (key, payload, lock) "
+            "SELECT * FROM unnest(%s::varchar[], %s::text[], %s::timestamptz[])"
+        )
+
     def write_signed(self, rows):
         """Write rows `signed` made through the ORM, in the current transaction (any database)."""
         _rows().bulk_create([OrmQ(key=key, payload=p, lock=lock) for key, p, lock in rows])
@@ -272,6 +280,11 @@ class SagaBroker(ORM):
         """The DELETE of a row `take` returned (one parameter: its id)."""
         table = connections[Conf.ORM].ops.quote_name(OrmQ._meta.db_table)
         return f"DELETE FROM {table} WHERE id = %s"
+
+    def delete_all_sql(self):
+        """The DELETE of rows `take` returned (one parameter: a list of their ids)."""
+        table = connections[Conf.ORM].ops.quote_name(OrmQ._meta.db_table)
+        return f"DELETE FROM {table} WHERE id = ANY(%s)"
 
     def queued(self):
         """(row id, func, args) of the queued tasks that are due now, oldest first."""

@@ -24,6 +24,14 @@ def _statements(captured, word):
     return [q["sql"] for q in captured if word in q["sql"]]
 
 
+def _one_statement_per_table(captured):
+    """A group's sagas, steps and events: one statement each, however many sagas (README "Performance")."""
+    for table in ("sagas_saga", "sagas_sagastep"):
+        assert len(_statements(captured, f'UPDATE "{table}" AS t')) == 1, table
+        assert not _statements(captured, f'UPDATE "{table}" SET'), table
+    assert len(_statements(captured, 'INSERT INTO "sagas_sagaevent"')) == 1
+
+
 def _run(claims):
     """What a worker does with claims in hand: run each step, record them together, go on."""
     while claims:
@@ -37,9 +45,11 @@ def test_a_worker_takes_several_queued_sagas_and_records_them_together(publish):
     with CaptureQueriesContext(connection) as taking:
         took, claims = engine.take_queued_many(8)
     assert took and sorted(c.saga_id for c in claims) == sorted(ids)
-    # The four sagas locked in one statement, their claims written in one pipeline.
+    # The four sagas locked in one statement, their claims written in one pipeline:
+    # one statement per table for the four of them, and the taken runs deleted in one.
     assert len(_statements(taking.captured_queries, "FOR UPDATE")) == 2  # the queue, the sagas
-    assert len(_statements(taking.captured_queries, 'INSERT INTO "sagas_sagaevent"')) == 4
+    _one_statement_per_table(taking.captured_queries)
+    assert len(_statements(taking.captured_queries, 'DELETE FROM "django_q_ormq"')) == 1
     assert not queued_tasks()  # each run left the queue with its claim
 
     for last in (False, False, True):
@@ -48,6 +58,7 @@ def test_a_worker_takes_several_queued_sagas_and_records_them_together(publish):
             claims = engine.record_all(done)
         assert len(claims) == (0 if last else 4)  # each saga's next step, claimed in the commit
         assert len(_statements(recording.captured_queries, "FOR UPDATE")) == 1
+        _one_statement_per_table(recording.captured_queries)
     # The four sagas completed: one statement per counter for all of them.
     assert len(_statements(recording.captured_queries, "sagas_sagastatecount")) == 1
     assert len(_statements(recording.captured_queries, "sagas_sagaminutecount")) == 1
@@ -232,3 +243,20 @@ def test_a_groups_branch_outcomes_look_at_each_branch_about_once(publish, monkey
     )
     assert len(engine.record_all(done)) == 0
     assert len(looked) < 2 * 200 + 2 * len(done)  # not len(done) × 200
+
+
+def test_a_worker_reuses_its_own_copy_of_a_saga_until_somebody_else_writes_it(publish):
+    """Nothing of an unchanged saga is decoded again; a change by anyone else is read."""
+    publish(NOOP3)
+    ids = [start_saga(workflow="noop3", input={"n": n})[0].pk for n in range(2)]
+    took, claims = engine.take_queued_many(8)
+    mine = {claim.saga_id: claim.tx.saga for claim in claims}
+    with engine.locked_saga(ids[1]) as tx:  # an operator's act, say
+        tx.saga.data = {"note": "written by somebody else"}
+    claims = engine.record_all([(claim, engine.execute(claim)) for claim in claims])
+    by_saga = {claim.saga_id: claim.tx.saga for claim in claims}
+    assert by_saga[ids[0]] is mine[ids[0]]  # the same object: nobody wrote that saga
+    assert by_saga[ids[1]] is not mine[ids[1]]
+    assert by_saga[ids[1]].data == {"note": "written by somebody else"}
+    _run(claims)
+    assert Saga.objects.get(pk=ids[1]).data == {"note": "written by somebody else"}

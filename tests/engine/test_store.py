@@ -88,6 +88,60 @@ def test_every_field_a_transition_sets_is_written(saga):
         assert getattr(saved, name) == value, name
 
 
+def test_a_group_commit_writes_every_field_of_every_saga(publish):
+    """write_many's one statement per table: every column, every saga, the values' types kept."""
+    from sagas.engine.transition import load_many
+
+    publish(TWO_STEPS)
+    ids = [engine.start_saga(workflow="two_steps", input={"n": n})[0].pk for n in range(2)]
+    expected = {}
+    with transaction.atomic():
+        txs = load_many(ids)
+        for n, tx in enumerate(txs.values()):
+            step = tx.step(name="b")
+            for obj, immutable in ((tx.saga, store.SAGA_IMMUTABLE), (step, store.STEP_IMMUTABLE)):
+                for field in concrete(type(obj)):
+                    if field.name in immutable:
+                        continue
+                    value = probe(field, getattr(obj, field.attname))
+                    if isinstance(value, str):
+                        value = f"{value[:-1]}{n}"  # each saga its own values
+                    setattr(obj, field.attname, value)
+                    expected[obj.pk, field.attname] = value
+            tx.touch(step)
+            tx.event("probe", step, n=n)
+            tx.ready_to_write()
+        with CaptureQueriesContext(connection) as captured:
+            store.current().write_many(list(txs.values()))
+    assert len([q for q in captured if 'UPDATE "sagas_saga" AS t' in q["sql"]]) == 1
+    for tx in txs.values():
+        saved_saga = Saga.objects.get(pk=tx.saga.pk)
+        saved_step = SagaStep.every_round.get(pk=tx.step(name="b").pk)
+        for obj, saved in ((tx.saga, saved_saga), (tx.step(name="b"), saved_step)):
+            for field in concrete(type(obj)):
+                if (obj.pk, field.attname) in expected:
+                    want = expected[obj.pk, field.attname]
+                    if field.attname == "updated_at":
+                        want = tx.saga.updated_at
+                    assert getattr(saved, field.attname) == want, field.name
+        event = SagaEvent.objects.filter(saga_id=tx.saga.pk).latest("id")
+        assert event.kind == "probe" and event.step == "b" and event.details["n"] in (0, 1)
+
+
+def test_a_group_commit_refuses_a_value_too_long_for_its_column(publish):
+    """The arrays are text, not varchar(n): a cast to varchar(n) would cut the value silently."""
+    from sagas.engine.transition import load_many
+
+    publish(TWO_STEPS)
+    ids = [engine.start_saga(workflow="two_steps", input={})[0].pk for _ in range(2)]
+    txs = load_many(ids)
+    for tx in txs.values():
+        tx.saga.current_step = "x" * 500
+        tx.ready_to_write()
+    with pytest.raises(Exception, match="too long"), transaction.atomic():
+        store.current().write_many(list(txs.values()))
+
+
 def test_every_field_of_an_event_is_written(saga, alice):
     with engine.locked_saga(saga.pk, actor=alice) as tx:
         tx.event("probe", tx.step(name="a"), note="every field")
