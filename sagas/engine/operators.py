@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from sagas.definitions import DefinitionError, validate_input
@@ -134,6 +134,31 @@ def published_definition(workflow, version=None, *, shared_spec=False):
     cache of published versions, which never change (specs.document): one
     object shared by every caller, which must only read it (start_saga).
     """
+    definition, _ids = _published(workflow, version, shared_spec=shared_spec)
+    return definition
+
+
+def _published(workflow, version=None, *, shared_spec=False):
+    """(published_definition, ids for its top-level step rows or None: see store.published_version)."""
+    if not shared_spec or not isinstance(version, (int, type(None))):
+        return _published_orm(workflow, version, shared_spec=shared_spec), None
+    found = store.current().published_version(workflow, version)
+    if found is not None:
+        pk, name, number, status, step_ids = found
+        if version is not None and status != WorkflowDefinition.Status.PUBLISHED:
+            raise Conflict(f"workflow {workflow!r} version {version} is {status}")
+        # Only what a start reads: the document is the engine's cached one.
+        definition = WorkflowDefinition.from_db(
+            connection.alias, ("id", "name", "version", "status"), (pk, name, number, status)
+        )
+        definition.spec = specs.document(pk)
+        return definition, step_ids
+    if version is not None:
+        raise NotFound(f"workflow {workflow!r} has no version {version}")
+    return _published_orm(workflow, None, shared_spec=True), None  # its error, as below
+
+
+def _published_orm(workflow, version, *, shared_spec):
     qs = WorkflowDefinition.objects.filter(name=workflow)
     if shared_spec:
         qs = qs.defer("spec")
@@ -172,7 +197,7 @@ def start_saga(
     The same idempotency key with the same input returns the existing saga;
     with another input it is a Conflict.
     """
-    definition = published_definition(workflow, version, shared_spec=True)
+    definition, step_ids = _published(workflow, version, shared_spec=True)
     check_depth(input, "input")
     try:
         validate_input(definition.spec, input)
@@ -224,27 +249,42 @@ def start_saga(
             saga.save(force_insert=True)  # branch rows name their parallel step's id: row by row
             steps = rows_for(saga, definition.spec["steps"], start=0)
         else:
+            ids = step_ids or [None] * len(definition.spec["steps"])
             steps = [
-                SagaStep(saga=saga, index=i, name=spec["name"], kind=spec["type"])
-                for i, spec in enumerate(definition.spec["steps"])
+                SagaStep(id=pk, saga=saga, index=i, name=spec["name"], kind=spec["type"])
+                for i, (pk, spec) in enumerate(zip(ids, definition.spec["steps"], strict=True))
             ]
-            store.current().create(saga, steps)  # one round trip on PostgreSQL
-        store_values(saga, definition.spec)  # the workflow's search fields, indexed
-        tx = Transition(saga, steps, timezone.now(), started_by, actor_label)
-        tx.counted[SagaState.STARTED] = 1
-        tx.per_minute["started"] = 1
-        tx.event(
-            "saga_started",
-            workflow=definition.name,
-            version=definition.version,
-            idempotency_key=idempotency_key,
-            correlation_id=saga.correlation_id,
-            **({"rerun_of": str(rerun_of.pk)} if rerun_of is not None else {}),
-        )
-        tx.saga_to(SagaState.PENDING, "saga_pending")
-        advance(tx, inline=False)
+            # Written with the first transition (on PostgreSQL, with its ids
+            # given: one round trip with the COMMIT), or as soon as anything
+            # below sends a statement (store.NewSaga).
+            new = store.current().new_saga(saga, steps)
+            with new.collecting():
+                tx = _first_transition(saga, steps, definition, started_by, actor_label)
+                tx.ready_to_write()  # its hooks, whose statements would send the rows first
+            new.write(tx, commit=True)  # commits too when this is the outermost transaction
+            return saga, True
+        tx = _first_transition(saga, steps, definition, started_by, actor_label)
         tx.save(commit=True)  # commits too when this is the outermost transaction
     return saga, True
+
+
+def _first_transition(saga, steps, definition, started_by, actor_label):
+    """The started saga's first transition, computed, not written."""
+    store_values(saga, definition.spec)  # the workflow's search fields, indexed
+    tx = Transition(saga, steps, timezone.now(), started_by, actor_label)
+    tx.counted[SagaState.STARTED] = 1
+    tx.per_minute["started"] = 1
+    tx.event(
+        "saga_started",
+        workflow=definition.name,
+        version=definition.version,
+        idempotency_key=saga.idempotency_key,
+        correlation_id=saga.correlation_id,
+        **({"rerun_of": str(saga.rerun_of.pk)} if saga.rerun_of is not None else {}),
+    )
+    tx.saga_to(SagaState.PENDING, "saga_pending")
+    advance(tx, inline=False)
+    return tx
 
 
 # --- cancel, retry, skip ---------------------------------------------------------
