@@ -9,6 +9,7 @@ button the dashboard offers is an action the engine takes, and an action it
 refuses (409) is one no page offers.
 """
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -218,12 +219,18 @@ def start_saga(
     started_by = user if getattr(user, "is_authenticated", False) else None
 
     with transaction.atomic():
-        saga = Saga(
+        saga = _built(
+            Saga,
+            {
+                "definition_id": definition.pk,
+                "workflow": definition.name,
+                "input": input,
+                "idempotency_key": idempotency_key,
+                "correlation_id": correlation_id or "",
+                "started_by_id": None if started_by is None else started_by.pk,
+                "rerun_of_id": None if rerun_of is None else rerun_of.pk,
+            },
             definition=definition,
-            workflow=definition.name,
-            input=input,
-            idempotency_key=idempotency_key,
-            correlation_id=correlation_id or "",
             started_by=started_by,
             rerun_of=rerun_of,
         )
@@ -251,8 +258,18 @@ def start_saga(
         else:
             ids = step_ids or [None] * len(definition.spec["steps"])
             steps = [
-                SagaStep(id=pk, saga=saga, index=i, name=spec["name"], kind=spec["type"])
-                for i, (pk, spec) in enumerate(zip(ids, definition.spec["steps"], strict=True))
+                _built(
+                    SagaStep,
+                    {
+                        "id": pk,
+                        "saga_id": saga.pk,
+                        "index": i,
+                        "name": s["name"],
+                        "kind": s["type"],
+                    },
+                    saga=saga,
+                )
+                for i, (pk, s) in enumerate(zip(ids, definition.spec["steps"], strict=True))
             ]
             # Written with the first transition (on PostgreSQL, with its ids
             # given: one round trip with the COMMIT), or as soon as anything
@@ -266,6 +283,26 @@ def start_saga(
         tx = _first_transition(saga, steps, definition, started_by, actor_label)
         tx.save(commit=True)  # commits too when this is the outermost transaction
     return saga, True
+
+
+@functools.cache
+def _defaults(model):
+    return [(f.attname, f.get_default) for f in model._meta.concrete_fields]
+
+
+def _built(model, values, **related):
+    """model(**values, **related), by Django's positional path (Model.from_db's).
+
+    `values` by attname; `related`: the objects of foreign keys whose ids are
+    in `values`, cached on the instance as assigning them would. For a model
+    of thirty fields, a fifth of the keyword path's time (a start builds five).
+    """
+    obj = model(
+        *[values[name] if name in values else default() for name, default in _defaults(model)]
+    )
+    for name, value in related.items():
+        model._meta.get_field(name).set_cached_value(obj, value)
+    return obj
 
 
 def _first_transition(saga, steps, definition, started_by, actor_label):

@@ -14,10 +14,11 @@ changes once created (the IMMUTABLE sets). A field added to Saga or SagaStep
 is therefore written by every transition unless it is listed there.
 """
 
+import functools
 import random
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import JSONField
 
 from sagas import pgcursor
@@ -175,16 +176,15 @@ class Store:
 
     def _rows(self, model, names, objects, *, with_pk):
         preparers = self._preparers(model, names)
+        db = connections[DEFAULT_DB_ALIAS]  # not the proxy: it looks itself up on every attribute
         rows = []
         for obj in objects:
             row = [
-                getattr(obj, attname)
-                if prepare is None
-                else prepare(getattr(obj, attname), connection)
+                getattr(obj, attname) if prepare is None else prepare(getattr(obj, attname), db)
                 for attname, prepare in preparers
             ]
             if with_pk:
-                row.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
+                row.append(model._meta.pk.get_db_prep_value(obj.pk, db))
             rows.append(row)
         return rows
 
@@ -608,22 +608,28 @@ def _add_counts(model, keys, deltas, *, cursor=None):
     if not deltas:
         return
     shard = random.randrange(SHARDS)
-    table = model._meta.db_table
-    columns = [*keys, "shard", "n"]
-    values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * len(deltas))
     params = []
     for key, n in sorted(deltas.items()):  # a fixed order: no deadlock between two writers
         params += [*key, shard, n]
-    conflict = ", ".join([*keys, "shard"])
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
-        f"ON CONFLICT ({conflict}) DO UPDATE SET n = {table}.n + EXCLUDED.n"
-    )
+    sql = _counts_sql(model, tuple(keys), len(deltas))
     if cursor is not None:
         cursor.execute(sql, params)
         return
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+@functools.cache
+def _counts_sql(model, keys, n):
+    """The INSERT … ON CONFLICT of n counter rows (built once per process: every transition sends one)."""
+    table = model._meta.db_table
+    columns = [*keys, "shard", "n"]
+    values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * n)
+    conflict = ", ".join([*keys, "shard"])
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
+        f"ON CONFLICT ({conflict}) DO UPDATE SET n = {table}.n + EXCLUDED.n"
+    )
 
 
 def add_state_counts(deltas, *, cursor=None):

@@ -51,9 +51,7 @@ def test_a_start_is_two_round_trips(publish, monkeypatch):
     assert steps[0].next_attempt_at is not None and steps[1].next_attempt_at is None
     kinds = list(SagaEvent.objects.filter(saga=saga).order_by("id").values_list("kind", flat=True))
     assert kinds == ["saga_started", "saga_pending"]
-    assert [args[0] for _, func, args in queued_tasks() if args[2] == str(saga.pk)] == [
-        steps[0].pk
-    ]
+    assert [args[0] for _, func, args in queued_tasks() if args[2] == str(saga.pk)] == [steps[0].pk]
 
 
 SEARCHED = {
@@ -63,9 +61,7 @@ SEARCHED = {
 }
 
 
-def test_rows_are_sent_before_anything_that_reads_while_a_start_is_computed(
-    publish, monkeypatch
-):
+def test_rows_are_sent_before_anything_that_reads_while_a_start_is_computed(publish, monkeypatch):
     """A search value names its saga: the rows go first, then the value, then the transition."""
     publish(SEARCHED)
     engine.start_saga(workflow="searched_noops", input={"customer": "warm"})
