@@ -287,7 +287,13 @@ def start_saga(
 
 @functools.cache
 def _defaults(model):
-    return [(f.attname, f.get_default) for f in model._meta.concrete_fields]
+    """(attname, default, called) per field: a constant default is read once (as get_default does)."""
+    defaults = []
+    for f in model._meta.concrete_fields:
+        # A callable, or the database's default (an expression made afresh each time).
+        called = callable(f.default) if f.has_default() else f.has_db_default()
+        defaults.append((f.attname, f.get_default if called else f.get_default(), called))
+    return defaults
 
 
 def _built(model, values, **related):
@@ -298,7 +304,10 @@ def _built(model, values, **related):
     of thirty fields, a fifth of the keyword path's time (a start builds five).
     """
     obj = model(
-        *[values[name] if name in values else default() for name, default in _defaults(model)]
+        *[
+            values[name] if name in values else default() if called else default
+            for name, default, called in _defaults(model)
+        ]
     )
     for name, value in related.items():
         model._meta.get_field(name).set_cached_value(obj, value)
