@@ -1,4 +1,7 @@
-"""The engine's only SQL: a saga locked and loaded, a transition written, counters, execution locks.
+"""The engine's only SQL: sagas loaded, started, written; counters (long: every statement here).
+
+A saga locked and loaded, a transition written, a new saga with its first
+transition, the counters, execution locks.
 
 Hand-written statements because this is the engine's hottest path: Django's
 save() and bulk_update() spend more time building SQL than PostgreSQL spends
