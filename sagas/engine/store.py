@@ -1,4 +1,7 @@
-"""The engine's only SQL (long: every statement of the engine in one place, DESIGN §3): locks, loads, writes, counters.
+"""The engine's only SQL (long: every statement of the engine in one place, DESIGN §3).
+
+A saga locked and loaded, a transition written, a new saga with its first
+transition, the counters, execution locks.
 
 Hand-written statements because this is the engine's hottest path: Django's
 save() and bulk_update() spend more time building SQL than PostgreSQL spends
@@ -14,6 +17,7 @@ changes once created (the IMMUTABLE sets). A field added to Saga or SagaStep
 is therefore written by every transition unless it is listed there.
 """
 
+import functools
 import random
 
 import psycopg
@@ -23,7 +27,14 @@ from django.db.models import JSONField
 from psycopg.types.json import Jsonb
 
 from sagas import pgcursor
-from sagas.models import Saga, SagaEvent, SagaMinuteCount, SagaStateCount, SagaStep
+from sagas.models import (
+    Saga,
+    SagaEvent,
+    SagaMinuteCount,
+    SagaStateCount,
+    SagaStep,
+    WorkflowDefinition,
+)
 from sagas.q2 import wakeup
 from sagas.q2.broker import broker
 
@@ -56,6 +67,7 @@ def written_fields(model, immutable=frozenset()):
 SAGA_FIELDS = written_fields(Saga, SAGA_IMMUTABLE)
 STEP_FIELDS = written_fields(SagaStep, STEP_IMMUTABLE)
 EVENT_FIELDS = written_fields(SagaEvent)  # inserted whole
+STEP_INSERTED = [*written_fields(SagaStep), "id"]  # a new step, its id given (NewSaga)
 
 CHANGED_SQLSTATE = "SF409"  # raised by sagaflow_expect_one (sagas/migrations/0011)
 # Counter rows per key: concurrent writers pick one at random and rarely meet.
@@ -104,6 +116,29 @@ class Store:
         """Insert a new saga and its step rows (no branch rows); the steps get their ids."""
         saga.save(force_insert=True)
         SagaStep.objects.bulk_create(steps)
+
+    def published_version(self, workflow, version=None):
+        """(id, name, version, status, step ids) of the workflow's newest published version
+        (or of `version`, whatever its status), or None.
+
+        `step ids`: ids for the rows of its top-level steps, from their
+        sequence (PostgreSQL), or None when the INSERT gives them (SQLite).
+        """
+        definitions = WorkflowDefinition.objects.filter(name=workflow)
+        if version is None:
+            published = WorkflowDefinition.Status.PUBLISHED
+            definitions = definitions.filter(status=published).order_by("-version")
+        else:
+            definitions = definitions.filter(version=version)
+        row = definitions.values_list("pk", "name", "version", "status").first()
+        return None if row is None else (*row, None)
+
+    def new_saga(self, saga, steps):
+        """A NewSaga: the saga and its steps (no branch rows), to be written with its first transition."""
+        self.create(saga, steps)
+        new = NewSaga(self, saga, steps)
+        new.sent = True
+        return new
 
     def load_many(self, saga_ids, *, known, skip_locked=False):
         """Several sagas locked in id order, and their steps: [(saga, steps)] (group commit only).
@@ -212,6 +247,10 @@ class Store:
                 self._update_sql(SagaStep, STEP_FIELDS),
                 self._rows(SagaStep, STEP_FIELDS, steps, with_pk=True),
             )
+        self._write_appended(tx, cursor, counters, **prepared)
+
+    def _write_appended(self, tx, cursor, counters=True, **prepared):
+        """What a transition appends: its events, the counters, the broker rows taken and queued."""
         if tx.events:
             rows = self._rows(SagaEvent, EVENT_FIELDS, tx.events, with_pk=False)
             cursor.execute(
@@ -235,6 +274,52 @@ class Store:
         )
         if connection.vendor == "postgresql":
             cursor.execute(broker().notify_sql(), [wakeup.channel(rows[0][0])], **prepared)
+
+
+class NewSaga:
+    """A started saga's rows, written with its first transition in one round trip when they can be.
+
+    start_saga computes the first transition inside `collecting()`: any
+    statement sent meanwhile (a step kind reading the database, a search
+    value, a hook) sends the rows first, as they stand then, so that it finds
+    them (an execute wrapper, which sees the ORM's statements and the store's).
+    Otherwise `write` sends the rows' INSERTs, with the values the transition
+    left them, and its other writes and the COMMIT in one pipeline
+    (PostgresStore.write_new).
+    """
+
+    def __init__(self, store, saga, steps):
+        self.store, self.saga, self.steps = store, saga, steps
+        self.sent = False
+
+    def __call__(self, execute, sql, params, many, context):
+        if not self.sent:
+            self.send()
+        return execute(sql, params, many, context)
+
+    def send(self):
+        """The rows' INSERTs now, with the values they have now (one round trip)."""
+        self.sent = True
+        with connection.wrap_database_errors:
+            cursor = pgcursor.cursor()
+            with connection.connection.pipeline():
+                self.store._insert_new(cursor, self.saga, self.steps)
+            cursor.close()
+        self.store._created(self.saga, self.steps)
+
+    def collecting(self):
+        return connection.execute_wrapper(self)
+
+    def write(self, tx, *, commit=False):
+        """As Transition.save(commit=...) (its hooks ran inside `collecting`: tx.ready_to_write)."""
+        commit = commit and len(connection.atomic_blocks) == 1
+        if self.sent or tx.lock_steps or tx.unlock_steps or tx.expect is not None:
+            if not self.sent:
+                self.send()
+            self.store.write(tx, commit=commit)
+        else:
+            self.sent = True
+            self.store.write_new(self, tx, commit=commit)
 
 
 class _Loader:
@@ -345,38 +430,74 @@ class PostgresStore(Store):
             cursor.close()
         return saga, steps
 
-    def create(self, saga, steps):
-        # Both INSERTs in one round trip, without Django's query compiler
-        # (it cost more than the start's other statements together).
-        saga_names = [f.name for f in Saga._meta.concrete_fields]
-        step_names = written_fields(SagaStep) if steps else []
+    def published_version(self, workflow, version=None):
+        # A prepared statement; the step ids come from the rows' sequence in
+        # the same round trip (the number of the document's steps, read by
+        # PostgreSQL), so that a start's INSERTs need no answer (NewSaga).
+        key = ("version", version is None)
+        if key not in self._statements:
+            quote = connection.ops.quote_name
+            table = quote(WorkflowDefinition._meta.db_table)
+            where = "status = %s ORDER BY version DESC" if version is None else "version = %s"
+            self._statements[key] = (
+                "SELECT d.id, d.name, d.version, d.status, ARRAY(SELECT nextval("
+                f"pg_get_serial_sequence('{SagaStep._meta.db_table}', 'id')) "
+                "FROM generate_series(1, d.steps)) FROM (SELECT id, name, version, status, "
+                f"jsonb_array_length(spec -> 'steps') AS steps FROM {table} "
+                f"WHERE name = %s AND {where} LIMIT 1) d"
+            )
+        published = WorkflowDefinition.Status.PUBLISHED
+        with connection.wrap_database_errors:
+            cursor = pgcursor.cursor()
+            cursor.execute(
+                self._statements[key],
+                [workflow, str(published) if version is None else version],
+                prepare=True,
+            )
+            row = cursor.fetchone()
+            cursor.close()
+        if row is None:
+            return None
+        return (*row[:4], sorted(row[4]))
+
+    def new_saga(self, saga, steps):
+        if any(step.pk is None for step in steps):
+            return super().new_saga(saga, steps)
+        return NewSaga(self, saga, steps)
+
+    def _insert_new(self, cursor, saga, steps):
+        """The INSERTs of a saga and its steps (their ids set), with their values now, on `cursor`."""
+        saga_names = [f.name for f in Saga._meta.concrete_fields]  # the id is the saga's
+        cursor.execute(
+            self._insert_sql(Saga, saga_names),
+            self._rows(Saga, saga_names, [saga], with_pk=False)[0],
+            prepare=True,
+        )
+        if steps:
+            # One prepared row INSERT per step, not one INSERT of all the
+            # rows: psycopg parses a statement of over 50 parameters afresh
+            # on every call (its cache stops there), which cost a start more
+            # than the database's time for the rows.
+            cursor.executemany(
+                self._insert_sql(SagaStep, STEP_INSERTED),
+                self._rows(SagaStep, STEP_INSERTED[:-1], steps, with_pk=True),
+            )
+
+    def _created(self, saga, steps):
+        for obj in (saga, *steps):
+            obj._state.adding, obj._state.db = False, connection.alias
+
+    def write_new(self, new, tx, *, commit):
+        """A new saga's rows and its first transition: one pipeline, with the COMMIT."""
         with connection.wrap_database_errors:
             cursor = pgcursor.cursor()
             with connection.connection.pipeline():
-                cursor.execute(
-                    self._insert_sql(Saga, saga_names),
-                    self._rows(Saga, saga_names, [saga], with_pk=False)[0],
-                    prepare=True,
-                )
-                if steps:
-                    # One prepared row INSERT per step, not one INSERT of all the
-                    # rows: psycopg parses a statement of over 50 parameters
-                    # afresh on every call (its cache stops there), which cost a
-                    # start more than the database's time for the rows.
-                    ids = pgcursor.cursor()
-                    ids.executemany(
-                        self._insert_sql(SagaStep, step_names) + ' RETURNING "id"',
-                        self._rows(SagaStep, step_names, steps, with_pk=False),
-                        returning=True,
-                    )
-            if steps:
-                for step in steps:
-                    step.pk = ids.fetchone()[0]
-                    step._state.adding, step._state.db = False, connection.alias
-                    ids.nextset()
-                ids.close()
-            saga._state.adding, saga._state.db = False, connection.alias
+                self._insert_new(cursor, tx.saga, tx.steps)
+                self._write_appended(tx, cursor, prepare=True)
+                if commit:
+                    cursor.execute("COMMIT", prepare=False)
             cursor.close()
+        self._created(tx.saga, tx.steps)
 
     def load_many(self, saga_ids, *, known, skip_locked=False):
         loader = self._loader("free sagas" if skip_locked else "sagas")
@@ -606,22 +727,28 @@ def _add_counts(model, keys, deltas, *, cursor=None):
     if not deltas:
         return
     shard = random.randrange(SHARDS)
-    table = model._meta.db_table
-    columns = [*keys, "shard", "n"]
-    values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * len(deltas))
     params = []
     for key, n in sorted(deltas.items()):  # a fixed order: no deadlock between two writers
         params += [*key, shard, n]
-    conflict = ", ".join([*keys, "shard"])
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
-        f"ON CONFLICT ({conflict}) DO UPDATE SET n = {table}.n + EXCLUDED.n"
-    )
+    sql = _counts_sql(model, tuple(keys), len(deltas))
     if cursor is not None:
         cursor.execute(sql, params)
         return
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+@functools.cache
+def _counts_sql(model, keys, n):
+    """The INSERT … ON CONFLICT of n counter rows (built once per process: every transition sends one)."""
+    table = model._meta.db_table
+    columns = [*keys, "shard", "n"]
+    values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * n)
+    conflict = ", ".join([*keys, "shard"])
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
+        f"ON CONFLICT ({conflict}) DO UPDATE SET n = {table}.n + EXCLUDED.n"
+    )
 
 
 def add_state_counts(deltas, *, cursor=None):

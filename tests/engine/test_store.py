@@ -193,14 +193,15 @@ def test_the_engine_honours_execute_wrappers(saga):
 def test_a_wrapper_can_refuse_an_engine_statement(publish):
     publish(TWO_STEPS)
 
-    def no_saga_updates(execute, sql, params, many, context):
-        if sql.startswith('UPDATE "sagas_saga" SET'):
-            raise PermissionError("saga updates are blocked here")
+    def no_new_sagas(execute, sql, params, many, context):
+        if sql.startswith('INSERT INTO "sagas_saga" ('):
+            raise PermissionError("new sagas are blocked here")
         return execute(sql, params, many, context)
 
     with pytest.raises(PermissionError):
-        with transaction.atomic(), connection.execute_wrapper(no_saga_updates):
-            engine.start_saga(workflow="two_steps", input={})  # its first write is the engine's
+        with transaction.atomic(), connection.execute_wrapper(no_new_sagas):
+            # its rows go with its first transition, in the engine's pipeline
+            engine.start_saga(workflow="two_steps", input={})
     assert not Saga.objects.exists()
 
 
