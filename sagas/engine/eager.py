@@ -34,7 +34,7 @@ from django.db import DatabaseError, transaction
 from sagas.logcontext import step_context
 
 from .leases import exclusive_execution, release_execution_lock
-from .worker import SUPERSEDED, Outcome, claim_in_hand, execute, record
+from .worker import claim_in_hand, record, run_claimed
 
 log = logging.getLogger("sagas.engine")
 
@@ -66,13 +66,7 @@ def run(tx, claim, seconds):
         while claim is not None:
             try:
                 with step_context(claim), exclusive_execution(claim) as ours:
-                    outcome = execute(claim) if ours else Outcome(ok=False, error=SUPERSEDED)
-                    log.info(
-                        "%s %s (eager): %s",
-                        "compensation of" if claim.compensating else "step",
-                        claim.context.step,
-                        "ok" if outcome.ok else f"failed: {outcome.error[:200]}",
-                    )
+                    outcome = run_claimed(claim, ours, by=" (eager)")
                 # Time left: the next automatic step is claimed in this commit; else queued.
                 claim = record(claim, outcome, inline=time.monotonic() < until)
             except DatabaseError:

@@ -208,13 +208,7 @@ def _run_claims(claims, *, until=None):
                     done.append((claim, Outcome(ok=False, error=LEASE_RAN_OUT)))
                     continue
                 with step_context(claim), _in_hand_while(claim), exclusive_execution(claim) as ours:
-                    outcome = execute(claim) if ours else Outcome(ok=False, error=SUPERSEDED)
-                    log.info(
-                        "%s %s: %s",
-                        "compensation of" if claim.compensating else "step",
-                        claim.context.step,
-                        "ok" if outcome.ok else f"failed: {outcome.error[:200]}",
-                    )
+                    outcome = run_claimed(claim, ours)
                 done.append((claim, outcome))
             taking = until is not None and not stop_requested() and time.monotonic() < until
             next_claims = record_all(done, take=settings.SAGAS_GROUP_COMMIT if taking else 0)
@@ -227,6 +221,19 @@ def _run_claims(claims, *, until=None):
                 hand_back(claim)
             return False
     return True
+
+
+def run_claimed(claim, ours, *, by=""):
+    """Run the claim (`ours`: exclusive_execution let it) and log its outcome; never raises."""
+    outcome = execute(claim) if ours else Outcome(ok=False, error=SUPERSEDED)
+    log.info(
+        "%s %s%s: %s",
+        "compensation of" if claim.compensating else "step",
+        claim.context.step,
+        by,
+        "ok" if outcome.ok else f"failed: {outcome.error[:200]}",
+    )
+    return outcome
 
 
 def _lease_ran_out(claim):
