@@ -419,10 +419,8 @@ class PostgresStore(Store):
                 steps = [self._loader("steps").load(r) for r in steps_cursor.fetchall()]
                 steps_cursor.close()
             elif self._loader("saga").is_current(row, known):
-                saga, steps = (
-                    known.saga,
-                    known.steps,
-                )  # nobody has written the saga since our commit
+                # Nobody has written the saga since our commit: our objects are its rows.
+                saga, steps = known.saga, known.steps
             else:
                 saga = self._loader("saga").load(row)
                 cursor.execute(self._loader("steps").sql, [saga_id], prepare=True)
