@@ -140,8 +140,9 @@ class SagaBroker(ORM):
 
         Lock the due rows for the redelivery lease and return them, (id,
         payload) each, oldest first (by id: a row that was updated — a lock
-        moved on — is not passed over by rows queued after it), and when there were none, the earliest lock still in
-        the future: when the next delayed row comes due. SKIP LOCKED passes
+        moved on — is not passed over by rows queued after it), and when
+        there were none, the earliest lock still in the future: when the next
+        delayed row comes due. SKIP LOCKED passes
         over rows another cluster is handing out, or a worker has taken
         (`take`), where the ORM broker's conditional UPDATE waited for them.
         Prepared statements on the pusher's own connection, whose health
