@@ -69,16 +69,7 @@ def start_child(tx, step, spec, scope, *, advance):
     child.save(force_insert=True)
     ctx = Transition(child, rows_for(child, definition.spec["steps"], start=0), tx.now)
     ctx.actor, ctx.actor_label = tx.actor, tx.actor_label
-    ctx.counted[SagaState.STARTED] = 1
-    ctx.per_minute["started"] = 1
-    ctx.event(
-        "saga_started",
-        workflow=definition.name,
-        version=definition.version,
-        parent=str(tx.saga.pk),
-        parent_step=step.name,
-    )
-    ctx.saga_to(SagaState.PENDING, "saga_pending")
+    ctx.start(definition, parent=str(tx.saga.pk), parent_step=step.name)
     advance(ctx, inline=False)
     ctx.save()
     tx.event("child_started", step, child=str(child.pk), workflow=definition.name)

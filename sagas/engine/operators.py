@@ -330,17 +330,12 @@ def _first_transition(saga, steps, definition, started_by, actor_label, *, inlin
     """
     store_values(saga, definition.spec)  # the workflow's search fields, indexed
     tx = Transition(saga, steps, timezone.now(), started_by, actor_label)
-    tx.counted[SagaState.STARTED] = 1
-    tx.per_minute["started"] = 1
-    tx.event(
-        "saga_started",
-        workflow=definition.name,
-        version=definition.version,
+    tx.start(
+        definition,
         idempotency_key=saga.idempotency_key,
         correlation_id=saga.correlation_id,
         **({"rerun_of": str(saga.rerun_of.pk)} if saga.rerun_of is not None else {}),
     )
-    tx.saga_to(SagaState.PENDING, "saga_pending")
     return tx, advance(tx, inline=inline)
 
 

@@ -125,6 +125,13 @@ class Transition:
             _EVENT_ACTOR.set_cached_value(event, actor)
         self.events.append(event)
 
+    def start(self, definition, **details):
+        """A new saga's first moves: counted as started, `saga_started` (with `details`), pending."""
+        self.counted[SagaState.STARTED] = 1
+        self.per_minute["started"] = 1
+        self.event("saga_started", workflow=definition.name, version=definition.version, **details)
+        self.saga_to(SagaState.PENDING, "saga_pending")
+
     def saga_to(self, state, kind, **details):
         before = self.saga.state
         check_saga_transition(before, state)
