@@ -2,18 +2,19 @@
 
 Off unless SAGAS_EAGER_SECONDS is above 0 (README "Configuration"). With it
 on, `start_saga` and an approval decision claim the next automatic step in
-their own transaction instead of queueing it, and after their commit run it, and the automatic steps after
-it, in the calling thread until SAGAS_EAGER_SECONDS have passed; the step
-after that is queued for the workers. A rejection's first compensation is
-run the same way.
+their own transaction instead of queueing it, and after their commit run
+it, and the automatic steps after it, in the calling thread until
+SAGAS_EAGER_SECONDS have passed; the step after that is queued for the
+workers. A rejection's first compensation is run the same way.
 
 Nothing else changes: a claim is a worker's claim (a new fence, a lease, the
 attempt counted, the execution lock), each outcome is recorded as a worker
 records it (worker.record), and a caller that dies holding a claim is a
 worker that died: the lease runs out and the sweeper queues the step again.
 What it saves is the hand-off to a worker — the NOTIFY, django-q2's pusher
-and worker queue, the claim's own transaction — about a third of a short
-saga's time from start to completed (README "Performance").
+and worker queue, the claim's own transaction — measured, a third of a
+short saga's start → completed and three fifths of a decision's hand-off
+(README "Performance").
 
 The price is the caller's time: a web request that starts a saga waits for
 the steps it runs, a slow service's call included (up to that step's
