@@ -42,11 +42,19 @@ run: install
 	$(PY) manage.py runserver 127.0.0.1:8000 & \
 	wait
 
-# The suite runs on PostgreSQL: DATABASE_URL, or a local server.
+# The suite runs on PostgreSQL: DATABASE_URL, or a local server. The whole
+# suite runs in two pytest-xdist processes (each its own test database; most
+# tests wait on PostgreSQL, a qcluster or Chromium, so two halve the time on
+# two cores); a part of it (PYTEST_ARGS) runs in one, so `-s` prints.
+ifeq ($(strip $(PYTEST_ARGS)),)
+PYTEST_WORKERS ?= 2
+else
+PYTEST_WORKERS ?= 0
+endif
 test: export DATABASE_URL ?= postgres://$(shell id -un)@127.0.0.1:5432/sagaflow
 test: install browser-deps
 	@$(PY) -m tests.dbcheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The browser tests drive Debian's chromium through the playwright package
 # (never `playwright install`); installed here only when it is missing.

@@ -78,9 +78,12 @@ def gunicorn(transactional_db, tmp_path):
 def test_it_serves_metrics_redirects_to_https_and_logs_json(gunicorn):
     port, proc, log = gunicorn
     base = f"http://127.0.0.1:{port}"
+    # gunicorn listens before its worker has loaded Django: the first request
+    # waits for that, longer than httpx's 5 s on a loaded CI machine.
     scrape = httpx.get(
         f"{base}/metrics",
         headers={"Authorization": "Bearer t0ken-for-tests", "X-Correlation-ID": "scrape-1"},
+        timeout=60,
     )
     assert scrape.status_code == 200
     assert "sagaflow_queue_depth 0.0" in scrape.text
