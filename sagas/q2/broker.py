@@ -32,13 +32,7 @@ import time
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import (
-    InterfaceError,
-    OperationalError,
-    close_old_connections,
-    connections,
-    transaction,
-)
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.brokers.orm import ORM
@@ -154,36 +148,22 @@ class SagaBroker(ORM):
         Prepared statements on the pusher's own connection, whose health
         Django checks as it would for the ORM broker (its close_old_connections;
         a failed statement marks it for a check).
-
-        The hand-out does not wait for PostgreSQL's WAL flush (`SET LOCAL
-        synchronous_commit = off`, in the same round trip as the UPDATE and
-        its COMMIT): a lock is only the redelivery lease of a trigger (DESIGN
-        invariant 1). Lost in a database crash, the row is handed out again,
-        which a run's fence makes harmless and which the ORM broker's
-        redelivery does for any task anyway; a wait for the flush here was one
-        more flush between a start's commit and its first step.
         """
         close_old_connections()
         db = connections[Conf.ORM]
         table = db.ops.quote_name(OrmQ._meta.db_table)
         now = timezone.now()
-        with db.wrap_database_errors, transaction.atomic(using=Conf.ORM):
-            cursor, update = pgcursor.cursor(Conf.ORM), pgcursor.cursor(Conf.ORM)
-            with db.connection.pipeline():
-                cursor.execute("SET LOCAL synchronous_commit = off", prepare=True)
-                update.execute(
-                    f"UPDATE {table} SET lock = %s WHERE id IN (SELECT id FROM {table} "
-                    "WHERE key = %s AND lock < %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
-                    "RETURNING id, payload",
-                    [now + timedelta(seconds=Conf.RETRY), self.list_key, now, Conf.BULK],
-                    prepare=True,
-                )
-                # Django's commit at the end of the atomic block finds nothing to commit.
-                cursor.execute("COMMIT", prepare=False)
-            rows = update.fetchall()
-        if rows:
-            return rows, None
         with db.wrap_database_errors, pgcursor.cursor(Conf.ORM) as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET lock = %s WHERE id IN (SELECT id FROM {table} "
+                "WHERE key = %s AND lock < %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "RETURNING id, payload",
+                [now + timedelta(seconds=Conf.RETRY), self.list_key, now, Conf.BULK],
+                prepare=True,
+            )
+            rows = cursor.fetchall()
+            if rows:
+                return rows, None
             # Nothing due: the table holds delayed rows, rows handed out and
             # not yet acknowledged, and rows a worker is taking; few, when idle.
             cursor.execute(

@@ -157,32 +157,3 @@ def test_the_pusher_hands_rows_out_oldest_first():
         tasks, _ = broker()._hand_out()
         handed += [row_id for row_id, _ in tasks]
     assert handed == [r.pk for r in rows]
-
-
-@pytest.mark.django_db(transaction=True)  # the hand-out commits on its own
-def test_the_pusher_hands_out_without_waiting_for_the_flush_and_the_lock_holds():
-    """A lock is only a trigger's redelivery lease: its commit need not wait for the WAL flush.
-
-    Committed it is (the rows stay locked for the redelivery lease), but in the
-    same round trip as its UPDATE, with synchronous_commit off for that
-    transaction only: the connection is back in autocommit with the server's
-    setting after it.
-    """
-    from sagas.q2.broker import enqueue
-
-    enqueue("tests.actions.noted", "relaxed")
-    with CaptureQueriesContext(connection) as captured:
-        tasks, _ = broker()._hand_out()
-    assert len(tasks) == 1
-    # (Django's log shows the BEGIN that psycopg sends with the first statement.)
-    statements = [q["sql"] for q in captured.captured_queries if q["sql"] != "BEGIN"]
-    assert statements[0] == "SET LOCAL synchronous_commit = off"
-    assert statements[1].startswith("UPDATE") and statements[2] == "COMMIT"
-    assert connection.get_autocommit() and not connection.in_atomic_block
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        assert cursor.fetchone()[0] == "on"
-        # Committed: another connection sees the lock, and nothing is handed out twice.
-        cursor.execute("SELECT lock > now() FROM django_q_ormq WHERE id = %s", [tasks[0][0]])
-        assert cursor.fetchone()[0] is True
-    assert broker()._hand_out()[0] == []
