@@ -21,7 +21,7 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from dashboard.bench import cluster as bench_cluster
-from dashboard.bench import eager_runs, fan_out
+from dashboard.bench import eager_runs, fan_out, pages_at_scale
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -176,7 +176,7 @@ class Command(BaseCommand):
         scale_n = options["scale_sagas"] or (2000 if quick else 1_000_000)
         if options["only_pages"]:
             figures["dashboard"] = self.phase_dashboard(scale_n)
-            self.stdout.write("\n".join(self.pages_lines(figures["dashboard"])))
+            self.stdout.write("\n".join(pages_at_scale.lines(figures["dashboard"])))
             if options["json"]:
                 Path(options["json"]).write_text(json.dumps(figures, indent=2, default=str))
             return
@@ -476,8 +476,6 @@ class Command(BaseCommand):
         )
 
     def phase_dashboard(self, n):
-        from dashboard.bench import pages_at_scale
-
         approvals = min(100_000, n // 10)
         return pages_at_scale.measure(n, approvals if self.has_approvals else 0, self.progress)
 
@@ -577,22 +575,9 @@ class Command(BaseCommand):
             f"| qcluster RSS, start → after {m['sagas']} sagas | {m['rss_start_mb']} → {m['rss_after_mb']} MB "
             f"({m['growth_pct']:+}%) | ≤ +10 % |"
         )
-        lines += self.pages_lines(f["dashboard"])
+        lines += pages_at_scale.lines(f["dashboard"])
         lines += [self.bulk_line(f["bulk"]), fan_out.line(f["fan_out"])]
         self.stdout.write("\n".join(lines))
-
-    def pages_lines(self, d):
-        lines = [
-            f"| dashboard data: {d['sagas']:,} sagas, {d['steps']:,} steps, {d['approvals']:,} approvals "
-            f"| generated in {d['generate_seconds']} s | minutes |"
-        ]
-        for label, page in d["pages"].items():
-            lines.append(
-                f"| {label} | p50 {page['p50_ms']} ms, p95 {page['p95_ms']} ms, {page['queries']} queries"
-                + (f"; reads {', '.join(page['plan'])}" if page.get("plan") else "")
-                + (" | p95 ≤ 100 ms |" if label.startswith("aging") else " | p95 ≤ 50 ms |")
-            )
-        return lines
 
 
 def _pg_version(number):
