@@ -1,6 +1,7 @@
 """Reads about approvals: who may decide what, an approver's inbox, their past decisions."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -442,10 +443,38 @@ def barred_in_family(user):
     return decidable_and_barred(user)[1]
 
 
-def decidable_and_barred(user):
+@dataclass(frozen=True)
+class Standing:
+    """What a listing of someone's approvals reads about them first: the ids of their
+    groups and of the away people they stand in for now (`principals`), at `now`.
+
+    Read once per page (`standing_of`) and handed to each read that needs it: the
+    inbox's rows (`decidable_and_barred`) and what each row says (dashboard's
+    `annotate`) would otherwise ask the database twice for the same two lists.
+    """
+
+    group_ids: tuple
+    principals: tuple
+    now: datetime
+
+
+def standing_of(user, now=None):
+    """The `Standing` of `user` now: two queries (none for someone not signed in)."""
+    now = now or timezone.now()
+    if not _signed_in(user):
+        return Standing((), (), now)
+    return Standing(
+        tuple(user.groups.values_list("pk", flat=True)),
+        tuple(away.principals_of(user, now).values_list("user_id", flat=True)),
+        now,
+    )
+
+
+def decidable_and_barred(user, standing=None):
     """(`approvals_for`, `barred_in_family`) of `user`, reading who names them and
-    where they acted once: the inbox lists both on one page."""
-    mine = _named_and_open(user)
+    where they acted once: the inbox lists both on one page. `standing`: the
+    user's `standing_of`, when the caller has read it."""
+    mine = _named_and_open(user, standing)
     if mine.query.is_empty():  # named nowhere: nothing to walk
         return mine, ApprovalRequest.objects.none()
     family = acted_families(user)
@@ -454,20 +483,19 @@ def decidable_and_barred(user):
     return mine.exclude(saga_id__in=family), mine.filter(saga_id__in=family)
 
 
-def _named_and_open(user):
+def _named_and_open(user, standing=None):
     """Open requests naming `user` (or a group of theirs, or someone they stand in for)
     that they have not decided, less four-eyes in the request's own saga."""
     if not _signed_in(user):
         return ApprovalRequest.objects.none()
+    standing = standing or standing_of(user)
     # A pending request always belongs to a pending saga whose step waits (the
     # step kind closes the request when the saga stops waiting), so the query
     # walks the pending-by-due index and checks each request's approvers with
     # an index lookup: an inbox of 100,000 requests reads about one page of them.
     sql = f"SELECT 1 FROM {USERS} u WHERE u.approvalrequest_id = {REQUESTS}.id AND u.user_id = %s"
     params = [user.pk]
-    group_ids = list(user.groups.values_list("pk", flat=True))
-    now = timezone.now()
-    principals = list(away.principals_of(user, now).values_list("user_id", flat=True))
+    group_ids, principals, now = list(standing.group_ids), list(standing.principals), standing.now
     named_anywhere = (
         principals
         or ApprovalRequest.users.through.objects.filter(user=user).exists()

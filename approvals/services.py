@@ -40,6 +40,7 @@ from .selectors import (  # noqa: F401  (the reads are part of this module's int
     is_eligible,
     is_operator,
     refusal,
+    standing_of,
     undecided_approvers,
     visible_requests,
 )

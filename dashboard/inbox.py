@@ -56,7 +56,8 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
         def searched(queryset):
             return search_fields.filter_by_terms(queryset, terms, saga_ref="saga_id")
 
-        decidable_rows, barred_in_family = approvals.decidable_and_barred(request.user)
+        standing = approvals.standing_of(request.user)  # for the rows and for what each says
+        decidable_rows, barred_in_family = approvals.decidable_and_barred(request.user, standing)
         mine = searched(decidable_rows)
         # A page an approver works through, not every request at once: rendering
         # a decision form per row is what costs time, not finding the rows.
@@ -89,7 +90,7 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
             item.decidable = item.pk in decidable
         context["decidable_count"] = sum(1 for item in items if item.decidable)
         context["barred_count"] = len(barred)
-        context["items"] = selectors.annotate(items, request.user)
+        context["items"] = selectors.annotate(items, request.user, standing=standing)
     template = "dashboard/inbox.html#list" if wants_fragment(request) else "dashboard/inbox.html"
     return render(request, template, context)
 

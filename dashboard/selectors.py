@@ -8,13 +8,13 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q
+from django.db.models import Count, Prefetch, Q
 from django.utils import timezone
 
-from approvals import away, claims
+from approvals import claims
 from approvals import services as approvals
 from approvals.formschema import fields_of
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, Decision
 from dashboard import branches
 from sagas import counts as state_counts
 from sagas import engine
@@ -434,11 +434,16 @@ def with_overdue(requests, now=None):
 
 
 def approval_rows(queryset=None):
-    """Approval requests with what an inbox row or the decision page shows, in fixed queries."""
+    """Approval requests with what an inbox row or the decision page shows, in fixed queries.
+
+    The decisions come with their users in the same query: `decisions__user` and
+    `decisions__on_behalf_of` took a query each more as soon as a row had a decision.
+    """
     queryset = ApprovalRequest.objects.all() if queryset is None else queryset
+    decisions = Decision.objects.select_related("user", "on_behalf_of")
     return queryset.select_related(
         "saga", "saga__started_by", "step", "claimed_by"
-    ).prefetch_related("decisions__user", "decisions__on_behalf_of", "users", "groups")
+    ).prefetch_related(Prefetch("decisions", queryset=decisions), "users", "groups")
 
 
 def approval_items(queryset, *, limit=100, newest_first=False):
@@ -475,14 +480,15 @@ def form_of(item):
     return engine.step_spec(item.saga, item.step).get("form")
 
 
-def annotate(items, user, *, values=None, errors=None):
+def annotate(items, user, *, standing=None, values=None, errors=None):
     """Put on each item: its form's fields, whom the user stands in for, the claim, claim buttons.
 
     Cheap per item (the rows come with users, groups and the claimer loaded):
-    the user's groups and whom they stand in for are read once.
+    the user's groups and whom they stand in for are read once, or not at all
+    when the caller read them for its rows (`standing`: approvals' `standing_of`).
     """
-    group_ids = set(user.groups.values_list("pk", flat=True))
-    principals = set(away.principals_of(user).values_list("user_id", flat=True))
+    standing = standing or approvals.standing_of(user)
+    group_ids, principals = set(standing.group_ids), set(standing.principals)
     operator = is_operator(user)
     for item in items:
         item.form_fields = fields_of(form_of(item), values, errors)

@@ -275,6 +275,21 @@ def measure(n_sagas, n_approvals, progress, repeat=30):
     }
 
 
+def lines(d):
+    """The table rows sagabench prints for this phase (its report, and --only-pages)."""
+    rows = [
+        f"| dashboard data: {d['sagas']:,} sagas, {d['steps']:,} steps, {d['approvals']:,} approvals "
+        f"| generated in {d['generate_seconds']} s | minutes |"
+    ]
+    for label, page in d["pages"].items():
+        rows.append(
+            f"| {label} | p50 {page['p50_ms']} ms, p95 {page['p95_ms']} ms, {page['queries']} queries"
+            + (f"; reads {', '.join(page['plan'])}" if page.get("plan") else "")
+            + (" | p95 ≤ 100 ms |" if label.startswith("aging") else " | p95 ≤ 50 ms |")
+        )
+    return rows
+
+
 def list_plan(query):
     """What PostgreSQL reads to answer the saga list's filter `query`: index names, or
     "Seq Scan on <table>" when it reads a whole table (which at a million sagas would

@@ -83,3 +83,27 @@ def test_the_overview_counts_the_paused_sagas(publish, client, alice):
     html = client.get(reverse("overview")).content.decode()
     assert '<span class="stat-n">1</span> <span class="badge badge-paused">' in html
     assert 'href="/sagas/?paused=true"' in html
+
+
+def test_the_chart_formats_no_number_through_localization(monkeypatch):
+    # ~700 coordinates and counts: each through Django's number_format (which
+    # looks up the language's formats) was most of the overview's render time.
+    # SVG coordinates are plain digits in any locale: {% localize off %}.
+    from datetime import UTC, datetime, timedelta
+
+    from django.template import engines
+    from django.utils import formats
+
+    from dashboard.selectors import Minute
+
+    calls = []
+    number_format = formats.number_format
+    monkeypatch.setattr(
+        formats, "number_format", lambda *a, **k: calls.append(a) or number_format(*a, **k)
+    )
+    start = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    minutes = [Minute(start + timedelta(minutes=i), 1500 + i, 1400, 3) for i in range(60)]
+    chart = engines["django"].from_string("{% load sagaflow %}{% activity_chart minutes %}")
+    svg = chart.render({"minutes": minutes})
+    assert 'height="120"' in svg and "1559 started" in svg
+    assert calls == []

@@ -21,7 +21,7 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from dashboard.bench import cluster as bench_cluster
-from dashboard.bench import eager_runs, fan_out
+from dashboard.bench import eager_runs, fan_out, pages_at_scale
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -89,6 +89,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--only-bulk", action="store_true", help="run only the bulk phase (and its setup)"
         )
+        parser.add_argument(
+            "--only-pages",
+            action="store_true",
+            help="run only the dashboard phase (pages over --scale-sagas generated sagas)",
+        )
         fan_out.add_arguments(parser)
         parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
         parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
@@ -133,7 +138,7 @@ class Command(BaseCommand):
             for flag in (*sizes, "json"):
                 if options[flag] is not None:
                     argv += [f"--{flag.replace('_', '-')}", str(options[flag])]
-            for flag in ("quick", "only_bulk", "only_fan_out"):
+            for flag in ("quick", "only_bulk", "only_fan_out", "only_pages"):
                 if options[flag]:
                     argv.append(f"--{flag.replace('_', '-')}")
             result = subprocess.run(argv, cwd=ROOT, env=env)
@@ -168,6 +173,13 @@ class Command(BaseCommand):
             if options["json"]:
                 Path(options["json"]).write_text(json.dumps(figures, indent=2, default=str))
             return
+        scale_n = options["scale_sagas"] or (2000 if quick else 1_000_000)
+        if options["only_pages"]:
+            figures["dashboard"] = self.phase_dashboard(scale_n)
+            self.stdout.write("\n".join(pages_at_scale.lines(figures["dashboard"])))
+            if options["json"]:
+                Path(options["json"]).write_text(json.dumps(figures, indent=2, default=str))
+            return
         figures["ceiling"] = self.phase_ceiling(seconds=1 if quick else 5)
         n = options["sagas"] or (100 if quick else 3000)
         figures["throughput"] = self.phase_throughput(n, figures["ceiling"])
@@ -189,7 +201,6 @@ class Command(BaseCommand):
         finally:
             self.stop_cluster(cluster)
         figures["bulk"] = self.phase_bulk(bulk_n)
-        scale_n = options["scale_sagas"] or (2000 if quick else 1_000_000)
         figures["dashboard"] = self.phase_dashboard(scale_n)
         self.report(figures)
         if options["json"]:
@@ -465,8 +476,6 @@ class Command(BaseCommand):
         )
 
     def phase_dashboard(self, n):
-        from dashboard.bench import pages_at_scale
-
         approvals = min(100_000, n // 10)
         return pages_at_scale.measure(n, approvals if self.has_approvals else 0, self.progress)
 
@@ -566,17 +575,7 @@ class Command(BaseCommand):
             f"| qcluster RSS, start → after {m['sagas']} sagas | {m['rss_start_mb']} → {m['rss_after_mb']} MB "
             f"({m['growth_pct']:+}%) | ≤ +10 % |"
         )
-        d = f["dashboard"]
-        lines.append(
-            f"| dashboard data: {d['sagas']:,} sagas, {d['steps']:,} steps, {d['approvals']:,} approvals "
-            f"| generated in {d['generate_seconds']} s | minutes |"
-        )
-        for label, page in d["pages"].items():
-            lines.append(
-                f"| {label} | p50 {page['p50_ms']} ms, p95 {page['p95_ms']} ms, {page['queries']} queries"
-                + (f"; reads {', '.join(page['plan'])}" if page.get("plan") else "")
-                + (" | p95 ≤ 100 ms |" if label.startswith("aging") else " | p95 ≤ 50 ms |")
-            )
+        lines += pages_at_scale.lines(f["dashboard"])
         lines += [self.bulk_line(f["bulk"]), fan_out.line(f["fan_out"])]
         self.stdout.write("\n".join(lines))
 
