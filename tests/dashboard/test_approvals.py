@@ -190,9 +190,9 @@ def test_the_saga_list_shows_an_approver_the_sagas_they_are_asked_about(
     assert f'href="/sagas/{other.pk}/"' not in html
 
 
-def test_a_quorum_request_shows_how_many_approved_so_far(
-    client, approver, django_user_model, managers, publish, settle, alice
-):
+@pytest.fixture
+def quorum_request(django_user_model, managers, publish, settle, alice):
+    """A request two managers must approve, and the second manager: (request, second)."""
     from approvals.models import ApprovalRequest
     from sagas.engine import start_saga
 
@@ -204,9 +204,13 @@ def test_a_quorum_request_shows_how_many_approved_so_far(
     publish(doc)
     saga, _ = start_saga(workflow="two_approvers", input={"order_id": "1"}, user=alice)
     settle()
-    request = ApprovalRequest.objects.get(saga=saga)
     second = django_user_model.objects.create_user("second", password="x")
     second.groups.add(managers)
+    return ApprovalRequest.objects.get(saga=saga), second
+
+
+def test_a_quorum_request_shows_how_many_approved_so_far(client, approver, quorum_request):
+    request, second = quorum_request
     client.force_login(approver)
     client.post(f"/approvals/{request.pk}/", {"decision": "approve"})
     client.force_login(second)
@@ -252,24 +256,11 @@ def test_the_inbox_reads_the_approvers_groups_and_stand_ins_once(
 
 
 def test_the_inbox_takes_the_same_queries_when_its_rows_have_decisions(
-    client, approver, django_user_model, managers, publish, settle, alice
+    client, approver, quorum_request
 ):
     # A decision's user and on-behalf-of come with it (one query for the
     # decisions of the page), not in a query each more once any row has one.
-    from approvals.models import ApprovalRequest
-    from sagas.engine import start_saga
-
-    from .conftest import APPROVAL
-
-    doc = {**APPROVAL, "name": "two_approvers"}
-    doc["steps"] = [dict(s) for s in APPROVAL["steps"]]
-    doc["steps"][2]["policy"] = "quorum:2"
-    publish(doc)
-    saga, _ = start_saga(workflow="two_approvers", input={"order_id": "1"}, user=alice)
-    settle()
-    request = ApprovalRequest.objects.get(saga=saga)
-    second = django_user_model.objects.create_user("second", password="x")
-    second.groups.add(managers)
+    request, second = quorum_request
     client.force_login(second)
     client.get("/approvals/")
     with CaptureQueriesContext(connection) as undecided:
