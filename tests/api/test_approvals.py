@@ -137,6 +137,31 @@ def test_deciding_twice_or_after_the_close_is_a_conflict(api, carol, dave, pendi
     assert state_of(pending_approval) == before
 
 
+def test_the_list_takes_the_same_queries_when_its_approvals_have_decisions(
+    api, carol, root, pending_approval
+):
+    # A decision's user and on-behalf-of, and a comment's author, come with them
+    # (one query each for the page), not in a query each more once a row has one.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = "/api/v1/approvals/"
+    client = api(root)
+    client.get(url)
+    with CaptureQueriesContext(connection) as undecided:
+        assert client.get(url).json()["results"][0]["decisions"] == []
+    decided = api(carol).post(
+        f"/api/v1/approvals/{pending_approval.pk}/decide/",
+        {"decision": "approve", "comment": "fine"},
+        format="json",
+    )
+    assert decided.status_code == 200
+    with CaptureQueriesContext(connection) as with_decision:
+        row = client.get(url).json()["results"][0]
+    assert [d["user"] for d in row["decisions"]] == ["carol"]
+    assert len(with_decision) == len(undecided), [q["sql"] for q in with_decision]
+
+
 @pytest.mark.parametrize(
     "body,field",
     [
