@@ -170,16 +170,12 @@ class Command(BaseCommand):
         if options["only_bulk"]:
             figures["bulk"] = self.phase_bulk(bulk_n)
             self.stdout.write(self.bulk_line(figures["bulk"]))
-            if options["json"]:
-                Path(options["json"]).write_text(json.dumps(figures, indent=2, default=str))
-            return
+            return self.write_json(figures, options["json"])
         scale_n = options["scale_sagas"] or (2000 if quick else 1_000_000)
         if options["only_pages"]:
             figures["dashboard"] = self.phase_dashboard(scale_n)
             self.stdout.write("\n".join(pages_at_scale.lines(figures["dashboard"])))
-            if options["json"]:
-                Path(options["json"]).write_text(json.dumps(figures, indent=2, default=str))
-            return
+            return self.write_json(figures, options["json"])
         figures["ceiling"] = self.phase_ceiling(seconds=1 if quick else 5)
         n = options["sagas"] or (100 if quick else 3000)
         figures["throughput"] = self.phase_throughput(n, figures["ceiling"])
@@ -203,9 +199,13 @@ class Command(BaseCommand):
         figures["bulk"] = self.phase_bulk(bulk_n)
         figures["dashboard"] = self.phase_dashboard(scale_n)
         self.report(figures)
-        if options["json"]:
-            Path(options["json"]).write_text(json.dumps(figures, indent=2, default=str))
-            self.stdout.write(f"figures written to {options['json']}")
+        self.write_json(figures, options["json"])
+
+    def write_json(self, figures, path):
+        """--json FILE: the figures of the phases that ran."""
+        if path:
+            Path(path).write_text(json.dumps(figures, indent=2, default=str))
+            self.stdout.write(f"figures written to {path}")
 
     def setup(self):
         from django.contrib.auth import get_user_model
